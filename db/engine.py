@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# libpq's TLS parameters, which asyncpg does not take as keyword arguments.
+_TLS_PARAMS = ("sslmode", "sslrootcert", "sslcert", "sslkey")
+LOCAL_SOCKET_HINTS = ("/",)
+
+
+class DatabaseUrlError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseTarget:
+    """Where to connect and how: the SQLAlchemy URL plus the asyncpg TLS setting."""
+
+    url: URL
+    tls: ssl.SSLContext | str | None
+
+    @property
+    def is_local(self) -> bool:
+        host = self.url.host or self.url.query.get("host")
+        if isinstance(host, tuple):
+            host = host[0]
+        return host is None or str(host).startswith(LOCAL_SOCKET_HINTS) or host in (
+            "localhost",
+            "127.0.0.1",
+            "::1",
+        )
+
+    @property
+    def verifies_server(self) -> bool:
+        return isinstance(self.tls, ssl.SSLContext) and self.tls.verify_mode == ssl.CERT_REQUIRED
+
+    def redacted(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+
+def parse_database_url(raw: str) -> DatabaseTarget:
+    """Accept a libpq-style URL (``postgresql://...?sslmode=verify-full&sslrootcert=ca.pem``)
+    and turn it into an asyncpg URL plus an SSL context."""
+    try:
+        url = make_url(raw)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with the raw URL inside
+        raise DatabaseUrlError("DATABASE_URL is not a valid database URL") from exc
+    if url.get_backend_name() != "postgresql":
+        raise DatabaseUrlError("DATABASE_URL must point to PostgreSQL (postgresql://...)")
+    url = url.set(drivername="postgresql+asyncpg")
+    query = dict(url.query)
+    tls_params = {key: query.pop(key) for key in _TLS_PARAMS if key in query}
+    url = url.set(query=query)
+    return DatabaseTarget(url=url, tls=_tls_from_params(tls_params))
+
+
+def _tls_from_params(params: dict[str, str | tuple[str, ...]]) -> ssl.SSLContext | str | None:
+    mode = str(params.get("sslmode", "")) or None
+    if mode in (None, "disable"):
+        return None
+    if mode in ("allow", "prefer", "require"):
+        return mode
+    if mode not in ("verify-ca", "verify-full"):
+        raise DatabaseUrlError(
+            "sslmode must be one of disable, allow, prefer, require, verify-ca, verify-full"
+        )
+    cafile = params.get("sslrootcert")
+    context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = mode == "verify-full"
+    if "sslcert" in params:
+        context.load_cert_chain(str(params["sslcert"]), str(params.get("sslkey") or "") or None)
+    return context
+
+
+def create_engine(
+    target: DatabaseTarget, *, pool_size: int = 10, max_overflow: int = 5, application_name: str = "phigate"
+) -> AsyncEngine:
+    connect_args: dict[str, object] = {
+        "server_settings": {"application_name": application_name, "jit": "off"},
+    }
+    if target.tls is not None:
+        connect_args["ssl"] = target.tls
+    return create_async_engine(
+        target.url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_recycle=1800,
+        connect_args=connect_args,
+    )

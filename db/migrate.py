@@ -1,0 +1,40 @@
+"""Run Alembic migrations from code: no alembic.ini to keep in step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.engine import DatabaseTarget
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(target: DatabaseTarget) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["target"] = target
+    return config
+
+
+def upgrade(target: DatabaseTarget, revision: str = "head") -> None:
+    """Migrate with the owner/administrator connection. Not callable from a running loop."""
+    command.upgrade(alembic_config(target), revision)
+
+
+def head_revision() -> str | None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as connection:
+        return await connection.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )

@@ -1,0 +1,86 @@
+"""One database transaction per GraphQL request."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Executable
+from sqlalchemy.engine import CursorResult, Result, Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from db.errors import ConstraintViolation
+
+
+class RequestDatabase:
+    """The request's connection, opened on first use and kept in one transaction.
+
+    GraphQL resolves sibling fields concurrently and a PostgreSQL connection runs one
+    statement at a time, so statements queue on a lock. Resolvers never commit: the
+    unit-of-work extension commits or rolls back once, at the end of the operation.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: AsyncConnection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        return self._connection is not None
+
+    async def _connect(self) -> AsyncConnection:
+        if self._connection is None:
+            connection = await self._engine.connect()
+            try:
+                await connection.begin()
+            except BaseException:
+                await connection.close()
+                raise
+            self._connection = connection
+        return self._connection
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]:
+        async with self._lock:
+            connection = await self._connect()
+            try:
+                return await connection.execute(statement, parameters)
+            except IntegrityError as exc:
+                raise ConstraintViolation(_constraint_name(exc)) from None
+
+    async def rows(self, statement: Executable, parameters: Any = None) -> Sequence[Row[Any]]:
+        return (await self.execute(statement, parameters)).all()
+
+    async def first(self, statement: Executable, parameters: Any = None) -> Row[Any] | None:
+        return (await self.execute(statement, parameters)).first()
+
+    async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
+        return (await self.execute(statement, parameters)).scalar()
+
+    async def rowcount(self, statement: Executable, parameters: Any = None) -> int:
+        result = await self.execute(statement, parameters)
+        assert isinstance(result, CursorResult)
+        return result.rowcount
+
+    async def commit(self) -> None:
+        async with self._lock:
+            if self._connection is not None:
+                await self._connection.commit()
+
+    async def rollback(self) -> None:
+        async with self._lock:
+            if self._connection is not None and self._connection.in_transaction():
+                await self._connection.rollback()
+
+    async def close(self) -> None:
+        async with self._lock:
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                await connection.close()
+
+
+def _constraint_name(exc: IntegrityError) -> str | None:
+    driver_error = exc.orig.__cause__ if exc.orig is not None else None
+    return getattr(driver_error, "constraint_name", None)

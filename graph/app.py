@@ -1,0 +1,83 @@
+"""The ASGI application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from db.embedded import attach_embedded
+from db.engine import DatabaseTarget, create_engine, parse_database_url
+from graph.logs import configure_logging, describe_exception
+from graph.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from graph.schema import schema as default_schema
+from graph.settings import Settings
+from graph.view import GraphQLView
+
+log = structlog.get_logger("phigate.app")
+READY_TIMEOUT_SECONDS = 2.0
+
+
+def create_app(settings: Settings, *, target: DatabaseTarget, schema: object = default_schema) -> Starlette:
+    engine = create_engine(target, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+
+    async def health(_: Request) -> JSONResponse:
+        # Liveness only: says nothing about versions, configuration or data.
+        return JSONResponse({"status": "ok"})
+
+    async def ready(_: Request) -> JSONResponse:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_SECONDS), engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            log.warning("not_ready", **describe_exception(exc))
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    graphql = GraphQLView(schema, engine=engine, settings=settings)
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/ready", ready, methods=["GET"]),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+        ],
+        middleware=[Middleware(RequestContextMiddleware), Middleware(SecurityHeadersMiddleware)],
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    return app
+
+
+def database_target(settings: Settings) -> DatabaseTarget:
+    """The application's own connection: DATABASE_URL, or the embedded server that
+    `phigate serve` started, as the non-owner application role."""
+    if settings.database_url is not None:
+        return parse_database_url(settings.database_url)
+    return attach_embedded(settings.data_dir).app_target()
+
+
+def create_app_from_env() -> Starlette:
+    """Factory for `uvicorn --factory graph.app:create_app_from_env` (used by workers)."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings, target=database_target(settings))
+
+
+def engine_of(app: Starlette) -> AsyncEngine:
+    return app.state.engine  # type: ignore[no-any-return]

@@ -1,0 +1,172 @@
+"""The `phigate` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from db.embedded import APP_DATABASE, EmbeddedDatabaseError, EmbeddedPostgres, start_embedded
+from db.engine import DatabaseTarget, DatabaseUrlError, create_engine, parse_database_url
+from db.migrate import current_revision, head_revision, upgrade
+from graph.logs import configure_logging
+from graph.settings import Settings, SettingsError
+
+
+class CommandError(Exception):
+    """A refusal with a message for the operator; exits 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    app: DatabaseTarget
+    admin: DatabaseTarget
+    embedded: EmbeddedPostgres | None
+
+
+def open_database(settings: Settings) -> Database:
+    if settings.uses_embedded_database:
+        embedded = start_embedded(settings.data_dir)
+        embedded.ensure_database(APP_DATABASE)
+        return Database(app=embedded.app_target(), admin=embedded.admin_target(), embedded=embedded)
+    assert settings.database_url is not None
+    app = parse_database_url(settings.database_url)
+    admin = parse_database_url(settings.migration_database_url or settings.database_url)
+    return Database(app=app, admin=admin, embedded=None)
+
+
+async def _revision(target: DatabaseTarget) -> str | None:
+    engine = create_engine(target, pool_size=1, max_overflow=0, application_name="phigate-cli")
+    try:
+        return await current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
+def _emit(payload: dict[str, object]) -> None:
+    print(json.dumps(payload, indent=2, default=str))
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    database = open_database(settings)
+    upgrade(database.admin)
+    _emit({"migrated": True, "revision": head_revision()})
+    return 0
+
+
+def _seed(settings: Settings, database: Database, patients: int) -> dict[str, object]:
+    if settings.is_production:
+        raise CommandError("seed-demo is refused when PHIGATE_ENV=production: demo data does not belong there")
+    from db.demo import seed_demo
+
+    async def run() -> dict[str, object]:
+        engine = create_engine(database.app, pool_size=1, max_overflow=0, application_name="phigate-seed")
+        try:
+            async with engine.begin() as connection:
+                report = await seed_demo(connection, patients=patients)
+        finally:
+            await engine.dispose()
+        return {"demo_data": "synthetic", "patients": report.patients, "baas": report.baas, "breaches": report.breaches}
+
+    return asyncio.run(run())
+
+
+def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
+    database = open_database(settings)
+    if database.embedded is not None:
+        upgrade(database.admin)
+    _emit(_seed(settings, database, args.patients))
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    database = open_database(settings)
+    if database.embedded is not None:
+        upgrade(database.admin)  # zero-setup: the embedded database is always current
+    elif asyncio.run(_revision(database.app)) != head_revision():
+        raise CommandError("the database schema is not current: run `phigate migrate` first")
+    if args.demo:
+        _emit(_seed(settings, database, args.demo_patients))
+    _emit({"graphql": f"http://{args.host}:{args.port}/graphql", "database": "embedded" if database.embedded else "DATABASE_URL"})
+    uvicorn.run(
+        "graph.app:create_app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def cmd_export_schema(_: Settings, args: argparse.Namespace) -> int:
+    from graph.schema import schema_sdl
+
+    sdl = schema_sdl()
+    path = Path(args.output)
+    if args.check:
+        if not path.exists() or path.read_text(encoding="utf-8") != sdl:
+            print(f"{path} is out of date: run `phigate export-schema`", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(sdl, encoding="utf-8")
+    _emit({"written": str(path)})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phigate",
+        description="phigate: a GraphQL gateway for HIPAA-regulated data. Configuration comes "
+        "from environment variables (see the README); with no DATABASE_URL an embedded "
+        "PostgreSQL is started in PHIGATE_DATA_DIR (default ./var/pgdata).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway (migrates the embedded database first)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--demo", action="store_true", help="seed synthetic demo data before serving")
+    serve.add_argument("--demo-patients", type=int, default=50, help=argparse.SUPPRESS)
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="apply database migrations (PHIGATE_MIGRATION_DATABASE_URL, else DATABASE_URL, else embedded)",
+    )
+    migrate.set_defaults(handler=cmd_migrate)
+
+    seed = commands.add_parser("seed-demo", help="add synthetic demo patients, BAAs and breaches (idempotent)")
+    seed.add_argument("--patients", type=int, default=50, help="number of synthetic patients (default 50)")
+    seed.set_defaults(handler=cmd_seed_demo)
+
+    export = commands.add_parser("export-schema", help="write the GraphQL schema (SDL) to a file")
+    export.add_argument("--output", default="schema.graphql", help="path (default schema.graphql)")
+    export.add_argument("--check", action="store_true", help="exit 1 if the file differs from the code")
+    export.set_defaults(handler=cmd_export_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        configure_logging(settings.log_level, settings.log_format)
+        return int(args.handler(settings, args))
+    except (CommandError, SettingsError, DatabaseUrlError, EmbeddedDatabaseError) as exc:
+        print(f"phigate: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

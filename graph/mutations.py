@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+import strawberry
+
+from domain.baas import document_sha256
+from domain.data_classes import DataClass
+from domain.errors import FieldViolation, InvalidInput
+from graph.directives import classified, classified_arg
+from graph.types.baa import BaaCreateInput, BaaPayload, BaaSignInput, BaaUpdateInput, Baa
+from graph.types.breach import BreachIncident, BreachNotification, BreachNotificationPayload, BreachPayload
+from graph.types.breach_inputs import (
+    BreachNotificationInput,
+    BreachReportInput,
+    BreachUpdateInput,
+    jurisdiction_counts,
+)
+from graph.types.common import GraphInfo
+from graph.types.patient import Consent, ConsentPayload, Patient, PatientPayload
+from graph.types.patient_inputs import ConsentRecordInput, PatientCreateInput, PatientUpdateInput
+from resolvers import baas, breaches, patients
+from resolvers.inputs import parse_id, parse_ids
+
+PUBLIC = DataClass.PUBLIC
+COMPLIANCE = DataClass.COMPLIANCE
+
+
+def _signed_document_hash(sign: BaaSignInput) -> str:
+    if (sign.document_base64 is None) == (sign.document_sha256 is None):
+        raise InvalidInput(
+            [FieldViolation("input", "must give exactly one of documentBase64 and documentSha256")]
+        )
+    if sign.document_sha256 is not None:
+        return sign.document_sha256
+    try:
+        document = base64.b64decode(sign.document_base64 or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput([FieldViolation("input.documentBase64", "must be base64")]) from None
+    return document_sha256(document)
+
+
+@strawberry.type
+class Mutation:
+    @classified(PUBLIC, description="Register a patient, with any known diagnoses.")
+    async def patient_create(self, info: GraphInfo, input: Annotated[PatientCreateInput, classified_arg(PUBLIC)]) -> PatientPayload:  # noqa: A002
+        row = await patients.create_patient(
+            info.context, input.to_values(), [d.to_values() for d in input.diagnoses]
+        )
+        return PatientPayload(patient=Patient.from_row(row))
+
+    @classified(PUBLIC, description="Change a patient's details; only the fields given change.")
+    async def patient_update(self, info: GraphInfo, input: Annotated[PatientUpdateInput, classified_arg(PUBLIC)]) -> PatientPayload:  # noqa: A002
+        row = await patients.update_patient(
+            info.context,
+            parse_id(input.id, "input.id"),
+            input.to_values(),
+            add_diagnoses=[d.to_values() for d in input.add_diagnoses],
+            remove_diagnosis_ids=parse_ids(input.remove_diagnosis_ids, "input.removeDiagnosisIds"),
+        )
+        return PatientPayload(patient=Patient.from_row(row))
+
+    @classified(COMPLIANCE, description="Record a patient's consent decision.")
+    async def consent_record(self, info: GraphInfo, input: Annotated[ConsentRecordInput, classified_arg(PUBLIC)]) -> ConsentPayload:  # noqa: A002
+        patient_id = parse_id(input.patient_id, "input.patientId")
+        row = await patients.record_consent(
+            info.context,
+            patient_id,
+            consent_type=input.consent_type,
+            status=input.status,
+            effective_date=input.effective_date,
+        )
+        patient = await patients.patient(info.context, patient_id)
+        return ConsentPayload(consent=Consent.from_row(row), patient=Patient.from_row(patient))
+
+    @classified(COMPLIANCE, description="Draft a Business Associate Agreement.")
+    async def baa_create(self, info: GraphInfo, input: Annotated[BaaCreateInput, classified_arg(PUBLIC)]) -> BaaPayload:  # noqa: A002
+        return BaaPayload(baa=Baa.from_row(await baas.create_baa(info.context, input.to_values())))
+
+    @classified(COMPLIANCE, description="Change a BAA; every changed field is kept in its history.")
+    async def baa_update(self, info: GraphInfo, input: Annotated[BaaUpdateInput, classified_arg(PUBLIC)]) -> BaaPayload:  # noqa: A002
+        row = await baas.update_baa(info.context, parse_id(input.id, "input.id"), input.to_values())
+        return BaaPayload(baa=Baa.from_row(row))
+
+    @classified(COMPLIANCE, description="Record the signature of a BAA, which makes it ACTIVE.")
+    async def baa_sign(self, info: GraphInfo, input: Annotated[BaaSignInput, classified_arg(PUBLIC)]) -> BaaPayload:  # noqa: A002
+        row = await baas.sign_baa(
+            info.context,
+            parse_id(input.id, "input.id"),
+            signed_by=input.signed_by,
+            signed_at=input.signed_at,
+            document_sha256=_signed_document_hash(input),
+        )
+        return BaaPayload(baa=Baa.from_row(row))
+
+    @classified(COMPLIANCE, description="Report a suspected breach; it starts as REPORTED.")
+    async def breach_report(self, info: GraphInfo, input: Annotated[BreachReportInput, classified_arg(PUBLIC)]) -> BreachPayload:  # noqa: A002
+        row = await breaches.report_breach(
+            info.context,
+            input.to_values(),
+            affected_patient_ids=parse_ids(input.affected_patient_ids, "input.affectedPatientIds"),
+            jurisdictions=jurisdiction_counts(input.jurisdictions),
+        )
+        return BreachPayload(breach=BreachIncident.from_row(row))
+
+    @classified(COMPLIANCE, description="Assess, advance or amend a breach incident.")
+    async def breach_update(self, info: GraphInfo, input: Annotated[BreachUpdateInput, classified_arg(PUBLIC)]) -> BreachPayload:  # noqa: A002
+        row = await breaches.update_breach(
+            info.context,
+            parse_id(input.id, "input.id"),
+            input.to_values(),
+            add_affected_patient_ids=parse_ids(input.add_affected_patient_ids, "input.addAffectedPatientIds"),
+            jurisdictions=jurisdiction_counts(input.jurisdictions),
+        )
+        return BreachPayload(breach=BreachIncident.from_row(row))
+
+    @classified(COMPLIANCE, description="Record a notification sent for a confirmed breach.")
+    async def breach_notification_record(
+        self,
+        info: GraphInfo,
+        input: Annotated[BreachNotificationInput, classified_arg(PUBLIC)],  # noqa: A002
+    ) -> BreachNotificationPayload:
+        breach_id = parse_id(input.breach_id, "input.breachId")
+        row = await breaches.record_notification(
+            info.context, breach_id, recipient=input.recipient, method=input.method, sent_on=input.sent_on
+        )
+        breach = await breaches.breach(info.context, breach_id)
+        return BreachNotificationPayload(
+            notification=BreachNotification.from_row(row), breach=BreachIncident.from_row(breach)
+        )

@@ -1,0 +1,39 @@
+"""Schema assembly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.printer import print_schema
+from strawberry.schema.config import StrawberryConfig
+
+from graph.extensions.safe_errors import SafeErrors
+from graph.extensions.unit_of_work import UnitOfWork
+from graph.mutations import Mutation
+from graph.queries import Query
+from graph.scalars import SCALAR_OVERRIDES
+
+
+class PhigateSchema(strawberry.Schema):
+    def process_errors(self, errors: Any, execution_context: Any = None) -> None:
+        """Strawberry's default logs each error with its traceback and message, which can
+        quote values. SafeErrors logs codes instead."""
+
+
+def build_schema() -> PhigateSchema:
+    return PhigateSchema(
+        query=Query,
+        mutation=Mutation,
+        scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
+        # Order matters: the first wraps the rest, so SafeErrors sees what UnitOfWork decided.
+        extensions=[SafeErrors, UnitOfWork],
+        config=StrawberryConfig(auto_camel_case=True),
+    )
+
+
+schema = build_schema()
+
+
+def schema_sdl() -> str:
+    return print_schema(schema) + "\n"

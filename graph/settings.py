@@ -1,0 +1,119 @@
+"""Configuration from the environment. Every variable is listed in the README."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class SettingsError(ValueError):
+    """A configuration value is wrong; the message names the variable and the rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    environment: Environment = Environment.DEVELOPMENT
+    database_url: str | None = field(default=None, repr=False)
+    migration_database_url: str | None = field(default=None, repr=False)
+    data_dir: Path = Path("var/pgdata")
+    db_pool_size: int = 10
+    db_max_overflow: int = 5
+    max_page_size: int = 100
+    default_page_size: int = 20
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            environment=_enum(env, "PHIGATE_ENV", Environment, Environment.DEVELOPMENT),
+            database_url=_secret(env, "DATABASE_URL"),
+            migration_database_url=_secret(env, "PHIGATE_MIGRATION_DATABASE_URL"),
+            data_dir=Path(env.get("PHIGATE_DATA_DIR") or "var/pgdata"),
+            db_pool_size=_int(env, "PHIGATE_DB_POOL_SIZE", 10, minimum=1, maximum=200),
+            db_max_overflow=_int(env, "PHIGATE_DB_MAX_OVERFLOW", 5, minimum=0, maximum=200),
+            max_page_size=_int(env, "PHIGATE_MAX_PAGE_SIZE", 100, minimum=1, maximum=1000),
+            default_page_size=_int(env, "PHIGATE_DEFAULT_PAGE_SIZE", 20, minimum=1, maximum=1000),
+            log_level=_choice(env, "PHIGATE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            log_format=_choice(env, "PHIGATE_LOG_FORMAT", ("json", "console"), "json"),
+        )._validated()
+
+    def _validated(self) -> Settings:
+        if self.default_page_size > self.max_page_size:
+            raise SettingsError(
+                "PHIGATE_DEFAULT_PAGE_SIZE must not exceed PHIGATE_MAX_PAGE_SIZE"
+            )
+        return self
+
+    def describe(self) -> dict[str, str]:
+        """Settings without secrets, for `phigate check` and start-up logs."""
+        hidden = {"database_url", "migration_database_url"}
+        described = {f.name: str(getattr(self, f.name)) for f in fields(self) if f.name not in hidden}
+        described["database"] = "embedded" if self.uses_embedded_database else "DATABASE_URL"
+        return described
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """``NAME`` or the contents of the file named by ``NAME_FILE`` (Docker/K8s secrets)."""
+    value = env.get(name)
+    path = env.get(f"{name}_FILE")
+    if value and path:
+        raise SettingsError(f"set either {name} or {name}_FILE, not both")
+    if path:
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(f"{name}_FILE names a file that cannot be read") from exc
+    return value or None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number") from None
+    if not minimum <= value <= maximum:
+        raise SettingsError(f"{name} must be between {minimum} and {maximum}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    raw = env.get(name) or default
+    if raw not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}")
+    return raw
+
+
+def _enum(env: Mapping[str, str], name: str, enum: type[E], default: E) -> E:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return enum(raw)
+    except ValueError:
+        raise SettingsError(
+            f"{name} must be one of {', '.join(member.value for member in enum)}"
+        ) from None

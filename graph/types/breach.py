@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+import strawberry
+from sqlalchemy.engine import Row
+
+from domain.data_classes import DataClass
+from graph.directives import PhiCategory, classified
+from graph.types.common import GraphInfo
+from graph.types.enums import BreachStatus, NotificationMethod, NotificationRecipient, RiskConclusion
+from graph.types.patient import Patient
+
+COMPLIANCE = DataClass.COMPLIANCE
+PUBLIC = DataClass.PUBLIC
+
+
+@strawberry.type(description="The four-factor assessment of 45 CFR 164.402(2).")
+class RiskAssessment:
+    nature_and_extent: str | None = classified(COMPLIANCE)
+    unauthorized_recipient: str | None = classified(COMPLIANCE)
+    acquired_or_viewed: str | None = classified(COMPLIANCE)
+    mitigation: str | None = classified(COMPLIANCE)
+    conclusion: RiskConclusion | None = classified(COMPLIANCE)
+    assessed_at: datetime | None = classified(COMPLIANCE)
+
+
+@strawberry.type(description="Affected individuals residing in one State or jurisdiction.")
+class JurisdictionCount:
+    jurisdiction: str = classified(COMPLIANCE)
+    affected_count: int = classified(COMPLIANCE)
+
+
+@strawberry.type
+class BreachNotification:
+    id: strawberry.ID = classified(PUBLIC)
+    recipient: NotificationRecipient = classified(COMPLIANCE)
+    method: NotificationMethod = classified(COMPLIANCE)
+    sent_on: date = classified(COMPLIANCE)
+    recorded_at: datetime = classified(COMPLIANCE)
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> BreachNotification:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            recipient=NotificationRecipient(row.recipient),
+            method=NotificationMethod(row.method),
+            sent_on=row.sent_on,
+            recorded_at=row.recorded_at,
+        )
+
+
+@strawberry.type(description="A security incident assessed under the Breach Notification Rule.")
+class BreachIncident:
+    row_id: strawberry.Private[uuid.UUID]
+    id: strawberry.ID = classified(PUBLIC)
+    title: str = classified(COMPLIANCE)
+    description: str | None = classified(COMPLIANCE)
+    discovered_at: datetime = classified(COMPLIANCE)
+    occurred_at: datetime | None = classified(COMPLIANCE)
+    status: BreachStatus = classified(COMPLIANCE)
+    affected_count: int = classified(COMPLIANCE)
+    phi_categories: list[PhiCategory] = classified(COMPLIANCE)
+    risk_assessment: RiskAssessment = classified(COMPLIANCE)
+    root_cause: str | None = classified(COMPLIANCE)
+    remediation_actions: list[str] = classified(COMPLIANCE)
+    created_at: datetime = classified(COMPLIANCE)
+    updated_at: datetime = classified(COMPLIANCE)
+
+    @classified(PUBLIC, description="Patients on record as affected; their fields keep their own classes.")
+    async def affected_patients(self, info: GraphInfo) -> list[Patient]:
+        rows = await info.context.loaders.affected_patients.load(self.row_id)
+        return [Patient.from_row(row) for row in rows]
+
+    @classified(COMPLIANCE)
+    async def jurisdictions(self, info: GraphInfo) -> list[JurisdictionCount]:
+        rows = await info.context.loaders.jurisdictions.load(self.row_id)
+        return [JurisdictionCount(jurisdiction=r.jurisdiction, affected_count=r.affected_count) for r in rows]
+
+    @classified(COMPLIANCE)
+    async def notifications(self, info: GraphInfo) -> list[BreachNotification]:
+        rows = await info.context.loaders.notifications.load(self.row_id)
+        return [BreachNotification.from_row(row) for row in rows]
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> BreachIncident:
+        return cls(
+            row_id=row.id,
+            id=strawberry.ID(str(row.id)),
+            title=row.title,
+            description=row.description,
+            discovered_at=row.discovered_at,
+            occurred_at=row.occurred_at,
+            status=BreachStatus(row.status),
+            affected_count=row.affected_count,
+            phi_categories=[PhiCategory(value) for value in row.phi_categories],
+            risk_assessment=RiskAssessment(
+                nature_and_extent=row.risk_nature_and_extent,
+                unauthorized_recipient=row.risk_unauthorized_recipient,
+                acquired_or_viewed=row.risk_acquired_or_viewed,
+                mitigation=row.risk_mitigation,
+                conclusion=RiskConclusion(row.risk_conclusion) if row.risk_conclusion else None,
+                assessed_at=row.risk_assessed_at,
+            ),
+            root_cause=row.root_cause,
+            remediation_actions=list(row.remediation_actions),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+@strawberry.type
+class BreachPayload:
+    breach: BreachIncident = classified(PUBLIC)
+
+
+@strawberry.type
+class BreachNotificationPayload:
+    notification: BreachNotification = classified(COMPLIANCE)
+    breach: BreachIncident = classified(PUBLIC)

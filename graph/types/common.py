@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.types.info import Info
+
+from domain.data_classes import DataClass
+from graph.directives import classified
+from resolvers.context import RequestContext
+
+GraphInfo = Info[RequestContext, None]
+
+
+@strawberry.type(description="Where a page ends and whether another follows.")
+class PageInfo:
+    has_next_page: bool = classified(DataClass.PUBLIC)
+    end_cursor: str | None = classified(
+        DataClass.PUBLIC, description="Pass as `after` to fetch the next page."
+    )
+
+
+def provided(source: Any, names: dict[str, str]) -> dict[str, Any]:
+    """The input fields a caller actually sent, keyed by column: ``UNSET`` fields are
+    left out, so partial updates touch only what was given (and audit says so)."""
+    values: dict[str, Any] = {}
+    for attribute, column in names.items():
+        value = getattr(source, attribute)
+        if value is not strawberry.UNSET:
+            values[column] = value
+    return values
+
+
+def enum_value(value: Any) -> Any:
+    return getattr(value, "value", value)

@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+import strawberry
+from sqlalchemy.engine import Row
+
+from domain.data_classes import DataClass, PhiCategory
+from graph.types.enums import ConsentStatus, ConsentType, RetentionClass
+from graph.directives import classified, phi
+from graph.types.common import GraphInfo, PageInfo
+
+CLINICAL = PhiCategory.CLINICAL
+CONTACT = PhiCategory.CONTACT
+IDENTITY = PhiCategory.IDENTITY
+IDENTIFIER = PhiCategory.IDENTIFIER
+FINANCIAL = PhiCategory.FINANCIAL
+COMPLIANCE = DataClass.COMPLIANCE
+PUBLIC = DataClass.PUBLIC
+
+
+@strawberry.type(description="A postal address in the United States.")
+class Address:
+    line: str | None = phi(CONTACT)
+    city: str | None = phi(CONTACT)
+    state: str | None = phi(CONTACT, description="USPS state or territory code.")
+    postal_code: str | None = phi(CONTACT)
+
+
+@strawberry.type(description="A diagnosis, coded in ICD-10-CM.")
+class Diagnosis:
+    id: strawberry.ID = classified(PUBLIC)
+    icd10_code: str = phi(CLINICAL)
+    description: str | None = phi(CLINICAL)
+    onset_date: date | None = phi(CLINICAL)
+    recorded_at: datetime = phi(CLINICAL)
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Diagnosis:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            icd10_code=row.icd10_code,
+            description=row.description,
+            onset_date=row.onset_date,
+            recorded_at=row.recorded_at,
+        )
+
+
+@strawberry.type(description="One consent decision; the latest of each type is in force.")
+class Consent:
+    id: strawberry.ID = classified(PUBLIC)
+    consent_type: ConsentType = classified(COMPLIANCE)
+    status: ConsentStatus = classified(COMPLIANCE)
+    effective_date: date = classified(COMPLIANCE)
+    recorded_at: datetime = classified(COMPLIANCE)
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Consent:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            consent_type=ConsentType(row.consent_type),
+            status=ConsentStatus(row.status),
+            effective_date=row.effective_date,
+            recorded_at=row.recorded_at,
+        )
+
+
+@strawberry.type(description="A legal hold suspends retention-driven deletion.")
+class LegalHold:
+    active: bool = classified(COMPLIANCE)
+    reason: str | None = classified(COMPLIANCE)
+    set_at: datetime | None = classified(COMPLIANCE)
+
+
+@strawberry.type(description="A patient: PHI plus the compliance metadata that governs it.")
+class Patient:
+    row_id: strawberry.Private[uuid.UUID]
+    id: strawberry.ID = classified(PUBLIC)
+    mrn: str = phi(IDENTIFIER, description="Medical record number.")
+    given_name: str = phi(IDENTITY)
+    family_name: str = phi(IDENTITY)
+    date_of_birth: date = phi(IDENTITY)
+    ssn: str | None = phi(IDENTIFIER)
+    address: Address | None = phi(CONTACT)
+    phone: str | None = phi(CONTACT, description="E.164.")
+    email: str | None = phi(CONTACT)
+    insurance_payer: str | None = phi(FINANCIAL)
+    insurance_member_id: str | None = phi(IDENTIFIER)
+    retention_class: RetentionClass = classified(COMPLIANCE)
+    legal_hold: LegalHold = classified(COMPLIANCE)
+    created_at: datetime = classified(COMPLIANCE)
+    updated_at: datetime = classified(COMPLIANCE)
+
+    @phi(CLINICAL)
+    async def diagnoses(self, info: GraphInfo) -> list[Diagnosis]:
+        return [Diagnosis.from_row(row) for row in await info.context.loaders.diagnoses.load(self.row_id)]
+
+    @classified(COMPLIANCE, description="Consent decisions, oldest first.")
+    async def consents(self, info: GraphInfo) -> list[Consent]:
+        return [Consent.from_row(row) for row in await info.context.loaders.consents.load(self.row_id)]
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Patient:
+        has_address = any(
+            (row.address_line, row.address_city, row.address_state, row.address_postal_code)
+        )
+        return cls(
+            row_id=row.id,
+            id=strawberry.ID(str(row.id)),
+            mrn=row.mrn,
+            given_name=row.given_name,
+            family_name=row.family_name,
+            date_of_birth=row.date_of_birth,
+            ssn=row.ssn,
+            address=Address(
+                line=row.address_line,
+                city=row.address_city,
+                state=row.address_state,
+                postal_code=row.address_postal_code,
+            )
+            if has_address
+            else None,
+            phone=row.phone,
+            email=row.email,
+            insurance_payer=row.insurance_payer,
+            insurance_member_id=row.insurance_member_id,
+            retention_class=RetentionClass(row.retention_class),
+            legal_hold=LegalHold(
+                active=row.legal_hold, reason=row.legal_hold_reason, set_at=row.legal_hold_set_at
+            ),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+@strawberry.type
+class PatientEdge:
+    cursor: str = classified(PUBLIC)
+    node: Patient = classified(PUBLIC)
+
+
+@strawberry.type(description="A page of patients in a stable order.")
+class PatientConnection:
+    edges: list[PatientEdge] = classified(PUBLIC)
+    page_info: PageInfo = classified(PUBLIC)
+
+
+@strawberry.type
+class PatientPayload:
+    patient: Patient = classified(PUBLIC)
+
+
+@strawberry.type
+class ConsentPayload:
+    consent: Consent = classified(COMPLIANCE)
+    patient: Patient = classified(PUBLIC)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from db.unit_of_work import RequestDatabase
+from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE
+from graph.middleware import REQUEST_META
+from graph.settings import Settings
+from resolvers.context import PageLimits, RequestContext, RequestMeta
+
+
+class GraphQLView(GraphQL[RequestContext, None]):
+    def __init__(self, schema: Any, *, engine: AsyncEngine, settings: Settings) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            allow_queries_via_get=True,
+            multipart_uploads_enabled=False,
+        )
+        self._engine = engine
+        self._page_limits = PageLimits(default=settings.default_page_size, maximum=settings.max_page_size)
+
+    async def get_context(self, request: Request, response: Response) -> RequestContext:
+        meta = request.scope.get("state", {}).get(REQUEST_META) or RequestMeta(request_id="unknown")
+        return RequestContext(
+            db=RequestDatabase(self._engine),
+            meta=meta,
+            now=datetime.now(UTC),
+            page_limits=self._page_limits,
+        )
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        """Last net: an error that escaped the SafeErrors extension (raised by another
+        extension after it ran) is replaced by a masked one."""
+        response: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            request_id = getattr(request.scope.get("state", {}).get(REQUEST_META), "request_id", "unknown")
+            response["errors"] = [
+                error.formatted
+                if (error.extensions or {}).get("requestId") == request_id
+                else {"message": INTERNAL_MESSAGE, "extensions": {"code": INTERNAL_ERROR, "requestId": request_id}}
+                for error in result.errors
+            ]
+        if result.extensions:
+            response["extensions"] = result.extensions
+        return response

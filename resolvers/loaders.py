@@ -1,0 +1,43 @@
+"""Per-request DataLoaders: every relation is fetched with one statement per level,
+however many parents ask for it."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from aiodataloader import DataLoader
+from sqlalchemy.engine import Row
+
+from db import baas, breaches, patients
+from db.unit_of_work import RequestDatabase
+
+Fetch = Callable[[RequestDatabase, Sequence[uuid.UUID]], Coroutine[Any, Any, Sequence[Row[Any]]]]
+
+
+class RowsByParent(DataLoader[uuid.UUID, list[Row[Any]]]):
+    """Child rows grouped by the parent id found in ``parent_column``."""
+
+    def __init__(self, db: RequestDatabase, fetch: Fetch, parent_column: str) -> None:
+        super().__init__()
+        self._db = db
+        self._fetch = fetch
+        self._parent_column = parent_column
+
+    async def batch_load_fn(self, keys: Sequence[uuid.UUID]) -> list[list[Row[Any]]]:
+        grouped: dict[uuid.UUID, list[Row[Any]]] = defaultdict(list)
+        for row in await self._fetch(self._db, list(keys)):
+            grouped[getattr(row, self._parent_column)].append(row)
+        return [grouped.get(key, []) for key in keys]
+
+
+class Loaders:
+    def __init__(self, db: RequestDatabase) -> None:
+        self.diagnoses = RowsByParent(db, patients.diagnoses_for, "patient_id")
+        self.consents = RowsByParent(db, patients.consents_for, "patient_id")
+        self.affected_patients = RowsByParent(db, breaches.affected_patients_for, "breach_id")
+        self.jurisdictions = RowsByParent(db, breaches.jurisdictions_for, "breach_id")
+        self.notifications = RowsByParent(db, breaches.notifications_for, "breach_id")
+        self.baa_changes = RowsByParent(db, baas.changes_for, "baa_id")

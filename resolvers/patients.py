@@ -1,0 +1,187 @@
+"""Patients, their diagnoses and consents."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy.engine import Row
+
+from db import patients as repo
+from domain import patients as rules
+from domain.errors import Conflict, NotFound, Violations
+from domain.geography import jurisdiction_rule, postal_code_rule
+from resolvers.context import RequestContext
+from resolvers.inputs import Page, decode_cursor, page_size
+
+# Where each column is found in the GraphQL input, for error messages.
+INPUT_PATHS = {
+    "mrn": "mrn",
+    "given_name": "givenName",
+    "family_name": "familyName",
+    "date_of_birth": "dateOfBirth",
+    "ssn": "ssn",
+    "address_line": "address.line",
+    "address_city": "address.city",
+    "address_state": "address.state",
+    "address_postal_code": "address.postalCode",
+    "phone": "phone",
+    "email": "email",
+    "insurance_payer": "insurancePayer",
+    "insurance_member_id": "insuranceMemberId",
+    "retention_class": "retentionClass",
+}
+REQUIRED = frozenset({"mrn", "given_name", "family_name", "date_of_birth", "retention_class"})
+_TEXT_LIMITS = {"given_name": 100, "family_name": 100, "address_line": 200, "address_city": 100, "insurance_payer": 100}
+_FORMAT_RULES = {
+    "mrn": rules.mrn_rule,
+    "ssn": rules.ssn_rule,
+    "address_state": jurisdiction_rule,
+    "address_postal_code": postal_code_rule,
+    "phone": rules.phone_rule,
+    "email": rules.email_rule,
+    "insurance_member_id": rules.member_id_rule,
+}
+
+
+def _check_patient_values(values: Mapping[str, Any], violations: Violations, *, today: date) -> None:
+    for column, value in values.items():
+        path = f"input.{INPUT_PATHS[column]}"
+        if value is None:
+            violations.check(path, "must not be null" if column in REQUIRED else None)
+        elif column in _TEXT_LIMITS:
+            violations.check(path, rules.text_rule(value, max_length=_TEXT_LIMITS[column]))
+        elif column in _FORMAT_RULES:
+            violations.check(path, _FORMAT_RULES[column](value))
+        elif column == "date_of_birth":
+            violations.check(path, rules.birth_date_rule(value, today=today))
+
+
+def _diagnosis_rows(
+    diagnoses: Sequence[Mapping[str, Any]],
+    violations: Violations,
+    *,
+    path: str,
+    patient_id: uuid.UUID | None,
+    birth_date: date | None,
+    ctx: RequestContext,
+) -> list[dict[str, Any]]:
+    rows = []
+    for index, diagnosis in enumerate(diagnoses):
+        here = f"{path}[{index}]"
+        code = diagnosis["icd10_code"]
+        violations.check(f"{here}.icd10Code", rules.icd10_rule(code))
+        description = diagnosis.get("description")
+        if description is not None:
+            violations.check(f"{here}.description", rules.text_rule(description, max_length=500))
+        onset = diagnosis.get("onset_date")
+        if onset is not None:
+            violations.check(
+                f"{here}.onsetDate", rules.onset_date_rule(onset, today=ctx.today, birth_date=birth_date)
+            )
+        rows.append(
+            {
+                "patient_id": patient_id,
+                "icd10_code": rules.normalize_icd10(code),
+                "description": description,
+                "onset_date": onset,
+                "recorded_at": ctx.now,
+            }
+        )
+    return rows
+
+
+async def patient(ctx: RequestContext, patient_id: uuid.UUID, *, field: str = "id") -> Row[Any]:
+    row = await repo.get_patient(ctx.db, patient_id)
+    if row is None:
+        raise NotFound("patient", field)
+    return row
+
+
+async def patient_page(ctx: RequestContext, *, first: int | None, after: str | None) -> Page:
+    limit = page_size(first, ctx.page_limits)
+    position = decode_cursor(after) if after is not None else None
+    rows = await repo.list_patients(ctx.db, limit=limit, after=position)
+    return Page(rows=rows[:limit], has_next_page=len(rows) > limit)
+
+
+async def create_patient(
+    ctx: RequestContext, values: Mapping[str, Any], diagnoses: Sequence[Mapping[str, Any]]
+) -> Row[Any]:
+    violations = Violations()
+    _check_patient_values(values, violations, today=ctx.today)
+    diagnosis_rows = _diagnosis_rows(
+        diagnoses,
+        violations,
+        path="input.diagnoses",
+        patient_id=None,
+        birth_date=values.get("date_of_birth"),
+        ctx=ctx,
+    )
+    violations.raise_if_any()
+    if await repo.mrn_in_use(ctx.db, values["mrn"]):
+        raise Conflict("input.mrn", "is already assigned to another patient")
+    row = await repo.insert_patient(ctx.db, {**values, "created_at": ctx.now, "updated_at": ctx.now})
+    await repo.insert_diagnoses(ctx.db, [{**d, "patient_id": row.id} for d in diagnosis_rows])
+    return row
+
+
+async def update_patient(
+    ctx: RequestContext,
+    patient_id: uuid.UUID,
+    changes: Mapping[str, Any],
+    *,
+    add_diagnoses: Sequence[Mapping[str, Any]],
+    remove_diagnosis_ids: Sequence[uuid.UUID],
+) -> Row[Any]:
+    current = await patient(ctx, patient_id, field="input.id")
+    violations = Violations()
+    _check_patient_values(changes, violations, today=ctx.today)
+    birth_date = changes.get("date_of_birth") or current.date_of_birth
+    new_diagnoses = _diagnosis_rows(
+        add_diagnoses,
+        violations,
+        path="input.addDiagnoses",
+        patient_id=patient_id,
+        birth_date=birth_date,
+        ctx=ctx,
+    )
+    violations.raise_if_any()
+    if "mrn" in changes and await repo.mrn_in_use(ctx.db, changes["mrn"], other_than=patient_id):
+        raise Conflict("input.mrn", "is already assigned to another patient")
+    if remove_diagnosis_ids:
+        removed = await repo.delete_diagnoses(ctx.db, patient_id, remove_diagnosis_ids)
+        if removed != len(set(remove_diagnosis_ids)):
+            raise NotFound("diagnosis of this patient", "input.removeDiagnosisIds")
+    await repo.insert_diagnoses(ctx.db, new_diagnoses)
+    updated = await repo.update_patient(ctx.db, patient_id, changes, now=ctx.now)
+    if updated is None:
+        raise NotFound("patient", "input.id")
+    return updated
+
+
+async def record_consent(
+    ctx: RequestContext,
+    patient_id: uuid.UUID,
+    *,
+    consent_type: rules.ConsentType,
+    status: rules.ConsentStatus,
+    effective_date: date,
+) -> Row[Any]:
+    await patient(ctx, patient_id, field="input.patientId")
+    violations = Violations()
+    if effective_date > ctx.today:
+        violations.check("input.effectiveDate", "must not be in the future")
+    violations.raise_if_any()
+    return await repo.insert_consent(
+        ctx.db,
+        {
+            "patient_id": patient_id,
+            "consent_type": consent_type.value,
+            "status": status.value,
+            "effective_date": effective_date,
+            "recorded_at": ctx.now,
+        },
+    )
