@@ -29,7 +29,18 @@ from db.models import (
 )
 
 NAMESPACE = uuid.UUID("5b3c6d5e-0f1a-4c2b-9d8e-7f6a5b4c3d2e")
-GIVEN_NAMES = ("Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf", "Hotel", "India", "Juliet")
+GIVEN_NAMES = (
+    "Alpha",
+    "Bravo",
+    "Charlie",
+    "Delta",
+    "Echo",
+    "Foxtrot",
+    "Golf",
+    "Hotel",
+    "India",
+    "Juliet",
+)
 # (ZIP, USPS state): real ZIP areas so that de-identified analytics have something to group.
 ZIPS = (
     ("02115", "MA"), ("10001", "NY"), ("60601", "IL"), ("94103", "CA"), ("73301", "TX"),
@@ -60,7 +71,13 @@ def synthetic_patient(number: int, *, now: datetime) -> dict[str, Any]:
         "given_name": GIVEN_NAMES[number % len(GIVEN_NAMES)],
         "family_name": f"Synthetic-{number:05d}",
         "date_of_birth": date(1930, 1, 1) + timedelta(days=rng.randrange(0, 90 * 365)),
-        "ssn": f"9{rng.randrange(0, 100):02d}-{rng.randrange(1, 100):02d}-{rng.randrange(1, 10000):04d}",
+        "ssn": "-".join(
+            (
+                f"9{rng.randrange(100):02d}",
+                f"{rng.randrange(1, 100):02d}",
+                f"{rng.randrange(1, 10000):04d}",
+            )
+        ),
         "address_line": f"{100 + number} Synthetic Way",
         "address_city": "Testville",
         "address_state": state,
@@ -101,14 +118,17 @@ class SeedReport:
     breaches: int
 
 
-async def seed_demo(connection: AsyncConnection, *, patients: int = 50, now: datetime | None = None) -> SeedReport:
+async def seed_demo(
+    connection: AsyncConnection, *, patients: int = 50, now: datetime | None = None
+) -> SeedReport:
     now = now or datetime.now(UTC)
-    today = now.date()
     patient_rows = [synthetic_patient(n, now=now) for n in range(1, patients + 1)]
     for chunk in range(0, len(patient_rows), 1000):
         batch = patient_rows[chunk : chunk + 1000]
         await connection.execute(insert(Patient).on_conflict_do_nothing(), batch)
-        diagnoses = [d for n, p in enumerate(batch, start=chunk + 1) for d in synthetic_diagnoses(n, p)]
+        diagnoses = [
+            d for n, p in enumerate(batch, start=chunk + 1) for d in synthetic_diagnoses(n, p)
+        ]
         await connection.execute(insert(Diagnosis).on_conflict_do_nothing(), diagnoses)
         consents = [
             {
@@ -124,10 +144,17 @@ async def seed_demo(connection: AsyncConnection, *, patients: int = 50, now: dat
         await connection.execute(insert(Consent).on_conflict_do_nothing(), consents)
 
     baas = [
-        _baa(1, "Example Cloud Hosting (synthetic)", ["Hosting", "Backups"], ["IDENTITY", "CONTACT", "IDENTIFIER", "CLINICAL"], "ACTIVE", today - timedelta(days=335), today + timedelta(days=30), now),
-        _baa(2, "Example Billing Services (synthetic)", ["Claims processing"], ["IDENTITY", "IDENTIFIER", "FINANCIAL"], "ACTIVE", today - timedelta(days=100), today + timedelta(days=265), now),
-        _baa(3, "Example Transcription (synthetic)", ["Dictation transcription"], ["IDENTITY", "CLINICAL"], "DRAFT", None, None, now),
-        _baa(4, "Example Analytics (synthetic)", ["Population health reports"], ["CLINICAL"], "EXPIRED", today - timedelta(days=800), today - timedelta(days=70), now),
+        _baa(number, vendor, services, categories, status, effective, expiry, now)
+        for number, vendor, services, categories, status, effective, expiry in (
+            (1, "Example Cloud Hosting (synthetic)", ["Hosting", "Backups"],
+             ["IDENTITY", "CONTACT", "IDENTIFIER", "CLINICAL"], "ACTIVE", -335, 30),
+            (2, "Example Billing Services (synthetic)", ["Claims processing"],
+             ["IDENTITY", "IDENTIFIER", "FINANCIAL"], "ACTIVE", -100, 265),
+            (3, "Example Transcription (synthetic)", ["Dictation transcription"],
+             ["IDENTITY", "CLINICAL"], "DRAFT", None, None),
+            (4, "Example Analytics (synthetic)", ["Population health reports"],
+             ["CLINICAL"], "EXPIRED", -800, -70),
+        )
     ]  # fmt: skip
     await connection.execute(insert(Baa).on_conflict_do_nothing(), baas)
 
@@ -169,14 +196,19 @@ async def seed_demo(connection: AsyncConnection, *, patients: int = 50, now: dat
     ]
     await connection.execute(insert(BreachIncident).on_conflict_do_nothing(), breaches)
     links = [{"breach_id": demo_id("breach", 1), "patient_id": p["id"]} for p in patient_rows[:3]]
-    links += [{"breach_id": demo_id("breach", 2), "patient_id": p["id"]} for p in patient_rows[:affected]]
+    links += [
+        {"breach_id": demo_id("breach", 2), "patient_id": p["id"]} for p in patient_rows[:affected]
+    ]
     if links:
         await connection.execute(insert(BreachAffectedPatient).on_conflict_do_nothing(), links)
     for breach_number, group in ((1, patient_rows[:3]), (2, patient_rows[:affected])):
         counts: dict[str, int] = {}
         for p in group:
             counts[p["address_state"]] = counts.get(p["address_state"], 0) + 1
-        rows = [{"breach_id": demo_id("breach", breach_number), "jurisdiction": s, "affected_count": c} for s, c in counts.items()]
+        rows = [
+            {"breach_id": demo_id("breach", breach_number), "jurisdiction": s, "affected_count": c}
+            for s, c in counts.items()
+        ]
         if rows:
             await connection.execute(insert(BreachJurisdiction).on_conflict_do_nothing(), rows)
 
@@ -190,10 +222,14 @@ def _baa(
     services: list[str],
     categories: list[str],
     status: str,
-    effective: date | None,
-    expiry: date | None,
+    effective_offset: int | None,
+    expiry_offset: int | None,
     now: datetime,
 ) -> dict[str, Any]:
+    """A demo BAA whose dates are offsets in days from today."""
+    today = now.date()
+    effective = today + timedelta(days=effective_offset) if effective_offset is not None else None
+    expiry = today + timedelta(days=expiry_offset) if expiry_offset is not None else None
     signed = status in ("ACTIVE", "EXPIRED")
     return {
         "id": demo_id("baa", number),
@@ -206,7 +242,9 @@ def _baa(
         "effective_date": effective,
         "expiry_date": expiry,
         "signed_by": "Demo Signatory (synthetic)" if signed else None,
-        "signed_at": datetime.combine(effective, datetime.min.time(), UTC) if signed and effective else None,
+        "signed_at": datetime.combine(effective, datetime.min.time(), UTC)
+        if signed and effective
+        else None,
         "document_sha256": f"{number:064x}" if signed else None,
         "created_at": now,
         "updated_at": now,

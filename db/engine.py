@@ -27,10 +27,15 @@ class DatabaseTarget:
         host = self.url.host or self.url.query.get("host")
         if isinstance(host, tuple):
             host = host[0]
-        return host is None or str(host).startswith(LOCAL_SOCKET_HINTS) or host in (
-            "localhost",
-            "127.0.0.1",
-            "::1",
+        return (
+            host is None
+            or str(host).startswith(LOCAL_SOCKET_HINTS)
+            or host
+            in (
+                "localhost",
+                "127.0.0.1",
+                "::1",
+            )
         )
 
     @property
@@ -77,7 +82,11 @@ def _tls_from_params(params: dict[str, str | tuple[str, ...]]) -> ssl.SSLContext
 
 
 def create_engine(
-    target: DatabaseTarget, *, pool_size: int = 10, max_overflow: int = 5, application_name: str = "phigate"
+    target: DatabaseTarget,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 5,
+    application_name: str = "phigate",
 ) -> AsyncEngine:
     connect_args: dict[str, object] = {
         "server_settings": {"application_name": application_name, "jit": "off"},

@@ -67,7 +67,9 @@ async def update_patient(
     return await db.first(statement)
 
 
-async def diagnoses_for(db: RequestDatabase, patient_ids: Sequence[uuid.UUID]) -> Sequence[Row[Any]]:
+async def diagnoses_for(
+    db: RequestDatabase, patient_ids: Sequence[uuid.UUID]
+) -> Sequence[Row[Any]]:
     return await db.rows(
         select(diagnoses)
         .where(diagnoses.c.patient_id.in_(patient_ids))

@@ -55,7 +55,9 @@ class NotificationMethod(StrEnum):
     PRESS_RELEASE = "PRESS_RELEASE"
 
 
-def timeline_rule(occurred_at: datetime | None, discovered_at: datetime, *, now: datetime) -> str | None:
+def timeline_rule(
+    occurred_at: datetime | None, discovered_at: datetime, *, now: datetime
+) -> str | None:
     if discovered_at > now:
         return "must not be in the future"
     if occurred_at is not None and occurred_at > discovered_at:
@@ -68,6 +70,9 @@ def conclusion_rule(target: BreachStatus, conclusion: RiskConclusion | None) -> 
     §164.402(2) presumes a breach unless a low probability of compromise is shown."""
     if target is BreachStatus.CONFIRMED_BREACH and conclusion is None:
         return "requires a completed risk assessment before confirming a breach"
-    if target is BreachStatus.NOT_A_BREACH and conclusion is not RiskConclusion.LOW_PROBABILITY_OF_COMPROMISE:
+    if (
+        target is BreachStatus.NOT_A_BREACH
+        and conclusion is not RiskConclusion.LOW_PROBABILITY_OF_COMPROMISE
+    ):
         return "requires a risk assessment concluding a low probability of compromise"
     return None

@@ -4,10 +4,11 @@ import re
 
 # USPS codes of the states, DC and the territories whose residents HIPAA's media-notice
 # rule (§164.406) counts as a "State or jurisdiction".
-US_JURISDICTIONS: frozenset[str] = frozenset(
-    "AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH "
-    "NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC PR GU VI AS MP".split()
+_CODES = (
+    "AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE "
+    "NV NH NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC PR GU VI AS MP"
 )
+US_JURISDICTIONS: frozenset[str] = frozenset(_CODES.split())
 
 _ZIP = re.compile(r"\d{5}(-\d{4})?")
 

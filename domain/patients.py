@@ -102,7 +102,10 @@ def normalize_icd10(value: str) -> str:
 
 def icd10_rule(value: str) -> str | None:
     if not _ICD10.fullmatch(normalize_icd10(value)):
-        return "must be an ICD-10-CM code such as E11.9 (letter, digit, character, then optionally a dot and up to 4 characters)"
+        return (
+            "must be an ICD-10-CM code such as E11.9 (letter, digit, character, "
+            "then optionally a dot and up to 4 characters)"
+        )
     return None
 
 

@@ -27,8 +27,12 @@ log = structlog.get_logger("phigate.app")
 READY_TIMEOUT_SECONDS = 2.0
 
 
-def create_app(settings: Settings, *, target: DatabaseTarget, schema: object = default_schema) -> Starlette:
-    engine = create_engine(target, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+def create_app(
+    settings: Settings, *, target: DatabaseTarget, schema: object = default_schema
+) -> Starlette:
+    engine = create_engine(
+        target, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
 
     async def health(_: Request) -> JSONResponse:
         # Liveness only: says nothing about versions, configuration or data.
@@ -38,7 +42,7 @@ def create_app(settings: Settings, *, target: DatabaseTarget, schema: object = d
         try:
             async with asyncio.timeout(READY_TIMEOUT_SECONDS), engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+        except Exception as exc:
             log.warning("not_ready", **describe_exception(exc))
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})

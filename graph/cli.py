@@ -60,17 +60,26 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 def _seed(settings: Settings, database: Database, patients: int) -> dict[str, object]:
     if settings.is_production:
-        raise CommandError("seed-demo is refused when PHIGATE_ENV=production: demo data does not belong there")
+        raise CommandError(
+            "seed-demo is refused when PHIGATE_ENV=production: demo data does not belong there"
+        )
     from db.demo import seed_demo
 
     async def run() -> dict[str, object]:
-        engine = create_engine(database.app, pool_size=1, max_overflow=0, application_name="phigate-seed")
+        engine = create_engine(
+            database.app, pool_size=1, max_overflow=0, application_name="phigate-seed"
+        )
         try:
             async with engine.begin() as connection:
                 report = await seed_demo(connection, patients=patients)
         finally:
             await engine.dispose()
-        return {"demo_data": "synthetic", "patients": report.patients, "baas": report.baas, "breaches": report.breaches}
+        return {
+            "demo_data": "synthetic",
+            "patients": report.patients,
+            "baas": report.baas,
+            "breaches": report.breaches,
+        }
 
     return asyncio.run(run())
 
@@ -93,7 +102,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError("the database schema is not current: run `phigate migrate` first")
     if args.demo:
         _emit(_seed(settings, database, args.demo_patients))
-    _emit({"graphql": f"http://{args.host}:{args.port}/graphql", "database": "embedded" if database.embedded else "DATABASE_URL"})
+    _emit(
+        {
+            "graphql": f"http://{args.host}:{args.port}/graphql",
+            "database": "embedded" if database.embedded else "DATABASE_URL",
+        }
+    )
     uvicorn.run(
         "graph.app:create_app_from_env",
         factory=True,
@@ -132,27 +146,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the gateway (migrates the embedded database first)")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve = commands.add_parser(
+        "serve", help="run the gateway (migrates the embedded database first)"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
+    )
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    serve.add_argument("--demo", action="store_true", help="seed synthetic demo data before serving")
+    serve.add_argument(
+        "--demo", action="store_true", help="seed synthetic demo data before serving"
+    )
     serve.add_argument("--demo-patients", type=int, default=50, help=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_serve)
 
     migrate = commands.add_parser(
         "migrate",
-        help="apply database migrations (PHIGATE_MIGRATION_DATABASE_URL, else DATABASE_URL, else embedded)",
+        help="apply database migrations (connects with PHIGATE_MIGRATION_DATABASE_URL, "
+        "else DATABASE_URL, else the embedded database)",
     )
     migrate.set_defaults(handler=cmd_migrate)
 
-    seed = commands.add_parser("seed-demo", help="add synthetic demo patients, BAAs and breaches (idempotent)")
-    seed.add_argument("--patients", type=int, default=50, help="number of synthetic patients (default 50)")
+    seed = commands.add_parser(
+        "seed-demo", help="add synthetic demo patients, BAAs and breaches (idempotent)"
+    )
+    seed.add_argument(
+        "--patients", type=int, default=50, help="number of synthetic patients (default 50)"
+    )
     seed.set_defaults(handler=cmd_seed_demo)
 
     export = commands.add_parser("export-schema", help="write the GraphQL schema (SDL) to a file")
     export.add_argument("--output", default="schema.graphql", help="path (default schema.graphql)")
-    export.add_argument("--check", action="store_true", help="exit 1 if the file differs from the code")
+    export.add_argument(
+        "--check", action="store_true", help="exit 1 if the file differs from the code"
+    )
     export.set_defaults(handler=cmd_export_schema)
     return parser
 

@@ -16,7 +16,14 @@ from typing import Any
 import structlog
 from graphql import GraphQLError, GraphQLSchema, Visitor, visit
 from graphql.error import GraphQLSyntaxError
-from graphql.language import DocumentNode, EnumValueNode
+from graphql.language import (
+    ArgumentNode,
+    DocumentNode,
+    EnumValueNode,
+    ListValueNode,
+    Node,
+    ObjectValueNode,
+)
 
 from db.errors import ConstraintViolation
 from domain.errors import DomainError, InvalidInput
@@ -32,13 +39,18 @@ PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 CONFLICT = "CONFLICT"
 
 INTERNAL_MESSAGE = "Internal error. Quote the request id to your administrator."
-CONFLICT_MESSAGE = "The change conflicts with existing data (a value that must be unique is in use)."
+CONFLICT_MESSAGE = (
+    "The change conflicts with existing data (a value that must be unique is in use)."
+)
 
-_VARIABLE = re.compile(r"^Variable '\$(\w+)' has invalid value(?: at ((?:\.\w+|\[\d+\])+))?: (.*)$", re.S)
-_LITERAL = re.compile(r"^Expected value of type '([^']+)', found .*$", re.S)
+_VARIABLE = re.compile(
+    r"^Variable '\$(\w+)' has invalid value(?: at ((?:\.\w+|\[\d+\])+))?: (.*)$", re.S
+)
 _ENUM = re.compile(r"Value .* does not exist in '(\w+)' enum", re.S)
 _REQUIRED_FIELD = re.compile(r"^Expected value of type '([^']+)' to include required field '(\w+)'")
-_UNKNOWN_FIELD = re.compile(r"^Expected value of type '([^']+)' not to include unknown field '([^']*)'")
+_UNKNOWN_FIELD = re.compile(
+    r"^Expected value of type '([^']+)' not to include unknown field '([^']*)'"
+)
 _OBJECT = re.compile(r"^Expected value of type '([^']+)' to be an object")
 _NOT_NULL = re.compile(r"^Expected non-nullable type '([^']+)' not to be null")
 _SCALAR = re.compile(r"^(Int|Float|String|Boolean|ID) cannot represent")
@@ -71,7 +83,38 @@ def _input_reason(error: GraphQLError | None) -> str:
     return "is not valid"
 
 
-def _rewrite_pre_execution(error: GraphQLError) -> tuple[str, str]:
+def _literal_path(document: DocumentNode | None, target: Node | None) -> str | None:
+    """Where in the document a literal sits, as ``argument.field[index]``."""
+    if document is None or target is None:
+        return None
+
+    def search(node: Node, path: str) -> str | None:
+        if node is target:
+            return path
+        if isinstance(node, ObjectValueNode):
+            for item in node.fields:
+                found = search(item.value, f"{path}.{item.name.value}")
+                if found:
+                    return found
+        elif isinstance(node, ListValueNode):
+            for index, item in enumerate(node.values):
+                found = search(item, f"{path}[{index}]")
+                if found:
+                    return found
+        return None
+
+    class Find(Visitor):
+        found: str | None = None
+
+        def enter_argument(self, node: ArgumentNode, *_: Any) -> Any:
+            self.found = self.found or search(node.value, node.name.value)
+
+    finder = Find()
+    visit(document, finder)
+    return finder.found
+
+
+def _rewrite_pre_execution(error: GraphQLError, document: DocumentNode | None) -> tuple[str, str]:
     if isinstance(error, GraphQLSyntaxError):
         return PARSE_FAILED, error.message
     message = error.message
@@ -81,10 +124,10 @@ def _rewrite_pre_execution(error: GraphQLError) -> tuple[str, str]:
         inner = error.original_error if isinstance(error.original_error, GraphQLError) else None
         where = f" at '{name}{path}'" if path else ""
         return BAD_USER_INPUT, f"Variable '${name}'{where} {_input_reason(inner)}."
-    if _LITERAL.match(message) or _ENUM.search(message):
-        type_name = _LITERAL.match(message)
-        where = f" of type {type_name.group(1)}" if type_name else ""
-        return BAD_USER_INPUT, f"An argument value{where} {_input_reason(error)}."
+    if any(pattern.search(message) for pattern in (_EXPECTED, _SCALAR, _ENUM, _NOT_NULL)):
+        path = _literal_path(document, error.nodes[0] if error.nodes else None)
+        subject = f"Argument '{path}'" if path else "An argument value"
+        return BAD_USER_INPUT, f"{subject} {_input_reason(error)}."
     return VALIDATION_FAILED, message
 
 
@@ -150,7 +193,7 @@ def safe_error(
     elif isinstance(cause, ConstraintViolation):
         code, message = CONFLICT, CONFLICT_MESSAGE
     elif cause is None or isinstance(cause, GraphQLError | ScalarRuleError):
-        code, message = _rewrite_pre_execution(error)
+        code, message = _rewrite_pre_execution(error, document)
         message = _redact(message, set(allowed_names) | _document_names(document))
     else:
         log.error("resolver_failed", **describe_exception(cause))

@@ -10,8 +10,13 @@ from domain.baas import document_sha256
 from domain.data_classes import DataClass
 from domain.errors import FieldViolation, InvalidInput
 from graph.directives import classified, classified_arg
-from graph.types.baa import BaaCreateInput, BaaPayload, BaaSignInput, BaaUpdateInput, Baa
-from graph.types.breach import BreachIncident, BreachNotification, BreachNotificationPayload, BreachPayload
+from graph.types.baa import Baa, BaaCreateInput, BaaPayload, BaaSignInput, BaaUpdateInput
+from graph.types.breach import (
+    BreachIncident,
+    BreachNotification,
+    BreachNotificationPayload,
+    BreachPayload,
+)
 from graph.types.breach_inputs import (
     BreachNotificationInput,
     BreachReportInput,
@@ -45,14 +50,18 @@ def _signed_document_hash(sign: BaaSignInput) -> str:
 @strawberry.type
 class Mutation:
     @classified(PUBLIC, description="Register a patient, with any known diagnoses.")
-    async def patient_create(self, info: GraphInfo, input: Annotated[PatientCreateInput, classified_arg(PUBLIC)]) -> PatientPayload:  # noqa: A002
+    async def patient_create(
+        self, info: GraphInfo, input: Annotated[PatientCreateInput, classified_arg(PUBLIC)]
+    ) -> PatientPayload:
         row = await patients.create_patient(
             info.context, input.to_values(), [d.to_values() for d in input.diagnoses]
         )
         return PatientPayload(patient=Patient.from_row(row))
 
     @classified(PUBLIC, description="Change a patient's details; only the fields given change.")
-    async def patient_update(self, info: GraphInfo, input: Annotated[PatientUpdateInput, classified_arg(PUBLIC)]) -> PatientPayload:  # noqa: A002
+    async def patient_update(
+        self, info: GraphInfo, input: Annotated[PatientUpdateInput, classified_arg(PUBLIC)]
+    ) -> PatientPayload:
         row = await patients.update_patient(
             info.context,
             parse_id(input.id, "input.id"),
@@ -63,7 +72,9 @@ class Mutation:
         return PatientPayload(patient=Patient.from_row(row))
 
     @classified(COMPLIANCE, description="Record a patient's consent decision.")
-    async def consent_record(self, info: GraphInfo, input: Annotated[ConsentRecordInput, classified_arg(PUBLIC)]) -> ConsentPayload:  # noqa: A002
+    async def consent_record(
+        self, info: GraphInfo, input: Annotated[ConsentRecordInput, classified_arg(PUBLIC)]
+    ) -> ConsentPayload:
         patient_id = parse_id(input.patient_id, "input.patientId")
         row = await patients.record_consent(
             info.context,
@@ -76,16 +87,22 @@ class Mutation:
         return ConsentPayload(consent=Consent.from_row(row), patient=Patient.from_row(patient))
 
     @classified(COMPLIANCE, description="Draft a Business Associate Agreement.")
-    async def baa_create(self, info: GraphInfo, input: Annotated[BaaCreateInput, classified_arg(PUBLIC)]) -> BaaPayload:  # noqa: A002
+    async def baa_create(
+        self, info: GraphInfo, input: Annotated[BaaCreateInput, classified_arg(PUBLIC)]
+    ) -> BaaPayload:
         return BaaPayload(baa=Baa.from_row(await baas.create_baa(info.context, input.to_values())))
 
     @classified(COMPLIANCE, description="Change a BAA; every changed field is kept in its history.")
-    async def baa_update(self, info: GraphInfo, input: Annotated[BaaUpdateInput, classified_arg(PUBLIC)]) -> BaaPayload:  # noqa: A002
+    async def baa_update(
+        self, info: GraphInfo, input: Annotated[BaaUpdateInput, classified_arg(PUBLIC)]
+    ) -> BaaPayload:
         row = await baas.update_baa(info.context, parse_id(input.id, "input.id"), input.to_values())
         return BaaPayload(baa=Baa.from_row(row))
 
     @classified(COMPLIANCE, description="Record the signature of a BAA, which makes it ACTIVE.")
-    async def baa_sign(self, info: GraphInfo, input: Annotated[BaaSignInput, classified_arg(PUBLIC)]) -> BaaPayload:  # noqa: A002
+    async def baa_sign(
+        self, info: GraphInfo, input: Annotated[BaaSignInput, classified_arg(PUBLIC)]
+    ) -> BaaPayload:
         row = await baas.sign_baa(
             info.context,
             parse_id(input.id, "input.id"),
@@ -96,7 +113,9 @@ class Mutation:
         return BaaPayload(baa=Baa.from_row(row))
 
     @classified(COMPLIANCE, description="Report a suspected breach; it starts as REPORTED.")
-    async def breach_report(self, info: GraphInfo, input: Annotated[BreachReportInput, classified_arg(PUBLIC)]) -> BreachPayload:  # noqa: A002
+    async def breach_report(
+        self, info: GraphInfo, input: Annotated[BreachReportInput, classified_arg(PUBLIC)]
+    ) -> BreachPayload:
         row = await breaches.report_breach(
             info.context,
             input.to_values(),
@@ -106,12 +125,16 @@ class Mutation:
         return BreachPayload(breach=BreachIncident.from_row(row))
 
     @classified(COMPLIANCE, description="Assess, advance or amend a breach incident.")
-    async def breach_update(self, info: GraphInfo, input: Annotated[BreachUpdateInput, classified_arg(PUBLIC)]) -> BreachPayload:  # noqa: A002
+    async def breach_update(
+        self, info: GraphInfo, input: Annotated[BreachUpdateInput, classified_arg(PUBLIC)]
+    ) -> BreachPayload:
         row = await breaches.update_breach(
             info.context,
             parse_id(input.id, "input.id"),
             input.to_values(),
-            add_affected_patient_ids=parse_ids(input.add_affected_patient_ids, "input.addAffectedPatientIds"),
+            add_affected_patient_ids=parse_ids(
+                input.add_affected_patient_ids, "input.addAffectedPatientIds"
+            ),
             jurisdictions=jurisdiction_counts(input.jurisdictions),
         )
         return BreachPayload(breach=BreachIncident.from_row(row))
@@ -120,11 +143,15 @@ class Mutation:
     async def breach_notification_record(
         self,
         info: GraphInfo,
-        input: Annotated[BreachNotificationInput, classified_arg(PUBLIC)],  # noqa: A002
+        input: Annotated[BreachNotificationInput, classified_arg(PUBLIC)],
     ) -> BreachNotificationPayload:
         breach_id = parse_id(input.breach_id, "input.breachId")
         row = await breaches.record_notification(
-            info.context, breach_id, recipient=input.recipient, method=input.method, sent_on=input.sent_on
+            info.context,
+            breach_id,
+            recipient=input.recipient,
+            method=input.method,
+            sent_on=input.sent_on,
         )
         breach = await breaches.breach(info.context, breach_id)
         return BreachNotificationPayload(

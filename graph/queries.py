@@ -24,7 +24,7 @@ IdArg = Annotated[strawberry.ID, classified_arg(PUBLIC)]
 @strawberry.type
 class Query:
     @classified(PUBLIC, description="One patient by id.")
-    async def patient(self, info: GraphInfo, id: IdArg) -> Patient:  # noqa: A002
+    async def patient(self, info: GraphInfo, id: IdArg) -> Patient:
         return Patient.from_row(await patients.patient(info.context, parse_id(id, "id")))
 
     @classified(PUBLIC, description="Patients in a stable order, a page at a time.")
@@ -41,36 +41,46 @@ class Query:
         page = await patients.patient_page(info.context, first=first, after=after)
         return PatientConnection(
             edges=[
-                PatientEdge(cursor=encode_cursor(row.created_at, row.id), node=Patient.from_row(row))
+                PatientEdge(
+                    cursor=encode_cursor(row.created_at, row.id), node=Patient.from_row(row)
+                )
                 for row in page.rows
             ],
             page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
         )
 
     @classified(COMPLIANCE, description="One Business Associate Agreement by id.")
-    async def baa(self, info: GraphInfo, id: IdArg) -> Baa:  # noqa: A002
+    async def baa(self, info: GraphInfo, id: IdArg) -> Baa:
         return Baa.from_row(await baas.baa(info.context, parse_id(id, "id")))
 
     @classified(COMPLIANCE, description="Business Associate Agreements, by vendor name.")
     async def baas(
-        self, info: GraphInfo, status: Annotated[BaaStatus | None, classified_arg(COMPLIANCE)] = None
+        self,
+        info: GraphInfo,
+        status: Annotated[BaaStatus | None, classified_arg(COMPLIANCE)] = None,
     ) -> list[Baa]:
         rows = await baa_repo.list_baas(info.context.db, status=status.value if status else None)
         return [Baa.from_row(row) for row in rows]
 
-    @classified(COMPLIANCE, description="Active agreements whose expiry date falls within the window.")
+    @classified(
+        COMPLIANCE, description="Active agreements whose expiry date falls within the window."
+    )
     async def expiring_baas(
         self, info: GraphInfo, within_days: Annotated[int, classified_arg(COMPLIANCE)] = 90
     ) -> list[Baa]:
         return [Baa.from_row(row) for row in await baas.expiring_baas(info.context, within_days)]
 
     @classified(COMPLIANCE, description="One breach incident by id.")
-    async def breach(self, info: GraphInfo, id: IdArg) -> BreachIncident:  # noqa: A002
+    async def breach(self, info: GraphInfo, id: IdArg) -> BreachIncident:
         return BreachIncident.from_row(await breaches.breach(info.context, parse_id(id, "id")))
 
     @classified(COMPLIANCE, description="Breach incidents, most recently discovered first.")
     async def breaches(
-        self, info: GraphInfo, status: Annotated[BreachStatus | None, classified_arg(COMPLIANCE)] = None
+        self,
+        info: GraphInfo,
+        status: Annotated[BreachStatus | None, classified_arg(COMPLIANCE)] = None,
     ) -> list[BreachIncident]:
-        rows = await breach_repo.list_breaches(info.context.db, status=status.value if status else None)
+        rows = await breach_repo.list_breaches(
+            info.context.db, status=status.value if status else None
+        )
         return [BreachIncident.from_row(row) for row in rows]

@@ -43,19 +43,17 @@ def _serialize_datetime(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-Date = strawberry.scalar(
-    dt.date,
-    name="Date",
-    description="A calendar date, ISO-8601 (YYYY-MM-DD).",
-    serialize=dt.date.isoformat,
-    parse_value=_parse_date,
-)
-DateTime = strawberry.scalar(
-    dt.datetime,
-    name="DateTime",
-    description="An instant, ISO-8601 with a UTC offset; always returned in UTC (Z).",
-    serialize=_serialize_datetime,
-    parse_value=_parse_datetime,
-)
-
-SCALAR_OVERRIDES = {dt.date: Date, dt.datetime: DateTime}
+SCALAR_MAP = {
+    dt.date: strawberry.scalar(
+        name="Date",
+        description="A calendar date, ISO-8601 (YYYY-MM-DD).",
+        serialize=dt.date.isoformat,
+        parse_value=_parse_date,
+    ),
+    dt.datetime: strawberry.scalar(
+        name="DateTime",
+        description="An instant, ISO-8601 with a UTC offset; always returned in UTC (Z).",
+        serialize=_serialize_datetime,
+        parse_value=_parse_datetime,
+    ),
+}

@@ -12,7 +12,7 @@ from graph.extensions.safe_errors import SafeErrors
 from graph.extensions.unit_of_work import UnitOfWork
 from graph.mutations import Mutation
 from graph.queries import Query
-from graph.scalars import SCALAR_OVERRIDES
+from graph.scalars import SCALAR_MAP
 
 
 class PhigateSchema(strawberry.Schema):
@@ -25,10 +25,14 @@ def build_schema() -> PhigateSchema:
     return PhigateSchema(
         query=Query,
         mutation=Mutation,
-        scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
         # Order matters: the first wraps the rest, so SafeErrors sees what UnitOfWork decided.
         extensions=[SafeErrors, UnitOfWork],
-        config=StrawberryConfig(auto_camel_case=True),
+        config=StrawberryConfig(
+            auto_camel_case=True,
+            scalar_map=SCALAR_MAP,
+            # "Did you mean ...?" hints map the schema for an attacker.
+            disable_field_suggestions=True,
+        ),
     )
 
 

@@ -54,21 +54,23 @@ class Settings:
             db_max_overflow=_int(env, "PHIGATE_DB_MAX_OVERFLOW", 5, minimum=0, maximum=200),
             max_page_size=_int(env, "PHIGATE_MAX_PAGE_SIZE", 100, minimum=1, maximum=1000),
             default_page_size=_int(env, "PHIGATE_DEFAULT_PAGE_SIZE", 20, minimum=1, maximum=1000),
-            log_level=_choice(env, "PHIGATE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            log_level=_choice(
+                env, "PHIGATE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
+            ),
             log_format=_choice(env, "PHIGATE_LOG_FORMAT", ("json", "console"), "json"),
         )._validated()
 
     def _validated(self) -> Settings:
         if self.default_page_size > self.max_page_size:
-            raise SettingsError(
-                "PHIGATE_DEFAULT_PAGE_SIZE must not exceed PHIGATE_MAX_PAGE_SIZE"
-            )
+            raise SettingsError("PHIGATE_DEFAULT_PAGE_SIZE must not exceed PHIGATE_MAX_PAGE_SIZE")
         return self
 
     def describe(self) -> dict[str, str]:
         """Settings without secrets, for `phigate check` and start-up logs."""
         hidden = {"database_url", "migration_database_url"}
-        described = {f.name: str(getattr(self, f.name)) for f in fields(self) if f.name not in hidden}
+        described = {
+            f.name: str(getattr(self, f.name)) for f in fields(self) if f.name not in hidden
+        }
         described["database"] = "embedded" if self.uses_embedded_database else "DATABASE_URL"
         return described
 

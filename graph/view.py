@@ -3,11 +3,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from cross_web import HTTPException
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from db.unit_of_work import RequestDatabase
@@ -26,7 +28,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
             multipart_uploads_enabled=False,
         )
         self._engine = engine
-        self._page_limits = PageLimits(default=settings.default_page_size, maximum=settings.max_page_size)
+        self._page_limits = PageLimits(
+            default=settings.default_page_size, maximum=settings.max_page_size
+        )
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:
         meta = request.scope.get("state", {}).get(REQUEST_META) or RequestMeta(request_id="unknown")
@@ -37,16 +41,36 @@ class GraphQLView(GraphQL[RequestContext, None]):
             page_limits=self._page_limits,
         )
 
-    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+    async def execute_single(
+        self, request: Any, request_adapter: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        """A mutation sent over GET is a method problem (405), not a malformed request."""
+        try:
+            return await super().execute_single(request, request_adapter, *args, **kwargs)
+        except HTTPException as exc:
+            if request_adapter.method == "GET" and isinstance(
+                exc.__cause__, InvalidOperationTypeError
+            ):
+                raise HTTPException(405, "Mutations are accepted only over POST.") from None
+            raise
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
         """Last net: an error that escaped the SafeErrors extension (raised by another
         extension after it ran) is replaced by a masked one."""
         response: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
-            request_id = getattr(request.scope.get("state", {}).get(REQUEST_META), "request_id", "unknown")
+            request_id = getattr(
+                request.scope.get("state", {}).get(REQUEST_META), "request_id", "unknown"
+            )
             response["errors"] = [
                 error.formatted
                 if (error.extensions or {}).get("requestId") == request_id
-                else {"message": INTERNAL_MESSAGE, "extensions": {"code": INTERNAL_ERROR, "requestId": request_id}}
+                else {
+                    "message": INTERNAL_MESSAGE,
+                    "extensions": {"code": INTERNAL_ERROR, "requestId": request_id},
+                }
                 for error in result.errors
             ]
         if result.extensions:

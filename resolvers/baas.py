@@ -12,9 +12,10 @@ from sqlalchemy.engine import Row
 
 from db import baas as repo
 from domain.baas import BAA_LIFECYCLE, BaaStatus, term_rule
-from domain.errors import InvalidInput, FieldViolation, NotFound, Violations
+from domain.errors import FieldViolation, InvalidInput, NotFound, Violations
 from domain.patients import email_rule, text_rule
 from resolvers.context import RequestContext
+from resolvers.inputs import camel
 
 INPUT_PATHS = {
     "vendor_name": "vendorName",
@@ -34,7 +35,9 @@ def _check(values: Mapping[str, Any], violations: Violations) -> None:
     for column, value in values.items():
         path = f"input.{INPUT_PATHS[column]}"
         if column == "vendor_name":
-            violations.check(path, "must not be null" if value is None else text_rule(value, max_length=200))
+            violations.check(
+                path, "must not be null" if value is None else text_rule(value, max_length=200)
+            )
         elif column == "vendor_contact_name" and value is not None:
             violations.check(path, text_rule(value, max_length=200))
         elif column == "vendor_contact_email" and value is not None:
@@ -57,7 +60,9 @@ async def baa(ctx: RequestContext, baa_id: uuid.UUID, *, field: str = "id") -> R
 
 async def expiring_baas(ctx: RequestContext, within_days: int) -> Sequence[Row[Any]]:
     if not 0 <= within_days <= MAX_WINDOW_DAYS:
-        raise InvalidInput([FieldViolation("withinDays", f"must be between 0 and {MAX_WINDOW_DAYS}")])
+        raise InvalidInput(
+            [FieldViolation("withinDays", f"must be between 0 and {MAX_WINDOW_DAYS}")]
+        )
     return await repo.expiring_baas(
         ctx.db,
         today=ctx.today,
@@ -69,7 +74,9 @@ async def expiring_baas(ctx: RequestContext, within_days: int) -> Sequence[Row[A
 async def create_baa(ctx: RequestContext, values: Mapping[str, Any]) -> Row[Any]:
     violations = Violations()
     _check(values, violations)
-    violations.check("input.expiryDate", term_rule(values.get("effective_date"), values.get("expiry_date")))
+    violations.check(
+        "input.expiryDate", term_rule(values.get("effective_date"), values.get("expiry_date"))
+    )
     violations.raise_if_any()
     return await repo.insert_baa(
         ctx.db,
@@ -100,7 +107,7 @@ async def _apply(ctx: RequestContext, current: Row[Any], changes: Mapping[str, A
         [
             {
                 "baa_id": current.id,
-                "field": INPUT_PATHS.get(key, key),
+                "field": camel(key),
                 "old_value": _as_text(getattr(current, key)),
                 "new_value": _as_text(value),
                 "changed_at": ctx.now,
@@ -111,7 +118,9 @@ async def _apply(ctx: RequestContext, current: Row[Any], changes: Mapping[str, A
     return updated
 
 
-async def update_baa(ctx: RequestContext, baa_id: uuid.UUID, changes: Mapping[str, Any]) -> Row[Any]:
+async def update_baa(
+    ctx: RequestContext, baa_id: uuid.UUID, changes: Mapping[str, Any]
+) -> Row[Any]:
     current = await baa(ctx, baa_id, field="input.id")
     violations = Violations()
     _check(changes, violations)
@@ -141,12 +150,16 @@ async def sign_baa(
     violations.check("input.signedBy", text_rule(signed_by, max_length=200))
     violations.check(
         "input.documentSha256",
-        None if _SHA256.fullmatch(document_sha256) else "must be 64 lower-case hex digits (SHA-256)",
+        None
+        if _SHA256.fullmatch(document_sha256)
+        else "must be 64 lower-case hex digits (SHA-256)",
     )
     if signed_at is not None and signed_at > ctx.now:
         violations.check("input.signedAt", "must not be in the future")
     if current.effective_date is None or current.expiry_date is None:
-        violations.check("input.id", "names a BAA without an effective and expiry date; set them first")
+        violations.check(
+            "input.id", "names a BAA without an effective and expiry date; set them first"
+        )
     violations.raise_if_any()
     BAA_LIFECYCLE.require(BaaStatus(current.status), BaaStatus.ACTIVE)
     return await _apply(

@@ -43,7 +43,9 @@ def _check_text(values: Mapping[str, Any], violations: Violations) -> None:
             if value is None:
                 violations.check(path, "must not be null" if column == "title" else None)
             else:
-                violations.check(path, text_rule(value, max_length=limit, required=column == "title"))
+                violations.check(
+                    path, text_rule(value, max_length=limit, required=column == "title")
+                )
     for index, action in enumerate(values.get("remediation_actions") or ()):
         violations.check(f"input.remediationActions[{index}]", text_rule(action, max_length=1000))
 
@@ -55,9 +57,13 @@ def _check_jurisdictions(
         return
     for code, count in counts.items():
         violations.check(f"input.jurisdictions.{code}", jurisdiction_rule(code))
-        violations.check(f"input.jurisdictions.{code}", "must count at least 1" if count < 1 else None)
+        violations.check(
+            f"input.jurisdictions.{code}", "must count at least 1" if count < 1 else None
+        )
     if affected_count is not None and sum(counts.values()) > affected_count:
-        violations.check("input.jurisdictions", "must not count more individuals than affectedCount")
+        violations.check(
+            "input.jurisdictions", "must not count more individuals than affectedCount"
+        )
 
 
 async def breach(ctx: RequestContext, breach_id: uuid.UUID, *, field: str = "id") -> Row[Any]:
@@ -67,7 +73,9 @@ async def breach(ctx: RequestContext, breach_id: uuid.UUID, *, field: str = "id"
     return row
 
 
-async def _affected(ctx: RequestContext, patient_ids: Sequence[uuid.UUID], path: str) -> Sequence[Row[Any]]:
+async def _affected(
+    ctx: RequestContext, patient_ids: Sequence[uuid.UUID], path: str
+) -> Sequence[Row[Any]]:
     unique = list(dict.fromkeys(patient_ids))
     found = await patient_repo.patients_by_ids(ctx.db, unique) if unique else []
     if len(found) != len(unique):
@@ -128,24 +136,38 @@ async def update_breach(
     _check_text(changes, violations)
     for column, name in _RISK_FIELDS.items():
         if changes.get(column) is not None:
-            violations.check(f"input.riskAssessment.{name}", text_rule(changes[column], max_length=5000))
+            violations.check(
+                f"input.riskAssessment.{name}", text_rule(changes[column], max_length=5000)
+            )
     values = dict(changes)
-    for column, path in (("status", "status"), ("discovered_at", "discoveredAt"), ("phi_categories", "phiCategories")):
+    for column, path in (
+        ("status", "status"),
+        ("discovered_at", "discoveredAt"),
+        ("phi_categories", "phiCategories"),
+    ):
         if column in values and values[column] is None:
             violations.check(f"input.{path}", "must not be null")
     if "risk_conclusion" in values:
         values["risk_assessed_at"] = ctx.now
         if values["risk_conclusion"] is not None:
-            missing = [name for column, name in _RISK_FIELDS.items() if not values.get(column, getattr(current, column))]
+            missing = [
+                name
+                for column, name in _RISK_FIELDS.items()
+                if not values.get(column, getattr(current, column))
+            ]
             for name in missing:
-                violations.check(f"input.riskAssessment.{name}", "must be recorded before a conclusion is drawn")
+                violations.check(
+                    f"input.riskAssessment.{name}", "must be recorded before a conclusion is drawn"
+                )
     target = values.get("status")
     if target is not None and target != current.status and not violations:
         BREACH_LIFECYCLE.require(BreachStatus(current.status), BreachStatus(target))
         conclusion = values.get("risk_conclusion", current.risk_conclusion)
         violations.check(
             "input.status",
-            conclusion_rule(BreachStatus(target), RiskConclusion(conclusion) if conclusion else None),
+            conclusion_rule(
+                BreachStatus(target), RiskConclusion(conclusion) if conclusion else None
+            ),
         )
     if values.get("discovered_at") is not None or "occurred_at" in values:
         violations.check(

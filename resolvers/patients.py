@@ -34,7 +34,13 @@ INPUT_PATHS = {
     "retention_class": "retentionClass",
 }
 REQUIRED = frozenset({"mrn", "given_name", "family_name", "date_of_birth", "retention_class"})
-_TEXT_LIMITS = {"given_name": 100, "family_name": 100, "address_line": 200, "address_city": 100, "insurance_payer": 100}
+_TEXT_LIMITS = {
+    "given_name": 100,
+    "family_name": 100,
+    "address_line": 200,
+    "address_city": 100,
+    "insurance_payer": 100,
+}
 _FORMAT_RULES = {
     "mrn": rules.mrn_rule,
     "ssn": rules.ssn_rule,
@@ -46,7 +52,9 @@ _FORMAT_RULES = {
 }
 
 
-def _check_patient_values(values: Mapping[str, Any], violations: Violations, *, today: date) -> None:
+def _check_patient_values(
+    values: Mapping[str, Any], violations: Violations, *, today: date
+) -> None:
     for column, value in values.items():
         path = f"input.{INPUT_PATHS[column]}"
         if value is None:
@@ -79,7 +87,8 @@ def _diagnosis_rows(
         onset = diagnosis.get("onset_date")
         if onset is not None:
             violations.check(
-                f"{here}.onsetDate", rules.onset_date_rule(onset, today=ctx.today, birth_date=birth_date)
+                f"{here}.onsetDate",
+                rules.onset_date_rule(onset, today=ctx.today, birth_date=birth_date),
             )
         rows.append(
             {
@@ -123,7 +132,9 @@ async def create_patient(
     violations.raise_if_any()
     if await repo.mrn_in_use(ctx.db, values["mrn"]):
         raise Conflict("input.mrn", "is already assigned to another patient")
-    row = await repo.insert_patient(ctx.db, {**values, "created_at": ctx.now, "updated_at": ctx.now})
+    row = await repo.insert_patient(
+        ctx.db, {**values, "created_at": ctx.now, "updated_at": ctx.now}
+    )
     await repo.insert_diagnoses(ctx.db, [{**d, "patient_id": row.id} for d in diagnosis_rows])
     return row
 

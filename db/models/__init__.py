@@ -1,5 +1,5 @@
-from db.models.base import APP_SCHEMA, Base
 from db.models.baa import Baa, BaaChange
+from db.models.base import APP_SCHEMA, Base
 from db.models.breach import (
     BreachAffectedPatient,
     BreachIncident,

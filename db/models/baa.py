@@ -42,9 +42,7 @@ class BaaChange(Base):
     __tablename__ = "baa_changes"
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    baa_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("baas.id", ondelete="CASCADE"), index=True
-    )
+    baa_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("baas.id", ondelete="CASCADE"), index=True)
     field: Mapped[str] = mapped_column(String(40))
     old_value: Mapped[str | None] = mapped_column(Text)
     new_value: Mapped[str | None] = mapped_column(Text)

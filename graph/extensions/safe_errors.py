@@ -5,9 +5,9 @@ from functools import cache
 
 import structlog
 from graphql import GraphQLSchema
+from strawberry.extensions import SchemaExtension
 
 from graph.errors import safe_error, schema_names
-from strawberry.extensions import SchemaExtension
 
 log = structlog.get_logger("phigate.graphql")
 
@@ -30,7 +30,12 @@ class SafeErrors(SchemaExtension):
         request_id = getattr(getattr(context.context, "meta", None), "request_id", "unknown")
         allowed = _names(context.schema._schema)
         result.errors = [
-            safe_error(error, request_id=request_id, allowed_names=allowed, document=context.graphql_document)
+            safe_error(
+                error,
+                request_id=request_id,
+                allowed_names=allowed,
+                document=context.graphql_document,
+            )
             for error in result.errors
         ]
         codes = sorted({str((error.extensions or {}).get("code")) for error in result.errors})

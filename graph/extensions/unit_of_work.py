@@ -3,12 +3,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import structlog
-from graphql import OperationType
+from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE, masked
 from graph.logs import describe_exception
 from resolvers.context import RequestContext
-from strawberry.extensions import SchemaExtension
 
 log = structlog.get_logger("phigate.unit_of_work")
 
@@ -35,7 +35,7 @@ class UnitOfWork(SchemaExtension):
                 return
             try:
                 await request.db.commit()
-            except Exception as exc:  # noqa: BLE001 - any failure to commit must fail closed
+            except Exception as exc:
                 log.error("commit_failed", **describe_exception(exc))
                 result.data = None
                 result.errors = [

@@ -27,7 +27,10 @@ class BaaChange:
     @classmethod
     def from_row(cls, row: Row[Any]) -> BaaChange:
         return cls(
-            field=row.field, old_value=row.old_value, new_value=row.new_value, changed_at=row.changed_at
+            field=row.field,
+            old_value=row.old_value,
+            new_value=row.new_value,
+            changed_at=row.changed_at,
         )
 
 
@@ -39,7 +42,9 @@ class Baa:
     vendor_contact_name: str | None = classified(COMPLIANCE)
     vendor_contact_email: str | None = classified(COMPLIANCE)
     services: list[str] = classified(COMPLIANCE)
-    phi_categories: list[PhiCategory] = classified(COMPLIANCE, description="PHI the vendor may handle.")
+    phi_categories: list[PhiCategory] = classified(
+        COMPLIANCE, description="PHI the vendor may handle."
+    )
     status: BaaStatus = classified(COMPLIANCE)
     effective_date: date | None = classified(COMPLIANCE)
     expiry_date: date | None = classified(COMPLIANCE)
@@ -51,7 +56,10 @@ class Baa:
 
     @classified(COMPLIANCE, description="Every change to this agreement, oldest first.")
     async def history(self, info: GraphInfo) -> list[BaaChange]:
-        return [BaaChange.from_row(row) for row in await info.context.loaders.baa_changes.load(self.row_id)]
+        return [
+            BaaChange.from_row(row)
+            for row in await info.context.loaders.baa_changes.load(self.row_id)
+        ]
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Baa:
@@ -91,7 +99,9 @@ _BAA_COLUMNS = {
 
 
 def _columns(source: Any) -> dict[str, Any]:
-    values = provided(source, {**_BAA_COLUMNS, "status": "status"} if hasattr(source, "status") else _BAA_COLUMNS)
+    values = provided(
+        source, {**_BAA_COLUMNS, "status": "status"} if hasattr(source, "status") else _BAA_COLUMNS
+    )
     for key in ("phi_categories",):
         if values.get(key) is not None:
             values[key] = sorted({category.value for category in values[key]})
@@ -125,7 +135,9 @@ class BaaUpdateInput:
     effective_date: date | None = classified(COMPLIANCE, default=UNSET)
     expiry_date: date | None = classified(COMPLIANCE, default=UNSET)
     status: BaaStatus | None = classified(
-        COMPLIANCE, default=UNSET, description="DRAFT, SENT, EXPIRED or TERMINATED; ACTIVE comes from baaSign."
+        COMPLIANCE,
+        default=UNSET,
+        description="DRAFT, SENT, EXPIRED or TERMINATED; ACTIVE comes from baaSign.",
     )
 
     def to_values(self) -> dict[str, Any]:

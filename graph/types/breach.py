@@ -10,7 +10,12 @@ from sqlalchemy.engine import Row
 from domain.data_classes import DataClass
 from graph.directives import PhiCategory, classified
 from graph.types.common import GraphInfo
-from graph.types.enums import BreachStatus, NotificationMethod, NotificationRecipient, RiskConclusion
+from graph.types.enums import (
+    BreachStatus,
+    NotificationMethod,
+    NotificationRecipient,
+    RiskConclusion,
+)
 from graph.types.patient import Patient
 
 COMPLIANCE = DataClass.COMPLIANCE
@@ -69,7 +74,9 @@ class BreachIncident:
     created_at: datetime = classified(COMPLIANCE)
     updated_at: datetime = classified(COMPLIANCE)
 
-    @classified(PUBLIC, description="Patients on record as affected; their fields keep their own classes.")
+    @classified(
+        PUBLIC, description="Patients on record as affected; their fields keep their own classes."
+    )
     async def affected_patients(self, info: GraphInfo) -> list[Patient]:
         rows = await info.context.loaders.affected_patients.load(self.row_id)
         return [Patient.from_row(row) for row in rows]
@@ -77,7 +84,10 @@ class BreachIncident:
     @classified(COMPLIANCE)
     async def jurisdictions(self, info: GraphInfo) -> list[JurisdictionCount]:
         rows = await info.context.loaders.jurisdictions.load(self.row_id)
-        return [JurisdictionCount(jurisdiction=r.jurisdiction, affected_count=r.affected_count) for r in rows]
+        return [
+            JurisdictionCount(jurisdiction=r.jurisdiction, affected_count=r.affected_count)
+            for r in rows
+        ]
 
     @classified(COMPLIANCE)
     async def notifications(self, info: GraphInfo) -> list[BreachNotification]:

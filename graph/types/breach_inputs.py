@@ -9,7 +9,12 @@ from domain.data_classes import DataClass
 from domain.errors import FieldViolation, InvalidInput
 from graph.directives import PhiCategory, classified
 from graph.types.common import enum_value, provided
-from graph.types.enums import BreachStatus, NotificationMethod, NotificationRecipient, RiskConclusion
+from graph.types.enums import (
+    BreachStatus,
+    NotificationMethod,
+    NotificationRecipient,
+    RiskConclusion,
+)
 
 COMPLIANCE = DataClass.COMPLIANCE
 PUBLIC = DataClass.PUBLIC
@@ -74,7 +79,9 @@ class BreachReportInput:
         COMPLIANCE, default=None, description="Defaults to the number of affectedPatientIds."
     )
     jurisdictions: list[JurisdictionCountInput] | None = classified(
-        COMPLIANCE, default=None, description="Defaults to the states in the affected patients' addresses."
+        COMPLIANCE,
+        default=None,
+        description="Defaults to the states in the affected patients' addresses.",
     )
     root_cause: str | None = classified(COMPLIANCE, default=None)
     remediation_actions: list[str] = classified(COMPLIANCE, default_factory=list)

@@ -8,9 +8,9 @@ import strawberry
 from sqlalchemy.engine import Row
 
 from domain.data_classes import DataClass, PhiCategory
-from graph.types.enums import ConsentStatus, ConsentType, RetentionClass
 from graph.directives import classified, phi
 from graph.types.common import GraphInfo, PageInfo
+from graph.types.enums import ConsentStatus, ConsentType, RetentionClass
 
 CLINICAL = PhiCategory.CLINICAL
 CONTACT = PhiCategory.CONTACT
@@ -95,11 +95,16 @@ class Patient:
 
     @phi(CLINICAL)
     async def diagnoses(self, info: GraphInfo) -> list[Diagnosis]:
-        return [Diagnosis.from_row(row) for row in await info.context.loaders.diagnoses.load(self.row_id)]
+        return [
+            Diagnosis.from_row(row)
+            for row in await info.context.loaders.diagnoses.load(self.row_id)
+        ]
 
     @classified(COMPLIANCE, description="Consent decisions, oldest first.")
     async def consents(self, info: GraphInfo) -> list[Consent]:
-        return [Consent.from_row(row) for row in await info.context.loaders.consents.load(self.row_id)]
+        return [
+            Consent.from_row(row) for row in await info.context.loaders.consents.load(self.row_id)
+        ]
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Patient:

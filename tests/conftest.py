@@ -1,0 +1,128 @@
+"""Test fixtures: one real PostgreSQL (embedded) per session, one migrated template
+database, and a fresh copy of it for every test that asks for a database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+
+from db.embedded import EmbeddedPostgres, start_embedded
+from db.engine import DatabaseTarget, create_engine
+from db.migrate import upgrade
+from graph.app import create_app, engine_of
+from graph.logs import configure_logging
+from graph.settings import Settings
+from tests.graphql_client import GraphQLClient
+
+TEMPLATE = "phigate_template"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def production_logging() -> None:
+    """Tests log through the production pipeline (JSON, key allowlist)."""
+    configure_logging("INFO", "json")
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedPostgres:
+    server = start_embedded(tmp_path_factory.mktemp("postgres") / "data", for_tests=True)
+    server.drop_database(TEMPLATE)
+    server.ensure_database(TEMPLATE)
+    upgrade(server.admin_target(TEMPLATE))
+    return server
+
+
+@pytest.fixture
+def database(postgres: EmbeddedPostgres) -> Iterator[str]:
+    """The name of a fresh, migrated database that only this test uses."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    postgres.ensure_database(name, template=TEMPLATE)
+    yield name
+    postgres.drop_database(name)
+
+
+@pytest.fixture
+def app_target(postgres: EmbeddedPostgres, database: str) -> DatabaseTarget:
+    return postgres.app_target(database)
+
+
+@pytest.fixture
+def admin_target(postgres: EmbeddedPostgres, database: str) -> DatabaseTarget:
+    return postgres.admin_target(database)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+async def app(settings: Settings, app_target: DatabaseTarget) -> AsyncIterator[Starlette]:
+    application = create_app(settings, target=app_target)
+    yield application
+    await engine_of(application).dispose()
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def gql(client: httpx.AsyncClient) -> GraphQLClient:
+    return GraphQLClient(client)
+
+
+@pytest.fixture
+async def app_engine(app_target: DatabaseTarget) -> AsyncIterator[AsyncEngine]:
+    """A separate engine, as the application role, for arranging and checking rows."""
+    engine = create_engine(app_target, pool_size=2, max_overflow=0)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def seeded(app_engine: AsyncEngine) -> int:
+    from db.demo import seed_demo
+
+    async with app_engine.begin() as connection:
+        report = await seed_demo(connection, patients=30, now=datetime.now(UTC))
+    return report.patients
+
+
+class StatementCounter:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __call__(self, _conn: object, _cursor: object, statement: str, *_: object) -> None:
+        self.statements.append(statement)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@pytest.fixture
+def statements(app: Starlette) -> Iterator[StatementCounter]:
+    """Counts every SQL statement the application's engine sends."""
+    counter = StatementCounter()
+    sync_engine = engine_of(app).sync_engine
+    event.listen(sync_engine, "before_cursor_execute", counter)
+    yield counter
+    event.remove(sync_engine, "before_cursor_execute", counter)
+
+
+async def count_rows(engine: AsyncEngine, table: str) -> int:
+    async with engine.connect() as connection:
+        return int(
+            (await connection.execute(text(f"SELECT count(*) FROM phigate.{table}"))).scalar_one()  # noqa: S608
+        )

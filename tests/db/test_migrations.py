@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+from db.embedded import EmbeddedPostgres
+from db.engine import DatabaseTarget, create_engine
+from db.migrate import head_revision
+from db.models import Base
+
+
+async def _connect(target: DatabaseTarget) -> asyncpg.Connection:
+    query = target.url.query
+    return await asyncpg.connect(
+        host=str(query["host"]),
+        port=int(str(query["port"])),
+        user=target.url.username,
+        database=target.url.database,
+    )
+
+
+async def test_migrated_database_matches_the_models(admin_target: DatabaseTarget) -> None:
+    engine = create_engine(admin_target, pool_size=1, max_overflow=0)
+    try:
+        async with engine.connect() as connection:
+
+            def diff(sync_connection):
+                context = MigrationContext.configure(
+                    sync_connection, opts={"include_schemas": True, "compare_type": True}
+                )
+                return [
+                    change
+                    for change in compare_metadata(context, Base.metadata)
+                    if not (
+                        isinstance(change, tuple)
+                        and change[0] == "remove_table"
+                        and change[1].schema != "phigate"
+                    )
+                ]
+
+            assert await connection.run_sync(diff) == []
+            revision = await connection.run_sync(
+                lambda c: MigrationContext.configure(c).get_current_revision()
+            )
+            assert revision == head_revision()
+    finally:
+        await engine.dispose()
+
+
+async def test_tables_belong_to_the_owner_role_not_the_application(
+    admin_target: DatabaseTarget,
+) -> None:
+    connection = await _connect(admin_target)
+    try:
+        owners = {
+            row["tableowner"]
+            for row in await connection.fetch(
+                "SELECT tableowner FROM pg_tables WHERE schemaname = 'phigate'"
+            )
+        }
+        assert owners == {"phigate_owner"}
+        app_role = await connection.fetchrow(
+            "SELECT rolsuper, rolcreaterole, rolbypassrls FROM pg_roles WHERE rolname = 'phigate_app'"
+        )
+        assert app_role is not None and not any(app_role.values())
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE TABLE phigate.intruder (id int)",
+        "ALTER TABLE phigate.patients ADD COLUMN deleted_at timestamptz",
+        "DROP TABLE phigate.consents",
+        "UPDATE phigate.baa_changes SET new_value = 'x'",
+        "DELETE FROM phigate.baa_changes",
+        "TRUNCATE phigate.patients",
+    ],
+)
+async def test_application_role_cannot_change_schema_or_history(
+    app_target: DatabaseTarget, statement: str
+) -> None:
+    connection = await _connect(app_target)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def test_application_role_can_read_and_write_rows(app_engine) -> None:
+    async with app_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO phigate.patients (mrn, given_name, family_name, date_of_birth) "
+                "VALUES ('DEMO-TEST-1', 'Alpha', 'Synthetic-T', '1990-01-01')"
+            )
+        )
+        assert (
+            await connection.execute(text("SELECT count(*) FROM phigate.patients"))
+        ).scalar_one() == 1
+        await connection.execute(text("DELETE FROM phigate.patients"))
+
+
+def test_no_soft_delete_columns_anywhere() -> None:
+    soft = {"deleted_at", "is_deleted", "deleted", "archived_at"}
+    found = [
+        f"{table.name}.{column.name}"
+        for table in Base.metadata.tables.values()
+        for column in table.columns
+        if column.name in soft
+    ]
+    assert found == []
+
+
+async def test_check_constraints_hold_enums_in_the_database(app_engine) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        async with app_engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO phigate.baas (vendor_name, services, phi_categories, status) "
+                    "VALUES ('Example', ARRAY['x'], ARRAY['IDENTITY'], 'SIGNED')"
+                )
+            )
+
+
+def test_migrations_run_on_a_fresh_database_and_are_repeatable(postgres: EmbeddedPostgres) -> None:
+    from db.migrate import upgrade
+
+    name = "t_fresh_migration"
+    postgres.drop_database(name)
+    postgres.ensure_database(name)
+    try:
+        upgrade(postgres.admin_target(name))
+        upgrade(postgres.admin_target(name))  # a second run is a no-op
+        tables = postgres.psql(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'phigate'", database=name
+        )
+        assert int(tables) == len(Base.metadata.tables)
+    finally:
+        postgres.drop_database(name)

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from db.embedded import EmbeddedPostgres
+from graph.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def url(postgres: EmbeddedPostgres, database: str, *, admin: bool = False) -> str:
+    target = postgres.admin_target(database) if admin else postgres.app_target(database)
+    return target.url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def external_database(
+    monkeypatch: pytest.MonkeyPatch, postgres: EmbeddedPostgres, database: str
+) -> str:
+    """Point the CLI at a test database as an operator would, with DATABASE_URL."""
+    monkeypatch.setenv("DATABASE_URL", url(postgres, database))
+    monkeypatch.setenv("PHIGATE_MIGRATION_DATABASE_URL", url(postgres, database, admin=True))
+    return database
+
+
+def test_help_explains_every_command() -> None:
+    script = Path(sys.executable).parent / "phigate"
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
+    for command in ("serve", "migrate", "seed-demo", "export-schema"):
+        assert command in done.stdout
+
+
+def test_export_schema_check_passes_on_the_checked_in_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    assert main(["export-schema", "--check"]) == 0
+
+
+def test_export_schema_writes_and_check_detects_drift(tmp_path: Path) -> None:
+    target = tmp_path / "schema.graphql"
+    assert main(["export-schema", "--output", str(target)]) == 0
+    assert target.read_text() == (ROOT / "schema.graphql").read_text()
+    target.write_text(target.read_text() + "\n# drift\n")
+    assert main(["export-schema", "--output", str(target), "--check"]) == 1
+
+
+def test_seed_demo_is_idempotent(
+    external_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["seed-demo", "--patients", "25"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["seed-demo", "--patients", "25"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert first == second == {"demo_data": "synthetic", "patients": 25, "baas": 4, "breaches": 2}
+
+
+def test_seed_demo_is_refused_in_production(
+    external_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PHIGATE_ENV", "production")
+    assert main(["seed-demo"]) == 2
+    assert "refused when PHIGATE_ENV=production" in capsys.readouterr().err
+
+
+def test_migrate_then_serve_checks_the_schema_is_current(
+    postgres: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "t_cli_empty"
+    postgres.drop_database(name)
+    postgres.ensure_database(name)
+    try:
+        monkeypatch.setenv("DATABASE_URL", url(postgres, name, admin=True))
+        assert main(["serve", "--port", "1"]) == 2
+        assert "run `phigate migrate` first" in capsys.readouterr().err
+        assert main(["migrate"]) == 0
+        assert json.loads(capsys.readouterr().out)["migrated"] is True
+        assert (
+            int(
+                postgres.psql(
+                    "SELECT count(*) FROM pg_tables WHERE schemaname = 'phigate'", database=name
+                )
+            )
+            > 0
+        )
+    finally:
+        postgres.drop_database(name)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PHIGATE_ENV", "staging", "PHIGATE_ENV must be one of development, production"),
+        ("PHIGATE_MAX_PAGE_SIZE", "lots", "PHIGATE_MAX_PAGE_SIZE must be a whole number"),
+        ("PHIGATE_DB_POOL_SIZE", "0", "PHIGATE_DB_POOL_SIZE must be between 1 and 200"),
+        ("DATABASE_URL", "mysql://u:secret@h/db", "DATABASE_URL must point to PostgreSQL"),
+    ],
+)
+def test_bad_configuration_is_named_and_refused(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert main(["migrate"]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "secret" not in err
+
+
+def test_secret_file_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from graph.settings import Settings, SettingsError
+
+    secret = tmp_path / "database_url"
+    secret.write_text("postgresql://app@db.example.test/phigate\n")
+    assert (
+        Settings.from_env({"DATABASE_URL_FILE": str(secret)}).database_url
+        == "postgresql://app@db.example.test/phigate"
+    )
+    with pytest.raises(SettingsError, match="not both"):
+        Settings.from_env({"DATABASE_URL_FILE": str(secret), "DATABASE_URL": "postgresql://x"})
+    with pytest.raises(SettingsError, match="cannot be read"):
+        Settings.from_env({"DATABASE_URL_FILE": str(tmp_path / "missing")})

@@ -1,0 +1,81 @@
+"""The README's first command, for real: `phigate serve --demo` on a fresh data
+directory starts the embedded PostgreSQL, migrates, seeds and answers GraphQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from db.embedded import EmbeddedDatabaseError, attach_embedded
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_ready(base: str, process: subprocess.Popen[str], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"phigate serve exited early: {process.stderr.read() if process.stderr else ''}"
+            )
+        try:
+            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("phigate serve did not become ready")
+
+
+def test_serve_demo_from_an_empty_data_directory(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var" / "pgdata"
+    port = free_port()
+    env = {**os.environ, "PHIGATE_DATA_DIR": str(data_dir)}
+    env.pop("DATABASE_URL", None)
+    script = Path(sys.executable).parent / "phigate"
+    process = subprocess.Popen(
+        [str(script), "serve", "--demo", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, process)
+        response = httpx.post(
+            f"{base}/graphql",
+            json={"query": "{ patients(first: 5) { edges { node { mrn } } } }"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+        mrns = [edge["node"]["mrn"] for edge in response.json()["data"]["patients"]["edges"]]
+        assert len(mrns) == 5 and all(mrn.startswith("DEMO-") for mrn in mrns)
+        graphiql = httpx.get(f"{base}/graphql", headers={"Accept": "text/html"}, timeout=10)
+        assert graphiql.status_code == 200 and "graphiql" in graphiql.text.lower()
+    finally:
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert f"http://127.0.0.1:{port}/graphql" in stdout
+    for line in stderr.splitlines():
+        assert line.startswith("{"), f"non-JSON log line: {line}"
+    # The embedded server stops with the gateway; its data stays for the next start.
+    try:
+        attach_embedded(data_dir)
+        raise AssertionError("embedded PostgreSQL still running after phigate exited")
+    except EmbeddedDatabaseError:
+        pass
+    assert (data_dir / "PG_VERSION").exists()

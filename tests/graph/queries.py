@@ -1,0 +1,48 @@
+"""Operations shared by the graph tests."""
+
+PATIENT_FIELDS = """
+  id mrn givenName familyName dateOfBirth ssn phone email insuranceMemberId insurancePayer
+  retentionClass createdAt updatedAt
+  address { line city state postalCode }
+  legalHold { active reason setAt }
+  diagnoses { id icd10Code description onsetDate }
+  consents { consentType status effectiveDate }
+"""
+
+CREATE_PATIENT = (
+    "mutation Create($input: PatientCreateInput!) { patientCreate(input: $input) { patient { "
+    + PATIENT_FIELDS
+    + " } } }"
+)
+UPDATE_PATIENT = (
+    "mutation Update($input: PatientUpdateInput!) { patientUpdate(input: $input) { patient { "
+    + PATIENT_FIELDS
+    + " } } }"
+)
+GET_PATIENT = "query Get($id: ID!) { patient(id: $id) { " + PATIENT_FIELDS + " } }"
+
+
+def patient_input(**overrides: object) -> dict[str, object]:
+    """An obviously synthetic patient."""
+    values: dict[str, object] = {
+        "mrn": "DEMO-T00001",
+        "givenName": "Alpha",
+        "familyName": "Synthetic-Test",
+        "dateOfBirth": "1980-02-29",
+        "ssn": "987-65-4320",
+        "address": {
+            "line": "1 Synthetic Way",
+            "city": "Testville",
+            "state": "MA",
+            "postalCode": "02115",
+        },
+        "phone": "+16175550100",
+        "email": "synthetic.test@example.test",
+        "insurancePayer": "Example Health Plan (synthetic)",
+        "insuranceMemberId": "XMP-T0000001",
+        "diagnoses": [
+            {"icd10Code": "e119", "description": "Synthetic diagnosis", "onsetDate": "2001-06-01"}
+        ],
+    }
+    values.update(overrides)
+    return values

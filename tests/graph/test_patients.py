@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+from tests.conftest import count_rows
+from tests.graph.queries import CREATE_PATIENT, GET_PATIENT, UPDATE_PATIENT, patient_input
+from tests.graphql_client import GraphQLClient
+
+
+async def create(gql: GraphQLClient, **overrides: object) -> dict:
+    return (await gql(CREATE_PATIENT, {"input": patient_input(**overrides)})).ok()["patientCreate"][
+        "patient"
+    ]
+
+
+async def test_create_then_read_a_patient(gql: GraphQLClient) -> None:
+    created = await create(gql)
+    assert created["mrn"] == "DEMO-T00001"
+    assert created["address"] == {
+        "line": "1 Synthetic Way",
+        "city": "Testville",
+        "state": "MA",
+        "postalCode": "02115",
+    }
+    assert [d["icd10Code"] for d in created["diagnoses"]] == ["E11.9"]  # normalised
+    assert created["retentionClass"] == "STANDARD"
+    assert created["legalHold"] == {"active": False, "reason": None, "setAt": None}
+    assert created["createdAt"].endswith("Z")
+
+    fetched = (await gql(GET_PATIENT, {"id": created["id"]})).ok()["patient"]
+    assert fetched == created
+
+
+async def test_update_changes_only_the_fields_given(gql: GraphQLClient) -> None:
+    created = await create(gql)
+    updated = (
+        await gql(
+            UPDATE_PATIENT, {"input": {"id": created["id"], "phone": "+16175550199", "email": None}}
+        )
+    ).ok()["patientUpdate"]["patient"]
+    assert updated["phone"] == "+16175550199"
+    assert updated["email"] is None  # null clears an optional field
+    assert updated["givenName"] == created["givenName"]
+    assert updated["ssn"] == created["ssn"]
+    assert updated["updatedAt"] >= created["updatedAt"]
+
+
+async def test_update_address_null_clears_it_and_diagnoses_can_be_added_and_removed(
+    gql: GraphQLClient,
+) -> None:
+    created = await create(gql)
+    first = created["diagnoses"][0]["id"]
+    updated = (
+        await gql(
+            UPDATE_PATIENT,
+            {
+                "input": {
+                    "id": created["id"],
+                    "address": None,
+                    "addDiagnoses": [{"icd10Code": "I10"}],
+                    "removeDiagnosisIds": [first],
+                }
+            },
+        )
+    ).ok()["patientUpdate"]["patient"]
+    assert updated["address"] is None
+    assert [d["icd10Code"] for d in updated["diagnoses"]] == ["I10"]
+
+
+async def test_required_fields_cannot_be_nulled(gql: GraphQLClient) -> None:
+    created = await create(gql)
+    response = await gql(
+        UPDATE_PATIENT, {"input": {"id": created["id"], "givenName": None, "mrn": None}}
+    )
+    assert response.codes == ["BAD_USER_INPUT"]
+    fields = {f["field"] for f in response.errors[0]["extensions"]["fields"]}
+    assert fields == {"input.givenName", "input.mrn"}
+
+
+async def test_duplicate_mrn_is_a_conflict_and_writes_nothing(
+    gql: GraphQLClient, app_engine
+) -> None:
+    await create(gql)
+    response = await gql(CREATE_PATIENT, {"input": patient_input(ssn=None)})
+    assert response.codes == ["CONFLICT"]
+    assert "input.mrn" in response.errors[0]["message"]
+    assert response.data is None
+    assert await count_rows(app_engine, "patients") == 1
+    assert await count_rows(app_engine, "diagnoses") == 1
+
+
+async def test_record_consent(gql: GraphQLClient) -> None:
+    created = await create(gql)
+    mutation = """mutation($input: ConsentRecordInput!) { consentRecord(input: $input) {
+        consent { consentType status effectiveDate } patient { consents { consentType status } } } }"""
+    for status in ("GRANTED", "REVOKED"):
+        result = (
+            await gql(
+                mutation,
+                {
+                    "input": {
+                        "patientId": created["id"],
+                        "consentType": "RESEARCH",
+                        "status": status,
+                        "effectiveDate": "2026-01-15",
+                    }
+                },
+            )
+        ).ok()["consentRecord"]
+        assert result["consent"] == {
+            "consentType": "RESEARCH",
+            "status": status,
+            "effectiveDate": "2026-01-15",
+        }
+    assert [c["status"] for c in result["patient"]["consents"]] == ["GRANTED", "REVOKED"]
+
+
+async def test_cursor_pagination_walks_every_patient_once(gql: GraphQLClient, seeded: int) -> None:
+    query = "query($after: String) { patients(first: 7, after: $after) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }"
+    seen: list[str] = []
+    after = None
+    pages = 0
+    while True:
+        page = (await gql(query, {"after": after})).ok()["patients"]
+        seen += [edge["node"]["id"] for edge in page["edges"]]
+        pages += 1
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+        assert after == page["edges"][-1]["cursor"]
+    assert len(seen) == len(set(seen)) == seeded
+    assert pages == -(-seeded // 7)
+
+
+async def test_cursors_carry_no_phi(gql: GraphQLClient, seeded: int) -> None:
+    import base64
+
+    page = (await gql("{ patients(first: 3) { edges { cursor node { mrn familyName } } } }")).ok()[
+        "patients"
+    ]
+    for edge in page["edges"]:
+        decoded = base64.urlsafe_b64decode(edge["cursor"] + "==").decode()
+        assert edge["node"]["mrn"] not in decoded
+        assert edge["node"]["familyName"] not in decoded
+
+
+async def test_a_failed_mutation_in_a_document_rolls_back_the_others(
+    gql: GraphQLClient, app_engine
+) -> None:
+    document = """mutation($a: PatientCreateInput!, $b: PatientCreateInput!) {
+        first: patientCreate(input: $a) { patient { id } }
+        second: patientCreate(input: $b) { patient { id } } }"""
+    response = await gql(
+        document,
+        {
+            "a": patient_input(mrn="DEMO-T00010"),
+            "b": patient_input(mrn="DEMO-T00011", ssn="000-00-0000"),
+        },
+    )
+    assert response.codes == ["BAD_USER_INPUT"]
+    assert response.data is None
+    assert await count_rows(app_engine, "patients") == 0

@@ -1,0 +1,87 @@
+"""Every relation is batched by per-request loaders: the statements a request sends do
+not grow with the number of rows it returns."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.demo import demo_id, seed_demo
+from db.models import BreachAffectedPatient, BreachIncident
+from tests.conftest import StatementCounter
+from tests.graphql_client import GraphQLClient
+
+SIZES = (1, 10, 100)
+
+
+@pytest.fixture
+async def hundred_patients(app_engine: AsyncEngine) -> None:
+    now = datetime.now(UTC)
+    async with app_engine.begin() as connection:
+        await seed_demo(connection, patients=100, now=now)
+        for size in SIZES:
+            breach_id = demo_id("breach-size", size)
+            await connection.execute(
+                insert(BreachIncident),
+                {
+                    "id": breach_id,
+                    "title": f"Synthetic breach of {size}",
+                    "discovered_at": now,
+                    "status": "REPORTED",
+                    "affected_count": size,
+                    "phi_categories": ["CLINICAL"],
+                    "remediation_actions": [],
+                },
+            )
+            await connection.execute(
+                insert(BreachAffectedPatient),
+                [
+                    {"breach_id": breach_id, "patient_id": demo_id("patient", n)}
+                    for n in range(1, size + 1)
+                ],
+            )
+
+
+async def test_patient_list_with_relations_is_three_statements_at_any_size(
+    gql: GraphQLClient, statements: StatementCounter, hundred_patients: None
+) -> None:
+    query = "query($n: Int) { patients(first: $n) { edges { node { id diagnoses { icd10Code } consents { status } } } } }"
+    counts = {}
+    for size in SIZES:
+        before = statements.count
+        edges = (await gql(query, {"n": size})).ok()["patients"]["edges"]
+        assert len(edges) == size
+        assert all(edge["node"]["diagnoses"] for edge in edges)
+        counts[size] = statements.count - before
+    assert counts == {1: 3, 10: 3, 100: 3}, counts
+
+
+async def test_breach_to_patients_to_diagnoses_is_one_statement_per_level(
+    gql: GraphQLClient, statements: StatementCounter, hundred_patients: None
+) -> None:
+    query = "query($id: ID!) { breach(id: $id) { id affectedPatients { id diagnoses { icd10Code } consents { status } } jurisdictions { jurisdiction } } }"
+    counts = {}
+    for size in SIZES:
+        before = statements.count
+        breach = (await gql(query, {"id": str(demo_id("breach-size", size))})).ok()["breach"]
+        assert len(breach["affectedPatients"]) == size
+        counts[size] = statements.count - before
+    # breach, affected patients, their diagnoses, their consents, jurisdictions
+    assert counts == {1: 5, 10: 5, 100: 5}, counts
+
+
+async def test_breach_list_batches_across_breaches(
+    gql: GraphQLClient, statements: StatementCounter, hundred_patients: None
+) -> None:
+    before = statements.count
+    breaches = (
+        await gql(
+            "{ breaches { id affectedPatients { diagnoses { icd10Code } } notifications { method } } }"
+        )
+    ).ok()["breaches"]
+    assert len(breaches) == 5
+    # breaches, affected patients (all breaches at once), diagnoses, notifications
+    assert statements.count - before == 4
