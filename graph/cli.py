@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,9 +94,34 @@ def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_unsafe_serving(settings: Settings, host: str) -> None:
+    if not ipaddress.ip_address(socket.gethostbyname(host)).is_loopback:
+        # Caller authentication arrives with the Identity work; until then an open
+        # interface would serve PHI to anyone who can reach it.
+        raise CommandError(
+            "phigate does not authenticate callers yet, so it listens on loopback only "
+            "(--host 127.0.0.1)"
+        )
+    if not settings.is_production:
+        return
+    if settings.uses_embedded_database:
+        raise CommandError(
+            "PHIGATE_ENV=production needs DATABASE_URL (a managed PostgreSQL); the embedded "
+            "database is for development and demos"
+        )
+    assert settings.database_url is not None
+    target = parse_database_url(settings.database_url)
+    if not target.is_local and not target.verifies_server:
+        raise CommandError(
+            "PHIGATE_ENV=production refuses a remote database without verified TLS: add "
+            "sslmode=verify-full&sslrootcert=/path/to/ca.pem to DATABASE_URL"
+        )
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    _refuse_unsafe_serving(settings, args.host)
     database = open_database(settings)
     if database.embedded is not None:
         upgrade(database.admin)  # zero-setup: the embedded database is always current

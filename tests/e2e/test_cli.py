@@ -126,3 +126,40 @@ def test_secret_file_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         Settings.from_env({"DATABASE_URL_FILE": str(secret), "DATABASE_URL": "postgresql://x"})
     with pytest.raises(SettingsError, match="cannot be read"):
         Settings.from_env({"DATABASE_URL_FILE": str(tmp_path / "missing")})
+
+
+@pytest.mark.parametrize(
+    ("env", "host", "message"),
+    [
+        ({}, "0.0.0.0", "listens on loopback only"),  # noqa: S104 - the refusal under test
+        ({"PHIGATE_ENV": "production"}, "127.0.0.1", "needs DATABASE_URL"),
+        (
+            {
+                "PHIGATE_ENV": "production",
+                "DATABASE_URL": "postgresql://app@db.example.test/phigate",
+            },
+            "127.0.0.1",
+            "verified TLS",
+        ),
+        (
+            {
+                "PHIGATE_ENV": "production",
+                "DATABASE_URL": "postgresql://app@db.example.test/phigate?sslmode=require",
+            },
+            "127.0.0.1",
+            "verified TLS",
+        ),
+    ],
+)
+def test_serve_refuses_unsafe_setups(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict,
+    host: str,
+    message: str,
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["serve", "--host", host, "--port", "1"]) == 2
+    assert message in capsys.readouterr().err
