@@ -249,3 +249,22 @@ def _baa(
         "created_at": now,
         "updated_at": now,
     }
+
+
+# Demo accounts, one per role: refused in production, flagged `demo` in the database,
+# and reported by `phigate check` (Hardening) so they cannot linger unnoticed.
+DEMO_PASSWORD = "synthetic demo passphrase 2026"  # noqa: S105 - published on purpose, demo only
+
+
+def demo_username(role: str) -> str:
+    return f"demo.{role.lower().replace('_officer', '')}"
+
+
+def demo_totp_secret(role: str) -> str:
+    """Deterministic, so the README can show how to produce a code; demo only."""
+    import base64
+    import hashlib
+
+    return base64.b32encode(
+        hashlib.sha256(f"phigate demo totp {role}".encode()).digest()[:20]
+    ).decode()

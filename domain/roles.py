@@ -13,3 +13,17 @@ class Role(StrEnum):
     AUDITOR = "AUDITOR"
     ANALYST = "ANALYST"
     ADMIN = "ADMIN"
+
+
+class ServiceScope(StrEnum):
+    """What an OAuth2 client may be granted. The authorization policy maps each scope
+    to the data classes and purposes it allows."""
+
+    PATIENTS_READ = "patients:read"
+    PATIENTS_WRITE = "patients:write"
+    BAAS_READ = "baas:read"
+    BAAS_WRITE = "baas:write"
+    BREACHES_READ = "breaches:read"
+    BREACHES_WRITE = "breaches:write"
+    AUDIT_READ = "audit:read"
+    ANALYTICS_READ = "analytics:read"

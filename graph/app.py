@@ -17,8 +17,11 @@ from starlette.routing import Route
 
 from db.embedded import attach_embedded
 from db.engine import DatabaseTarget, create_engine, parse_database_url
+from graph.authentication import BearerAuthentication
+from graph.identity import Identity, build_identity
 from graph.logs import configure_logging, describe_exception
 from graph.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from graph.routes.auth import AuthEndpoints
 from graph.schema import schema as default_schema
 from graph.settings import Settings
 from graph.view import GraphQLView
@@ -33,6 +36,7 @@ def create_app(
     engine = create_engine(
         target, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
     )
+    identity = build_identity(settings, engine)
 
     async def health(_: Request) -> JSONResponse:
         # Liveness only: says nothing about versions, configuration or data.
@@ -60,11 +64,17 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            *AuthEndpoints(identity).routes(),
         ],
-        middleware=[Middleware(RequestContextMiddleware), Middleware(SecurityHeadersMiddleware)],
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(BearerAuthentication, identity=identity),
+        ],
         lifespan=lifespan,
     )
     app.state.engine = engine
+    app.state.identity = identity
     return app
 
 
@@ -85,3 +95,7 @@ def create_app_from_env() -> Starlette:
 
 def engine_of(app: Starlette) -> AsyncEngine:
     return app.state.engine  # type: ignore[no-any-return]
+
+
+def identity_of(app: Starlette) -> Identity:
+    return app.state.identity  # type: ignore[no-any-return]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
-import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +12,9 @@ from pathlib import Path
 
 from db.embedded import APP_DATABASE, EmbeddedDatabaseError, EmbeddedPostgres, start_embedded
 from db.engine import DatabaseTarget, DatabaseUrlError, create_engine, parse_database_url
+from db.errors import ConstraintViolation
 from db.migrate import current_revision, head_revision, upgrade
+from graph import cli_identity
 from graph.logs import configure_logging
 from graph.settings import Settings, SettingsError
 
@@ -83,7 +83,16 @@ def _seed(settings: Settings, database: Database, patients: int) -> dict[str, ob
             "breaches": report.breaches,
         }
 
-    return asyncio.run(run())
+    seeded = asyncio.run(run())
+    from db.demo import DEMO_PASSWORD
+
+    seeded["demo_users"] = {
+        "warning": "DEMO ONLY: synthetic accounts, published credentials; refused in production",
+        "password": DEMO_PASSWORD,
+        "totp": "phigate demo-code USERNAME prints the current code",
+        "accounts": cli_identity.seed_demo_users(settings, database.app),
+    }
+    return seeded
 
 
 def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -94,14 +103,7 @@ def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_unsafe_serving(settings: Settings, host: str) -> None:
-    if not ipaddress.ip_address(socket.gethostbyname(host)).is_loopback:
-        # Caller authentication arrives with the Identity work; until then an open
-        # interface would serve PHI to anyone who can reach it.
-        raise CommandError(
-            "phigate does not authenticate callers yet, so it listens on loopback only "
-            "(--host 127.0.0.1)"
-        )
+def _refuse_unsafe_serving(settings: Settings) -> None:
     if not settings.is_production:
         return
     if settings.uses_embedded_database:
@@ -121,7 +123,7 @@ def _refuse_unsafe_serving(settings: Settings, host: str) -> None:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    _refuse_unsafe_serving(settings, args.host)
+    _refuse_unsafe_serving(settings)
     database = open_database(settings)
     if database.embedded is not None:
         upgrade(database.admin)  # zero-setup: the embedded database is always current
@@ -146,6 +148,24 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         server_header=False,
         proxy_headers=False,
     )
+    return 0
+
+
+def cmd_identity(settings: Settings, args: argparse.Namespace) -> int:
+    """Runs user/client/keys/demo-code actions against the application database."""
+    from domain.errors import DomainError
+
+    database = open_database(settings)
+    if database.embedded is not None:
+        upgrade(database.admin)
+    try:
+        _emit(args.action(settings, database.app, args))
+    except DomainError as exc:
+        raise CommandError(exc.message) from None
+    except ConstraintViolation:
+        raise CommandError("that name or id is already in use") from None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     return 0
 
 
@@ -208,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="exit 1 if the file differs from the code"
     )
     export.set_defaults(handler=cmd_export_schema)
+    cli_identity.add_parsers(commands, cmd_identity)
     return parser
 
 

@@ -19,7 +19,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 REQUEST_META = "phigate.request_meta"
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
             return value.decode("latin-1")
@@ -38,10 +38,10 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        offered = _header(scope, b"x-request-id")
+        offered = header(scope, b"x-request-id")
         request_id = offered if offered and _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         client = scope.get("client")
-        user_agent = _header(scope, b"user-agent")
+        user_agent = header(scope, b"user-agent")
         scope.setdefault("state", {})[REQUEST_META] = RequestMeta(
             request_id=request_id,
             client_ip=client[0] if client else None,

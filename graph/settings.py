@@ -33,6 +33,29 @@ class Settings:
     default_page_size: int = 20
     log_level: str = "INFO"
     log_format: str = "json"
+    # Identity
+    issuer: str = "phigate"
+    audience: str = "phigate-api"
+    access_token_ttl_seconds: int = 300
+    session_idle_minutes: int = 15
+    session_max_hours: int = 12
+    lockout_threshold: int = 5
+    lockout_minutes: int = 30
+    master_key: str | None = field(default=None, repr=False)
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    argon2_parallelism: int = 1
+    rate_limit_login: str = "10/minute"
+    rate_limit_token: str = "30/minute"
+    rate_limit_graphql: str = "600/minute"
+    # An external OpenID Connect issuer whose tokens are trusted too (optional).
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_file: Path | None = None
+    oidc_jwks_url: str | None = None
+    oidc_role_claim: str = "groups"
+    oidc_role_map: str = ""
+    oidc_require_mfa: bool = True
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -58,6 +81,35 @@ class Settings:
                 env, "PHIGATE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),
             log_format=_choice(env, "PHIGATE_LOG_FORMAT", ("json", "console"), "json"),
+            issuer=env.get("PHIGATE_ISSUER") or "phigate",
+            audience=env.get("PHIGATE_AUDIENCE") or "phigate-api",
+            access_token_ttl_seconds=_int(
+                env, "PHIGATE_ACCESS_TOKEN_TTL_SECONDS", 300, minimum=30, maximum=3600
+            ),
+            session_idle_minutes=_int(
+                env, "PHIGATE_SESSION_IDLE_MINUTES", 15, minimum=1, maximum=1440
+            ),
+            session_max_hours=_int(env, "PHIGATE_SESSION_MAX_HOURS", 12, minimum=1, maximum=168),
+            lockout_threshold=_int(env, "PHIGATE_LOCKOUT_THRESHOLD", 5, minimum=1, maximum=100),
+            lockout_minutes=_int(env, "PHIGATE_LOCKOUT_MINUTES", 30, minimum=1, maximum=10080),
+            master_key=_secret(env, "PHIGATE_MASTER_KEY"),
+            argon2_time_cost=_int(env, "PHIGATE_ARGON2_TIME_COST", 2, minimum=1, maximum=20),
+            argon2_memory_kib=_int(
+                env, "PHIGATE_ARGON2_MEMORY_KIB", 19456, minimum=8192, maximum=4194304
+            ),
+            argon2_parallelism=_int(env, "PHIGATE_ARGON2_PARALLELISM", 1, minimum=1, maximum=16),
+            rate_limit_login=_rate(env, "PHIGATE_RATE_LIMIT_LOGIN", "10/minute"),
+            rate_limit_token=_rate(env, "PHIGATE_RATE_LIMIT_TOKEN", "30/minute"),
+            rate_limit_graphql=_rate(env, "PHIGATE_RATE_LIMIT_GRAPHQL", "600/minute"),
+            oidc_issuer=env.get("PHIGATE_OIDC_ISSUER") or None,
+            oidc_audience=env.get("PHIGATE_OIDC_AUDIENCE") or None,
+            oidc_jwks_file=Path(env["PHIGATE_OIDC_JWKS_FILE"])
+            if env.get("PHIGATE_OIDC_JWKS_FILE")
+            else None,
+            oidc_jwks_url=env.get("PHIGATE_OIDC_JWKS_URL") or None,
+            oidc_role_claim=env.get("PHIGATE_OIDC_ROLE_CLAIM") or "groups",
+            oidc_role_map=env.get("PHIGATE_OIDC_ROLE_MAP") or "",
+            oidc_require_mfa=_bool(env, "PHIGATE_OIDC_REQUIRE_MFA", True),
         )._validated()
 
     def _validated(self) -> Settings:
@@ -67,7 +119,7 @@ class Settings:
 
     def describe(self) -> dict[str, str]:
         """Settings without secrets, for `phigate check` and start-up logs."""
-        hidden = {"database_url", "migration_database_url"}
+        hidden = {"database_url", "migration_database_url", "master_key"}
         described = {
             f.name: str(getattr(self, f.name)) for f in fields(self) if f.name not in hidden
         }
@@ -100,6 +152,27 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maxim
     if not minimum <= value <= maximum:
         raise SettingsError(f"{name} must be between {minimum} and {maximum}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false")
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name) or default
+    count, _, period = raw.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in ("second", "minute", "hour", "day"):
+        raise SettingsError(
+            f"{name} must look like 10/minute (a count per second, minute, hour or day)"
+        )
+    return raw
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:

@@ -13,6 +13,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from db.unit_of_work import RequestDatabase
+from graph.authentication import PRINCIPAL
 from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE
 from graph.middleware import REQUEST_META
 from graph.settings import Settings
@@ -33,11 +34,13 @@ class GraphQLView(GraphQL[RequestContext, None]):
         )
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:
-        meta = request.scope.get("state", {}).get(REQUEST_META) or RequestMeta(request_id="unknown")
+        state = request.scope.get("state", {})
+        meta = state.get(REQUEST_META) or RequestMeta(request_id="unknown")
         return RequestContext(
             db=RequestDatabase(self._engine),
             meta=meta,
             now=datetime.now(UTC),
+            principal=state.get(PRINCIPAL),
             page_limits=self._page_limits,
         )
 

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from db.unit_of_work import RequestDatabase
+from domain.principals import Principal
 from resolvers.loaders import Loaders
 
 
@@ -27,6 +28,7 @@ class RequestContext:
     db: RequestDatabase
     meta: RequestMeta
     now: datetime
+    principal: Principal | None = None
     page_limits: PageLimits = field(default_factory=PageLimits)
     loaders: Loaders = field(init=False)
 

@@ -4,8 +4,9 @@ database, and a fresh copy of it for every test that asks for a database."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 
 import httpx
 import pytest
@@ -13,13 +14,16 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from db.crypto import generate_key
 from db.embedded import EmbeddedPostgres, start_embedded
 from db.engine import DatabaseTarget, create_engine
 from db.migrate import upgrade
-from graph.app import create_app, engine_of
+from domain.roles import Role
+from graph.app import create_app, engine_of, identity_of
 from graph.logs import configure_logging
 from graph.settings import Settings
 from tests.graphql_client import GraphQLClient
+from tests.identity import issue_token
 
 TEMPLATE = "phigate_template"
 
@@ -58,9 +62,12 @@ def admin_target(postgres: EmbeddedPostgres, database: str) -> DatabaseTarget:
     return postgres.admin_target(database)
 
 
+MASTER_KEY = generate_key()
+
+
 @pytest.fixture
 def settings() -> Settings:
-    return Settings()
+    return Settings(master_key=MASTER_KEY)
 
 
 @pytest.fixture
@@ -73,13 +80,22 @@ async def app(settings: Settings, app_target: DatabaseTarget) -> AsyncIterator[S
 @pytest.fixture
 async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    # localhost: authlib (rightly) refuses OAuth over plain HTTP anywhere else.
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         yield http
 
 
 @pytest.fixture
-def gql(client: httpx.AsyncClient) -> GraphQLClient:
-    return GraphQLClient(client)
+def token_for(app: Starlette) -> Callable[..., Awaitable[str]]:
+    """An access token for a fresh user of the given role, with a live session: for
+    tests about what callers can do, not about how they log in."""
+    return partial(issue_token, identity_of(app))
+
+
+@pytest.fixture
+async def gql(client: httpx.AsyncClient, token_for: Callable[..., Awaitable[str]]) -> GraphQLClient:
+    token = await token_for(Role.COMPLIANCE_OFFICER)
+    return GraphQLClient(client, headers={"Authorization": f"Bearer {token}"})
 
 
 @pytest.fixture

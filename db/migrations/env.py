@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from db.engine import DatabaseTarget, create_engine
-from db.models import Base
+from db.models import AuditBase, Base
 
 target: DatabaseTarget = context.config.attributes["target"]
 
@@ -14,7 +14,7 @@ target: DatabaseTarget = context.config.attributes["target"]
 def run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        target_metadata=[Base.metadata, AuditBase.metadata],
         include_schemas=True,
         compare_type=True,
         transaction_per_migration=True,

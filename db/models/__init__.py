@@ -1,3 +1,4 @@
+from db.models.audit import AUDIT_SCHEMA, AuditBase, AuditEvent
 from db.models.baa import Baa, BaaChange
 from db.models.base import APP_SCHEMA, Base
 from db.models.breach import (
@@ -6,10 +7,21 @@ from db.models.breach import (
     BreachJurisdiction,
     BreachNotification,
 )
+from db.models.identity import (
+    OAuthClient,
+    RateLimitCounter,
+    RefreshToken,
+    SigningKey,
+    User,
+    UserSession,
+)
 from db.models.patient import Consent, Diagnosis, Patient
 
 __all__ = [
     "APP_SCHEMA",
+    "AUDIT_SCHEMA",
+    "AuditBase",
+    "AuditEvent",
     "Baa",
     "BaaChange",
     "Base",
@@ -19,5 +31,11 @@ __all__ = [
     "BreachNotification",
     "Consent",
     "Diagnosis",
+    "OAuthClient",
     "Patient",
+    "RateLimitCounter",
+    "RefreshToken",
+    "SigningKey",
+    "User",
+    "UserSession",
 ]

@@ -9,6 +9,7 @@ import pytest
 
 from db.embedded import EmbeddedPostgres
 from graph.cli import main
+from tests.conftest import MASTER_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +26,7 @@ def external_database(
     """Point the CLI at a test database as an operator would, with DATABASE_URL."""
     monkeypatch.setenv("DATABASE_URL", url(postgres, database))
     monkeypatch.setenv("PHIGATE_MIGRATION_DATABASE_URL", url(postgres, database, admin=True))
+    monkeypatch.setenv("PHIGATE_MASTER_KEY", MASTER_KEY)
     return database
 
 
@@ -55,6 +57,12 @@ def test_seed_demo_is_idempotent(
     first = json.loads(capsys.readouterr().out)
     assert main(["seed-demo", "--patients", "25"]) == 0
     second = json.loads(capsys.readouterr().out)
+    demo_users = [account["username"] for account in first.pop("demo_users")["accounts"]]
+    assert demo_users == [
+        f"demo.{name}"
+        for name in ("clinician", "nurse", "billing", "compliance", "auditor", "analyst", "admin")
+    ]
+    second.pop("demo_users")
     assert first == second == {"demo_data": "synthetic", "patients": 25, "baas": 4, "breaches": 2}
 
 
@@ -131,7 +139,6 @@ def test_secret_file_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.parametrize(
     ("env", "host", "message"),
     [
-        ({}, "0.0.0.0", "listens on loopback only"),  # noqa: S104 - the refusal under test
         ({"PHIGATE_ENV": "production"}, "127.0.0.1", "needs DATABASE_URL"),
         (
             {

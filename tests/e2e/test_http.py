@@ -31,9 +31,9 @@ async def test_ready_when_the_database_answers(client: httpx.AsyncClient) -> Non
 
 
 async def test_not_ready_when_the_database_is_missing(
-    postgres, capsys: pytest.CaptureFixture[str]
+    postgres, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = create_app(Settings(), target=postgres.app_target("no_such_database"))
+    app = create_app(settings, target=postgres.app_target("no_such_database"))
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://t"
@@ -62,24 +62,25 @@ async def test_request_id_is_echoed_or_generated(
 
 
 async def test_queries_over_get_and_mutations_refused_over_get(
-    client: httpx.AsyncClient, seeded: int
+    gql: GraphQLClient, seeded: int
 ) -> None:
-    response = await client.get(
-        "/graphql", params={"query": "{ patients(first: 2) { edges { node { id } } } }"}
+    response = await gql.http.get(
+        "/graphql",
+        params={"query": "{ patients(first: 2) { edges { node { id } } } }"},
+        headers=gql.headers,
     )
     assert response.status_code == 200
     assert len(response.json()["data"]["patients"]["edges"]) == 2
-    mutation = await client.get(
-        "/graphql",
-        params={
-            "query": 'mutation { consentRecord(input: {patientId: "x", consentType: TREATMENT, status: GRANTED, effectiveDate: "2026-01-01"}) { consent { id } } }'
-        },
-    )
+    document = 'mutation { consentRecord(input: {patientId: "x", consentType: TREATMENT, status: GRANTED, effectiveDate: "2026-01-01"}) { consent { id } } }'
+    mutation = await gql.http.get("/graphql", params={"query": document}, headers=gql.headers)
     assert mutation.status_code == 405
 
 
-async def test_responses_are_not_cacheable_and_not_sniffable(client: httpx.AsyncClient) -> None:
-    response = await client.post("/graphql", json={"query": "{ baas { id } }"})
+async def test_responses_are_not_cacheable_and_not_sniffable(gql: GraphQLClient) -> None:
+    response = await gql.http.post(
+        "/graphql", json={"query": "{ baas { id } }"}, headers=gql.headers
+    )
+    assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "no-referrer"
@@ -103,7 +104,7 @@ async def test_one_log_line_per_request_without_bodies_or_variables(
     await client.get(
         "/graphql",
         params={"query": f'{{ patient(id: "{canary_ssn}") {{ id }} }}'},
-        headers={"X-Request-ID": "req-3"},
+        headers={"X-Request-ID": "req-3", **gql.headers},
     )
     output = capsys.readouterr().err
     assert canary_ssn not in output and canary_name not in output
@@ -159,7 +160,9 @@ async def test_log_allowlist_drops_unknown_keys(capsys: pytest.CaptureFixture[st
     assert "ssn" not in line
 
 
-def test_app_factory_does_not_connect_at_import(app_target: DatabaseTarget) -> None:
-    app = create_app(Settings(), target=app_target)
+def test_app_factory_does_not_connect_at_import(
+    app_target: DatabaseTarget, settings: Settings
+) -> None:
+    app = create_app(settings, target=app_target)
     assert isinstance(app, Starlette)
     assert engine_of(app).pool.checkedout() == 0

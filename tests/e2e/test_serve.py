@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pyotp
 
+from db.demo import DEMO_PASSWORD, demo_totp_secret
 from db.embedded import EmbeddedDatabaseError, attach_embedded
 
 
@@ -55,11 +57,18 @@ def test_serve_demo_from_an_empty_data_directory(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, process)
-        response = httpx.post(
-            f"{base}/graphql",
-            json={"query": "{ patients(first: 5) { edges { node { mrn } } } }"},
+        anonymous = httpx.post(f"{base}/graphql", json={"query": "{ baas { id } }"}, timeout=10)
+        assert anonymous.status_code == 401
+        code = pyotp.TOTP(demo_totp_secret("CLINICIAN")).now()
+        login = httpx.post(
+            f"{base}/auth/login",
+            json={"username": "demo.clinician", "password": DEMO_PASSWORD, "totp": code},
             timeout=10,
         )
+        assert login.status_code == 200, login.text
+        bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        query = {"query": "{ patients(first: 5) { edges { node { mrn } } } }"}
+        response = httpx.post(f"{base}/graphql", json=query, headers=bearer, timeout=10)
         assert response.status_code == 200
         mrns = [edge["node"]["mrn"] for edge in response.json()["data"]["patients"]["edges"]]
         assert len(mrns) == 5 and all(mrn.startswith("DEMO-") for mrn in mrns)

@@ -1,0 +1,142 @@
+"""Field-level envelope encryption, AES-256-GCM.
+
+Each value gets its own random 256-bit data key; the data key is wrapped by a
+key-encryption key (KEK) from a key provider. Associated data binds a ciphertext to
+its table, column and row: moved to another row it no longer decrypts.
+
+Blob layout (all integers big-endian)::
+
+    version(1)=1 | kek_version(2) | wrapped_len(2) | wrapped_data_key | nonce(12) | ciphertext+tag
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+FORMAT_VERSION = 1
+KEY_BYTES = 32
+NONCE_BYTES = 12
+_HEADER = struct.Struct(">BHH")
+
+
+class DecryptionError(Exception):
+    """A ciphertext could not be opened. Never carries the data or a key."""
+
+
+class KeyConfigurationError(ValueError):
+    pass
+
+
+class KeyProvider(Protocol):
+    """Wraps and unwraps data keys. Local keys today; a KMS behind the same interface."""
+
+    @property
+    def current_version(self) -> int: ...
+
+    def wrap(self, data_key: bytes, *, aad: bytes) -> tuple[int, bytes]: ...
+
+    def unwrap(self, version: int, wrapped: bytes, *, aad: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class LocalKeyProvider:
+    """KEKs held in process memory, from configuration (env var or key file)."""
+
+    keys: Mapping[int, bytes]
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise KeyConfigurationError("no key-encryption key is configured")
+        for version, key in self.keys.items():
+            if len(key) != KEY_BYTES:
+                raise KeyConfigurationError(
+                    f"key-encryption key version {version} must be 256 bits"
+                )
+            if len(set(key)) < 16:
+                raise KeyConfigurationError(f"key-encryption key version {version} is not random")
+
+    @property
+    def current_version(self) -> int:
+        return max(self.keys)
+
+    def wrap(self, data_key: bytes, *, aad: bytes) -> tuple[int, bytes]:
+        version = self.current_version
+        nonce = os.urandom(NONCE_BYTES)
+        return version, nonce + AESGCM(self.keys[version]).encrypt(nonce, data_key, b"kek|" + aad)
+
+    def unwrap(self, version: int, wrapped: bytes, *, aad: bytes) -> bytes:
+        key = self.keys.get(version)
+        if key is None:
+            raise DecryptionError(f"key-encryption key version {version} is not configured")
+        try:
+            return AESGCM(key).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], b"kek|" + aad)
+        except InvalidTag:
+            raise DecryptionError(
+                "a data key failed authentication (tampered or wrong row)"
+            ) from None
+
+    @classmethod
+    def from_base64(cls, encoded: str) -> LocalKeyProvider:
+        """``"<key>"`` (version 1) or ``"1:<key>,2:<key>"``; each key is 32 bytes, base64."""
+        keys: dict[int, bytes] = {}
+        for index, item in enumerate(part.strip() for part in encoded.split(",") if part.strip()):
+            version_text, _, material = item.rpartition(":")
+            version = int(version_text) if version_text else index + 1
+            try:
+                keys[version] = base64.b64decode(material, validate=True)
+            except ValueError:
+                raise KeyConfigurationError("key-encryption keys must be base64") from None
+        return cls(keys)
+
+
+def generate_key() -> str:
+    return base64.b64encode(os.urandom(KEY_BYTES)).decode()
+
+
+def associated_data(table: str, column: str, row_id: object) -> bytes:
+    return f"{table}.{column}:{row_id}".encode()
+
+
+class Envelope:
+    def __init__(self, provider: KeyProvider) -> None:
+        self.provider = provider
+
+    def encrypt(self, plaintext: bytes, *, aad: bytes) -> bytes:
+        data_key = AESGCM.generate_key(bit_length=256)
+        kek_version, wrapped = self.provider.wrap(data_key, aad=aad)
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = AESGCM(data_key).encrypt(nonce, plaintext, aad)
+        return _HEADER.pack(FORMAT_VERSION, kek_version, len(wrapped)) + wrapped + nonce + sealed
+
+    def decrypt(self, blob: bytes, *, aad: bytes) -> bytes:
+        try:
+            version, kek_version, wrapped_len = _HEADER.unpack_from(blob)
+        except struct.error:
+            raise DecryptionError("ciphertext is truncated") from None
+        if version != FORMAT_VERSION:
+            raise DecryptionError("ciphertext has an unknown format version")
+        start = _HEADER.size
+        wrapped = blob[start : start + wrapped_len]
+        nonce = blob[start + wrapped_len : start + wrapped_len + NONCE_BYTES]
+        sealed = blob[start + wrapped_len + NONCE_BYTES :]
+        data_key = self.provider.unwrap(kek_version, wrapped, aad=aad)
+        try:
+            return AESGCM(data_key).decrypt(nonce, sealed, aad)
+        except InvalidTag:
+            raise DecryptionError(
+                "ciphertext failed authentication (tampered or wrong row)"
+            ) from None
+
+    def encrypt_text(self, plaintext: str, *, aad: bytes) -> bytes:
+        return self.encrypt(plaintext.encode(), aad=aad)
+
+    def decrypt_text(self, blob: bytes, *, aad: bytes) -> str:
+        return self.decrypt(blob, aad=aad).decode()

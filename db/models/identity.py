@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import CIDR, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.models.base import Base, all_of, one_of, utc_timestamp, uuid_pk
+from domain.roles import Role, ServiceScope
+from domain.sessions import UserStatus
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        one_of("role", Role, "role"),
+        one_of("status", UserStatus, "status"),
+        CheckConstraint("username = lower(username)", name="username_lower_case"),
+        CheckConstraint("failed_logins >= 0", name="failed_logins"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(30))
+    password_hash: Mapped[str] = mapped_column(Text)
+    # TOTP secret, AES-256-GCM envelope-encrypted; AAD binds it to this row.
+    totp_secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    # Highest TOTP time step accepted: a code is good once only.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(10), server_default=text("'ACTIVE'"))
+    failed_logins: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    locked_until: Mapped[datetime | None] = utc_timestamp(nullable=True)
+    demo: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    last_login_at: Mapped[datetime | None] = utc_timestamp(nullable=True)
+    created_at: Mapped[datetime] = utc_timestamp(server_now=True)
+    updated_at: Mapped[datetime] = utc_timestamp(server_now=True)
+
+
+class UserSession(Base):
+    """A login. Tokens name it (``sid``); revoking or idling it ends them everywhere."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = utc_timestamp(server_now=True)
+    last_seen_at: Mapped[datetime] = utc_timestamp(server_now=True)
+    expires_at: Mapped[datetime] = utc_timestamp()
+    revoked_at: Mapped[datetime | None] = utc_timestamp(nullable=True)
+    revoked_reason: Mapped[str | None] = mapped_column(String(30))
+    client_ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(256))
+
+
+class RefreshToken(Base):
+    """One refresh token of a session, stored as its SHA-256 only. Each is good once:
+    using it mints the next; presenting a used one revokes the session."""
+
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    issued_at: Mapped[datetime] = utc_timestamp(server_now=True)
+    used_at: Mapped[datetime | None] = utc_timestamp(nullable=True)
+
+
+class OAuthClient(Base):
+    __tablename__ = "oauth_clients"
+    __table_args__ = (
+        all_of("scopes", ServiceScope, "scopes"),
+        one_of("status", UserStatus, "status"),
+    )
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    secret_hash: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    # Empty means any address may use the client.
+    ip_allowlist: Mapped[list[Any]] = mapped_column(ARRAY(CIDR), server_default=text("'{}'"))
+    status: Mapped[str] = mapped_column(String(10), server_default=text("'ACTIVE'"))
+    created_at: Mapped[datetime] = utc_timestamp(server_now=True)
+    updated_at: Mapped[datetime] = utc_timestamp(server_now=True)
+
+
+class SigningKey(Base):
+    """Token-signing keys. The newest unretired key signs; retired keys keep verifying
+    until every token they signed has expired, then leave the JWKS."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(10))
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    private_key_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = utc_timestamp(server_now=True)
+    retired_at: Mapped[datetime | None] = utc_timestamp(nullable=True)
+
+
+class RateLimitCounter(Base):
+    """Fixed-window counters shared by every gateway process."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = utc_timestamp()

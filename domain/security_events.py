@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class SecurityEvent(StrEnum):
+    """Authentication and account events recorded in the audit trail (never with the
+    password, the code or a token)."""
+
+    LOGIN_SUCCEEDED = "LOGIN_SUCCEEDED"
+    LOGIN_FAILED = "LOGIN_FAILED"
+    MFA_FAILED = "MFA_FAILED"
+    ACCOUNT_LOCKED = "ACCOUNT_LOCKED"
+    LOGIN_WHILE_LOCKED = "LOGIN_WHILE_LOCKED"
+    TOKEN_REFRESHED = "TOKEN_REFRESHED"
+    REFRESH_REUSE_DETECTED = "REFRESH_REUSE_DETECTED"
+    LOGOUT = "LOGOUT"
+    CLIENT_TOKEN_ISSUED = "CLIENT_TOKEN_ISSUED"
+    CLIENT_AUTH_FAILED = "CLIENT_AUTH_FAILED"
+    ACCESS_TOKEN_REJECTED = "ACCESS_TOKEN_REJECTED"
+    RATE_LIMITED = "RATE_LIMITED"
+    USER_CREATED = "USER_CREATED"
+    USER_UNLOCKED = "USER_UNLOCKED"
+    USER_DISABLED = "USER_DISABLED"
+    MFA_RESET = "MFA_RESET"
+    CLIENT_CREATED = "CLIENT_CREATED"
+    SIGNING_KEY_ROTATED = "SIGNING_KEY_ROTATED"
+
+
+class Outcome(StrEnum):
+    ALLOWED = "ALLOWED"
+    DENIED = "DENIED"
+    ERROR = "ERROR"

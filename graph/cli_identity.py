@@ -1,0 +1,255 @@
+"""`phigate user ...`, `phigate client ...`, `phigate keys ...`, `phigate demo-code`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pyotp
+
+from db.engine import DatabaseTarget, create_engine
+from domain.roles import Role, ServiceScope
+from graph.identity import identity_config
+from graph.settings import Settings
+from resolvers import accounts
+from resolvers.auth import AuthContext
+from resolvers.context import RequestMeta
+from resolvers.tokens import TokenService
+
+
+def operator() -> str:
+    """Who is running the command, for the audit trail."""
+    try:
+        return f"cli:{getpass.getuser()}"[:100]
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def run_with_context(
+    settings: Settings, target: DatabaseTarget, work: Callable[[AuthContext], Awaitable[Any]]
+) -> Any:
+    async def main() -> Any:
+        engine = create_engine(target, pool_size=1, max_overflow=0, application_name="phigate-cli")
+        config = identity_config(settings)
+        tokens = TokenService(
+            engine,
+            envelope=config.envelope,
+            issuer=config.issuer,
+            audience=config.audience,
+            access_ttl=config.access_ttl,
+        )
+        now = datetime.now(UTC)
+        ctx = AuthContext(
+            engine=engine,
+            config=config,
+            tokens=tokens,
+            meta=RequestMeta(request_id=f"cli-{now:%Y%m%dT%H%M%S}"),
+            now=now,
+        )
+        try:
+            return await work(ctx)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if first != getpass.getpass("Again: "):
+            raise ValueError("the two passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+def user_add(
+    settings: Settings, target: DatabaseTarget, args: argparse.Namespace
+) -> dict[str, Any]:
+    password = read_password()
+
+    def create(ctx: AuthContext) -> Awaitable[accounts.EnrolledUser]:
+        return accounts.create_user(
+            ctx, actor=operator(), username=args.username, role=Role(args.role), password=password
+        )
+
+    enrolled = run_with_context(settings, target, create)
+    return {
+        "user_id": enrolled.user_id,
+        "username": enrolled.username,
+        "role": enrolled.role,
+        "otpauth_uri": enrolled.provisioning_uri,
+    }
+
+
+def user_unlock(
+    settings: Settings, target: DatabaseTarget, args: argparse.Namespace
+) -> dict[str, Any]:
+    run_with_context(
+        settings,
+        target,
+        lambda ctx: accounts.unlock_user(ctx, actor=operator(), username=args.username),
+    )
+    return {"unlocked": args.username}
+
+
+def user_disable(
+    settings: Settings, target: DatabaseTarget, args: argparse.Namespace
+) -> dict[str, Any]:
+    run_with_context(
+        settings,
+        target,
+        lambda ctx: accounts.disable_user(ctx, actor=operator(), username=args.username),
+    )
+    return {"disabled": args.username, "sessions": "revoked"}
+
+
+def user_reset_mfa(
+    settings: Settings, target: DatabaseTarget, args: argparse.Namespace
+) -> dict[str, Any]:
+    enrolled = run_with_context(
+        settings,
+        target,
+        lambda ctx: accounts.reset_mfa(ctx, actor=operator(), username=args.username),
+    )
+    return {
+        "username": enrolled.username,
+        "otpauth_uri": enrolled.provisioning_uri,
+        "sessions": "revoked",
+    }
+
+
+def client_add(
+    settings: Settings, target: DatabaseTarget, args: argparse.Namespace
+) -> dict[str, Any]:
+    def register(ctx: AuthContext) -> Awaitable[accounts.RegisteredClient]:
+        return accounts.create_client(
+            ctx, actor=operator(), name=args.name, scopes=args.scopes, allow_ip=args.allow_ip
+        )
+
+    registered = run_with_context(settings, target, register)
+    return {
+        "client_id": registered.client_id,
+        "client_secret": registered.client_secret,
+        "scopes": registered.scopes,
+        "note": "the secret is shown once; store it in your secret manager",
+    }
+
+
+def keys_rotate_signing(
+    settings: Settings, target: DatabaseTarget, _: argparse.Namespace
+) -> dict[str, Any]:
+    async def rotate(ctx: AuthContext) -> str:
+        from domain.security_events import Outcome, SecurityEvent
+        from resolvers.auth import flush_events
+
+        kid = await ctx.tokens.rotate(now=ctx.now)
+        ctx.record(
+            SecurityEvent.SIGNING_KEY_ROTATED,
+            Outcome.ALLOWED,
+            actor_id=operator(),
+            actor_kind="SYSTEM",
+            reason=f"KID:{kid}"[:60],
+        )
+        await flush_events(ctx)
+        return kid
+
+    kid = run_with_context(settings, target, rotate)
+    return {"signing_kid": kid, "previous_keys": "verify until their tokens expire"}
+
+
+def demo_code(
+    settings: Settings, target: DatabaseTarget, args: argparse.Namespace
+) -> dict[str, Any]:
+    from db.demo import demo_totp_secret, demo_username
+
+    roles = {demo_username(role.value): role for role in Role}
+    if settings.is_production or args.username not in roles:
+        raise ValueError("demo-code works only for the demo accounts, and never in production")
+    return {
+        "username": args.username,
+        "totp": pyotp.TOTP(demo_totp_secret(roles[args.username].value)).now(),
+    }
+
+
+def seed_demo_users(settings: Settings, target: DatabaseTarget) -> list[dict[str, str]]:
+    from db.demo import DEMO_PASSWORD, demo_totp_secret, demo_username
+    from domain.errors import Conflict
+
+    async def seed(ctx: AuthContext) -> list[dict[str, str]]:
+        created = []
+        for role in Role:
+            username = demo_username(role.value)
+            with contextlib.suppress(Conflict):  # already seeded
+                await accounts.create_user(
+                    ctx,
+                    actor=operator(),
+                    username=username,
+                    role=role,
+                    password=DEMO_PASSWORD,
+                    demo=True,
+                    totp_secret=demo_totp_secret(role.value),
+                )
+            ctx.events.clear()
+            created.append({"username": username, "role": role.value})
+        return created
+
+    return run_with_context(settings, target, seed)
+
+
+def add_parsers(commands: Any, handler: Callable[..., int]) -> None:
+    user = commands.add_parser("user", help="manage workforce accounts (TOTP is mandatory)")
+    user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = user_commands.add_parser(
+        "add", help="create a user; the password is read from stdin; prints the otpauth:// URI"
+    )
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=[role.value for role in Role])
+    add.set_defaults(handler=handler, action=user_add)
+    for name, action, text in (
+        ("unlock", user_unlock, "clear a lockout after failed logins"),
+        ("reset-mfa", user_reset_mfa, "issue a new TOTP secret and end the user's sessions"),
+        ("disable", user_disable, "disable the account and end its sessions"),
+    ):
+        sub = user_commands.add_parser(name, help=text)
+        sub.add_argument("username")
+        sub.set_defaults(handler=handler, action=action)
+
+    client = commands.add_parser("client", help="manage OAuth2 clients (other services)")
+    client_commands = client.add_subparsers(dest="client_command", required=True, metavar="ACTION")
+    add_client = client_commands.add_parser(
+        "add", help="register a client; prints its id and secret once"
+    )
+    add_client.add_argument("name")
+    add_client.add_argument(
+        "--scopes", nargs="+", required=True, choices=[scope.value for scope in ServiceScope]
+    )
+    add_client.add_argument(
+        "--allow-ip", nargs="*", default=[], metavar="CIDR", help="only these addresses may use it"
+    )
+    add_client.set_defaults(handler=handler, action=client_add)
+
+    keys = commands.add_parser("keys", help="manage token-signing keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    rotate = key_commands.add_parser(
+        "rotate-signing",
+        help="start signing with a new key; old tokens stay valid until they expire",
+    )
+    rotate.set_defaults(handler=handler, action=keys_rotate_signing)
+
+    code = commands.add_parser(
+        "demo-code", help="print the current TOTP code of a demo account (development only)"
+    )
+    code.add_argument("username")
+    code.set_defaults(handler=handler, action=demo_code)
+
+
+def emit(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload, indent=2))

@@ -1,0 +1,74 @@
+"""Identity, assembled once per process: token service, policies, rate limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.crypto import Envelope
+from domain.sessions import LockoutPolicy, SessionPolicy
+from graph.keys import key_provider
+from graph.rate_limits import RateLimits
+from graph.settings import Settings
+from resolvers.auth import AuthContext
+from resolvers.context import RequestMeta
+from resolvers.identity import IdentityConfig, Passwords
+from resolvers.tokens import TokenService
+
+
+@dataclass(frozen=True)
+class Identity:
+    engine: AsyncEngine
+    config: IdentityConfig
+    tokens: TokenService
+    limits: RateLimits
+
+    def context(self, meta: RequestMeta) -> AuthContext:
+        return AuthContext(
+            engine=self.engine,
+            config=self.config,
+            tokens=self.tokens,
+            meta=meta,
+            now=datetime.now(UTC),
+        )
+
+
+def identity_config(settings: Settings) -> IdentityConfig:
+    return IdentityConfig(
+        issuer=settings.issuer,
+        audience=settings.audience,
+        access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+        session=SessionPolicy(
+            idle=timedelta(minutes=settings.session_idle_minutes),
+            absolute=timedelta(hours=settings.session_max_hours),
+        ),
+        lockout=LockoutPolicy(
+            threshold=settings.lockout_threshold,
+            duration=timedelta(minutes=settings.lockout_minutes),
+        ),
+        passwords=Passwords.argon2id(
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        ),
+        envelope=Envelope(key_provider(settings)),
+    )
+
+
+def build_identity(settings: Settings, engine: AsyncEngine) -> Identity:
+    config = identity_config(settings)
+    tokens = TokenService(
+        engine,
+        envelope=config.envelope,
+        issuer=config.issuer,
+        audience=config.audience,
+        access_ttl=config.access_ttl,
+    )
+    return Identity(
+        engine=engine,
+        config=config,
+        tokens=tokens,
+        limits=RateLimits.from_settings(settings, engine),
+    )

@@ -1,0 +1,179 @@
+"""/auth/login, /auth/refresh, /auth/logout, /oauth/token and the JWKS document."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from domain.principals import Human
+from domain.security_events import Outcome, SecurityEvent
+from graph.authentication import PRINCIPAL
+from graph.identity import Identity
+from graph.middleware import REQUEST_META
+from graph.responses import NO_STORE, oauth_error, rate_limited
+from resolvers import auth, oauth
+from resolvers.context import RequestMeta
+from resolvers.identity import fingerprint
+
+MAX_BODY_BYTES = 8 * 1024
+GENERIC_FAILURE = "Invalid username, password or one-time code."
+_LOGIN_FIELDS = {"username": 64, "password": 256, "totp": 10}
+
+
+class BadRequest(Exception):
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+async def _limited_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise BadRequest(f"The body must be at most {MAX_BODY_BYTES} bytes.")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BadRequest(f"The body must be at most {MAX_BODY_BYTES} bytes.")
+    return body
+
+
+async def _json_fields(request: Request, fields: dict[str, int]) -> dict[str, str]:
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise BadRequest("The body must be JSON (Content-Type: application/json).")
+    try:
+        body = json.loads(await _limited_body(request))
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    values: dict[str, str] = {}
+    for name, limit in fields.items():
+        value = body.get(name)
+        if value is None:
+            raise BadRequest(f"The field '{name}' is required.")
+        if not isinstance(value, str) or not value or len(value) > limit:
+            raise BadRequest(
+                f"The field '{name}' must be a non-empty string of at most {limit} characters."
+            )
+        values[name] = value
+    return values
+
+
+def _meta(request: Request) -> RequestMeta:
+    return request.scope.get("state", {}).get(REQUEST_META) or RequestMeta(request_id="unknown")
+
+
+def _tokens(response: auth.TokenResponse) -> JSONResponse:
+    return JSONResponse(response.as_json(), headers=NO_STORE)
+
+
+class AuthEndpoints:
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+
+    async def _limited(self, ctx: auth.AuthContext, item: Any, **keys: str) -> Response | None:
+        for kind, value in keys.items():
+            retry_after = await self.identity.limits.retry_after(item, kind, value)
+            if retry_after is not None:
+                ctx.record(
+                    SecurityEvent.RATE_LIMITED, Outcome.DENIED, reason=f"{kind.upper()}_LIMIT"
+                )
+                await auth.flush_events(ctx)
+                return rate_limited(retry_after)
+        return None
+
+    async def login(self, request: Request) -> Response:
+        ctx = self.identity.context(_meta(request))
+        try:
+            fields = await _json_fields(request, _LOGIN_FIELDS)
+        except BadRequest as bad:
+            return oauth_error(400, "invalid_request", bad.description)
+        refused = await self._limited(
+            ctx,
+            self.identity.limits.login,
+            address=ctx.meta.client_ip or "unknown",
+            account=fingerprint(fields["username"].lower()),
+        )
+        if refused is not None:
+            return refused
+        try:
+            response = await auth.login(
+                ctx, username=fields["username"], password=fields["password"], code=fields["totp"]
+            )
+        except auth.AuthenticationFailed:
+            return oauth_error(401, "invalid_grant", GENERIC_FAILURE)
+        return _tokens(response)
+
+    async def refresh(self, request: Request) -> Response:
+        ctx = self.identity.context(_meta(request))
+        try:
+            fields = await _json_fields(request, {"refresh_token": 200})
+        except BadRequest as bad:
+            return oauth_error(400, "invalid_request", bad.description)
+        refused = await self._limited(
+            ctx, self.identity.limits.login, address=ctx.meta.client_ip or "unknown"
+        )
+        if refused is not None:
+            return refused
+        try:
+            response = await auth.refresh(ctx, refresh_token=fields["refresh_token"])
+        except auth.AuthenticationFailed:
+            return oauth_error(
+                401, "invalid_grant", "The refresh token is invalid, used or expired."
+            )
+        return _tokens(response)
+
+    async def logout(self, request: Request) -> Response:
+        principal = request.scope.get("state", {}).get(PRINCIPAL)
+        if not isinstance(principal, Human):
+            return oauth_error(400, "invalid_request", "Only a user's session can be logged out.")
+        await auth.logout(self.identity.context(_meta(request)), principal)
+        return Response(status_code=204, headers=NO_STORE)
+
+    async def token(self, request: Request) -> Response:
+        ctx = self.identity.context(_meta(request))
+        if (
+            request.headers.get("content-type", "").split(";")[0].strip()
+            != "application/x-www-form-urlencoded"
+        ):
+            return oauth_error(
+                400, "invalid_request", "The body must be application/x-www-form-urlencoded."
+            )
+        try:
+            form = dict(parse_qsl((await _limited_body(request)).decode(), keep_blank_values=True))
+        except (BadRequest, UnicodeDecodeError):
+            return oauth_error(
+                400, "invalid_request", "The body is too large or not valid form data."
+            )
+        refused = await self._limited(
+            ctx,
+            self.identity.limits.token,
+            address=ctx.meta.client_ip or "unknown",
+            client=oauth.client_id_of(request.headers, form) or "none",
+        )
+        if refused is not None:
+            return refused
+        status, body, headers = await oauth.client_token(
+            ctx, uri=str(request.url), headers=request.headers, form=form
+        )
+        return JSONResponse(body, status_code=status, headers={**dict(headers), **NO_STORE})
+
+    async def jwks(self, _: Request) -> Response:
+        return JSONResponse(
+            await self.identity.tokens.jwks(), headers={"Cache-Control": "public, max-age=300"}
+        )
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/auth/login", self.login, methods=["POST"]),
+            Route("/auth/refresh", self.refresh, methods=["POST"]),
+            Route("/auth/logout", self.logout, methods=["POST"]),
+            Route("/oauth/token", self.token, methods=["POST"]),
+            Route("/.well-known/jwks.json", self.jwks, methods=["GET"]),
+        ]

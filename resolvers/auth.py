@@ -1,0 +1,372 @@
+"""Login with password and TOTP, refresh-token rotation, logout, and authentication of
+bearer tokens. Every outcome is recorded as a security event; none records the
+password, the code or a token."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyotp
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db import audit, clients, sessions, users
+from db.crypto import associated_data
+from db.unit_of_work import RequestDatabase
+from domain.principals import Human, Principal, Service
+from domain.roles import Role, ServiceScope
+from domain.security_events import Outcome, SecurityEvent
+from domain.sessions import UserStatus, is_locked, session_problem
+from resolvers.context import RequestMeta
+from resolvers.identity import IdentityConfig, fingerprint
+from resolvers.tokens import TokenRejected, TokenService
+
+TOTP_DIGITS = 6
+TOTP_WINDOW = 1  # accept the previous, current and next 30-second step
+
+
+class AuthenticationFailed(Exception):
+    """A login or refresh was refused. ``reason`` is for the audit trail only: callers
+    all hear the same thing."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResponse:
+    access_token: str
+    expires_in: int
+    refresh_token: str | None = None
+    scope: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
+        if self.refresh_token is not None:
+            body["refresh_token"] = self.refresh_token
+        if self.scope is not None:
+            body["scope"] = self.scope
+        return body
+
+
+@dataclass(slots=True)
+class AuthContext:
+    engine: AsyncEngine
+    config: IdentityConfig
+    tokens: TokenService
+    meta: RequestMeta
+    now: datetime
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(
+        self,
+        action: SecurityEvent,
+        outcome: Outcome,
+        *,
+        actor_id: str | None = None,
+        actor_kind: str | None = None,
+        role: str | None = None,
+        session_id: uuid.UUID | None = None,
+        reason: str | None = None,
+        subject_hash: str | None = None,
+    ) -> None:
+        self.events.append(
+            {
+                "occurred_at": self.now,
+                "category": "SECURITY",
+                "action": action.value,
+                "outcome": outcome.value,
+                "actor_id": actor_id,
+                "actor_kind": actor_kind,
+                "role": role,
+                "session_id": session_id,
+                "reason": reason,
+                "subject_hash": subject_hash,
+                "client_ip": self.meta.client_ip,
+                "user_agent": self.meta.user_agent,
+                "request_id": self.meta.request_id,
+            }
+        )
+
+
+def totp_secret(ctx: AuthContext, user: Row[Any]) -> str:
+    return ctx.config.envelope.decrypt_text(
+        user.totp_secret_ciphertext, aad=associated_data("users", "totp_secret", user.id)
+    )
+
+
+def matching_step(secret: str, code: str, now: datetime) -> int | None:
+    """The RFC 6238 time step (30 s) a code belongs to, within one step either side."""
+    if len(code) != TOTP_DIGITS or not code.isdigit():
+        return None
+    totp = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=30)
+    current = totp.timecode(now)
+    for step in range(current - TOTP_WINDOW, current + TOTP_WINDOW + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+async def _issue_session_tokens(
+    ctx: AuthContext, db: RequestDatabase, *, user: Row[Any], session_id: uuid.UUID
+) -> TokenResponse:
+    refresh_token = secrets.token_urlsafe(32)
+    await sessions.add_refresh_token(
+        db, token_hash=fingerprint(refresh_token), session_id=session_id, now=ctx.now
+    )
+    access = await ctx.tokens.mint(
+        str(user.id),
+        {"sid": str(session_id), "role": user.role, "amr": ["pwd", "otp"]},
+        now=ctx.now,
+    )
+    return TokenResponse(
+        access_token=access,
+        expires_in=int(ctx.config.access_ttl.total_seconds()),
+        refresh_token=refresh_token,
+    )
+
+
+async def _count_failure(
+    ctx: AuthContext, db: RequestDatabase, user: Row[Any], action: SecurityEvent, reason: str
+) -> None:
+    lockout = ctx.config.lockout
+    row = await users.count_failure(
+        db, user.id, threshold=lockout.threshold, now=ctx.now, lock_until=ctx.now + lockout.duration
+    )
+    ctx.record(
+        action,
+        Outcome.DENIED,
+        actor_id=str(user.id),
+        actor_kind="USER",
+        role=user.role,
+        reason=reason,
+    )
+    if is_locked(row.locked_until, ctx.now) and row.failed_logins == lockout.threshold:
+        ctx.record(
+            SecurityEvent.ACCOUNT_LOCKED,
+            Outcome.DENIED,
+            actor_id=str(user.id),
+            actor_kind="USER",
+            role=user.role,
+            reason="THRESHOLD_REACHED",
+        )
+
+
+async def _login(
+    ctx: AuthContext, db: RequestDatabase, *, username: str, password: str, code: str
+) -> TokenResponse | None:
+    user = await users.by_username(db, username)
+    # Always pay for one password verification, so that an unknown account answers
+    # as slowly as a known one.
+    password_ok = await ctx.config.passwords.verify(user.password_hash if user else None, password)
+    if user is None:
+        ctx.record(
+            SecurityEvent.LOGIN_FAILED,
+            Outcome.DENIED,
+            reason="UNKNOWN_USER",
+            subject_hash=fingerprint(username.lower()),
+        )
+        return None
+    actor = {"actor_id": str(user.id), "actor_kind": "USER", "role": user.role}
+    if is_locked(user.locked_until, ctx.now):
+        ctx.record(SecurityEvent.LOGIN_WHILE_LOCKED, Outcome.DENIED, reason="LOCKED", **actor)
+        return None
+    if user.status != UserStatus.ACTIVE:
+        ctx.record(SecurityEvent.LOGIN_FAILED, Outcome.DENIED, reason="DISABLED", **actor)
+        return None
+    if not password_ok:
+        await _count_failure(ctx, db, user, SecurityEvent.LOGIN_FAILED, "BAD_PASSWORD")
+        return None
+    step = matching_step(totp_secret(ctx, user), code, ctx.now)
+    if step is None:
+        await _count_failure(ctx, db, user, SecurityEvent.MFA_FAILED, "BAD_CODE")
+        return None
+    if not await users.consume_totp_step(db, user.id, step):
+        await _count_failure(ctx, db, user, SecurityEvent.MFA_FAILED, "CODE_REUSED")
+        return None
+
+    await users.record_success(db, user.id, now=ctx.now)
+    if ctx.config.passwords.needs_rehash(user.password_hash):
+        await users.set_values(
+            db, user.username, {"password_hash": ctx.config.passwords.hash(password)}, now=ctx.now
+        )
+    session = await sessions.create_session(
+        db,
+        {
+            "user_id": user.id,
+            "created_at": ctx.now,
+            "last_seen_at": ctx.now,
+            "expires_at": ctx.now + ctx.config.session.absolute,
+            "client_ip": ctx.meta.client_ip,
+            "user_agent": ctx.meta.user_agent,
+        },
+    )
+    response = await _issue_session_tokens(ctx, db, user=user, session_id=session.id)
+    ctx.record(SecurityEvent.LOGIN_SUCCEEDED, Outcome.ALLOWED, session_id=session.id, **actor)
+    return response
+
+
+async def _in_transaction(ctx: AuthContext, work: Any) -> Any:
+    """Run ``work(db)``, write the recorded events in the same transaction, commit."""
+    db = RequestDatabase(ctx.engine)
+    try:
+        result = await work(db)
+        await audit.append(db, ctx.events)
+        await db.commit()
+        return result
+    finally:
+        await db.close()
+
+
+async def login(ctx: AuthContext, *, username: str, password: str, code: str) -> TokenResponse:
+    async def work(db: RequestDatabase) -> TokenResponse | None:
+        return await _login(ctx, db, username=username, password=password, code=code)
+
+    response = await _in_transaction(ctx, work)
+    if response is None:
+        raise AuthenticationFailed(ctx.events[0]["reason"] if ctx.events else "REFUSED")
+    return response
+
+
+async def _refresh(
+    ctx: AuthContext, db: RequestDatabase, refresh_token: str
+) -> TokenResponse | None:
+    token_hash = fingerprint(refresh_token)
+    session_id = await sessions.use_refresh_token(db, token_hash, now=ctx.now)
+    if session_id is None:
+        known = await sessions.find_refresh_token(db, token_hash)
+        if known is None:
+            ctx.record(
+                SecurityEvent.ACCESS_TOKEN_REJECTED, Outcome.DENIED, reason="UNKNOWN_REFRESH_TOKEN"
+            )
+            return None
+        # A used token came back: whoever holds the chain is not its only holder.
+        # End the session for both (RFC 9700 §4.14.2).
+        session = await sessions.get_session(db, known.session_id)
+        await sessions.revoke(db, known.session_id, now=ctx.now, reason="REFRESH_REUSE")
+        ctx.record(
+            SecurityEvent.REFRESH_REUSE_DETECTED,
+            Outcome.DENIED,
+            actor_id=str(session.user_id) if session else None,
+            actor_kind="USER",
+            session_id=known.session_id,
+            reason="SESSION_REVOKED",
+        )
+        return None
+    session = await sessions.get_session(db, session_id)
+    user = await users.by_id(db, session.user_id) if session else None
+    if session is None or user is None:
+        return None
+    actor = {
+        "actor_id": str(user.id),
+        "actor_kind": "USER",
+        "role": user.role,
+        "session_id": session.id,
+    }
+    problem = session_problem(
+        last_seen_at=session.last_seen_at,
+        expires_at=session.expires_at,
+        revoked_at=session.revoked_at,
+        now=ctx.now,
+        policy=ctx.config.session,
+    )
+    if problem is None and user.status != UserStatus.ACTIVE:
+        problem = "user_disabled"
+    if problem is not None:
+        ctx.record(
+            SecurityEvent.ACCESS_TOKEN_REJECTED,
+            Outcome.DENIED,
+            reason=f"SESSION_{problem.upper()}",
+            **actor,
+        )
+        return None
+    await sessions.touch(db, session.id, now=ctx.now)
+    response = await _issue_session_tokens(ctx, db, user=user, session_id=session.id)
+    ctx.record(SecurityEvent.TOKEN_REFRESHED, Outcome.ALLOWED, **actor)
+    return response
+
+
+async def refresh(ctx: AuthContext, *, refresh_token: str) -> TokenResponse:
+    async def work(db: RequestDatabase) -> TokenResponse | None:
+        return await _refresh(ctx, db, refresh_token)
+
+    response = await _in_transaction(ctx, work)
+    if response is None:
+        raise AuthenticationFailed(ctx.events[0]["reason"] if ctx.events else "REFUSED")
+    return response
+
+
+async def logout(ctx: AuthContext, principal: Human) -> None:
+    async def work(db: RequestDatabase) -> None:
+        if principal.session_id is not None:
+            await sessions.revoke(db, uuid.UUID(principal.session_id), now=ctx.now, reason="LOGOUT")
+        ctx.record(
+            SecurityEvent.LOGOUT,
+            Outcome.ALLOWED,
+            actor_id=principal.user_id,
+            actor_kind="USER",
+            role=principal.role.value,
+            session_id=uuid.UUID(principal.session_id) if principal.session_id else None,
+        )
+
+    await _in_transaction(ctx, work)
+
+
+async def authenticate(ctx: AuthContext, token: str) -> Principal:
+    """A verified, still-alive caller for a bearer token, or TokenRejected. The session
+    (or client) is checked in the database on every request, so a revocation, idle
+    timeout or disablement takes effect at once on every gateway process."""
+    claims = await ctx.tokens.verify(token, now=ctx.now)
+    db = RequestDatabase(ctx.engine)
+    try:
+        if "sid" in claims:
+            try:
+                session_id, user_id = uuid.UUID(str(claims["sid"])), uuid.UUID(str(claims["sub"]))
+            except ValueError:
+                raise TokenRejected("malformed_subject") from None
+            role = await sessions.live_session_role(
+                db,
+                session_id=session_id,
+                user_id=user_id,
+                now=ctx.now,
+                idle=ctx.config.session.idle,
+            )
+            await db.commit()
+            if role is None:
+                raise TokenRejected("session_ended")
+            return Human(user_id=str(user_id), role=Role(role), session_id=str(session_id))
+        if "client_id" in claims:
+            granted = await clients.active_scopes(db, str(claims["client_id"]))
+            if granted is None:
+                raise TokenRejected("client_disabled")
+            requested = set(str(claims.get("scope", "")).split())
+            return Service(
+                client_id=str(claims["client_id"]),
+                scopes=frozenset(ServiceScope(s) for s in requested & set(granted)),
+            )
+        raise TokenRejected("unknown_subject")
+    finally:
+        await db.close()
+
+
+async def flush_events(ctx: AuthContext) -> None:
+    """Write events recorded outside a login or refresh (a rejected token, a refusal)."""
+    if not ctx.events:
+        return
+    db = RequestDatabase(ctx.engine)
+    try:
+        await audit.append(db, ctx.events)
+        await db.commit()
+    finally:
+        await db.close()
+    ctx.events.clear()

@@ -1,0 +1,58 @@
+"""Helpers for tests that need an authenticated caller."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, datetime
+
+import pyotp
+
+from db import sessions
+from db.unit_of_work import RequestDatabase
+from domain.roles import Role
+from graph.identity import Identity
+from resolvers import accounts
+from resolvers.context import RequestMeta
+
+PASSWORD = "synthetic test passphrase 1"
+_numbers = itertools.count(1)
+
+
+async def create_user(
+    identity: Identity, role: Role, username: str | None = None
+) -> tuple[str, str]:
+    """A user with a known TOTP secret; returns (user id, secret)."""
+    secret = pyotp.random_base32()
+    ctx = identity.context(RequestMeta(request_id="test-setup"))
+    enrolled = await accounts.create_user(
+        ctx,
+        actor="test",
+        username=username or f"test.{role.value.lower()}.{next(_numbers)}",
+        role=role,
+        password=PASSWORD,
+        totp_secret=secret,
+    )
+    return enrolled.user_id, secret
+
+
+async def issue_token(identity: Identity, role: Role = Role.COMPLIANCE_OFFICER) -> str:
+    user_id, _ = await create_user(identity, role)
+    now = datetime.now(UTC)
+    db = RequestDatabase(identity.engine)
+    try:
+        session = await sessions.create_session(
+            db,
+            {
+                "user_id": uuid.UUID(user_id),
+                "created_at": now,
+                "last_seen_at": now,
+                "expires_at": now + identity.config.session.absolute,
+            },
+        )
+        await db.commit()
+    finally:
+        await db.close()
+    return await identity.tokens.mint(
+        user_id, {"sid": str(session.id), "role": role.value}, now=now
+    )
