@@ -9,6 +9,27 @@ from importlib.resources import files
 
 MIN_LENGTH = 12
 MAX_LENGTH = 128  # long passphrases are welcome; unbounded input is not
+# Keyboard rows and alphabets: a password that is a run of one is sequential.
+_SEQUENCES = (
+    "abcdefghijklmnopqrstuvwxyz",
+    "qwertyuiopasdfghjklzxcvbnm",
+    "qwertzuiopasdfghjklyxcvbnm",
+    "azertyuiopqsdfghjklmwxcvbn",
+    "1234567890",
+)
+
+
+def _is_repetition(folded: str) -> bool:
+    """The same unit repeated: "abcabcabcabc", "passwordpassword"."""
+    length = len(folded)
+    return any(
+        length % size == 0 and folded[:size] * (length // size) == folded
+        for size in range(1, length // 2 + 1)
+    )
+
+
+def _is_sequence(folded: str) -> bool:
+    return any(folded in row or folded in row[::-1] for row in _SEQUENCES)
 
 
 @cache
@@ -30,6 +51,8 @@ def password_rule(password: str, *, username: str, common: Container[str]) -> st
         return "is on the list of commonly used passwords"
     if username and username.lower() in folded:
         return "must not contain the username"
-    if len(set(password)) < 4:
-        return "must not repeat one or two characters"
+    if _is_repetition(folded) or len(set(folded)) < 4:
+        return "must not be a repetition of a shorter string or of a few characters"
+    if _is_sequence(folded):
+        return "must not be a keyboard or alphabet sequence"
     return None

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 from authlib.oauth2 import AuthorizationServer, OAuth2Request
 from authlib.oauth2.rfc6749 import ClientMixin
-from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from authlib.oauth2.rfc6749.errors import InvalidScopeError, OAuth2Error
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
@@ -150,10 +150,14 @@ async def client_token(
     server = _Server(
         ctx, _Client(row, ctx.config.passwords) if usable and row is not None else None
     )
-    request = _FormRequest(uri, headers, form)
-    status, body, response_headers = await anyio.to_thread.run_sync(
-        server.create_token_response, request
-    )
+    try:
+        request = _FormRequest(uri, headers, form)  # refuses plain HTTP beyond loopback
+    except OAuth2Error as error:
+        status, body, response_headers = error()
+    else:
+        status, body, response_headers = await anyio.to_thread.run_sync(
+            server.create_token_response, request
+        )
     actor = {"actor_id": client_id[:100] if client_id else None, "actor_kind": "SERVICE"}
     if status == 200:
         ctx.record(SecurityEvent.CLIENT_TOKEN_ISSUED, Outcome.ALLOWED, **actor)

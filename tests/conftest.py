@@ -107,6 +107,14 @@ async def app_engine(app_target: DatabaseTarget) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
+async def admin_engine(admin_target: DatabaseTarget) -> AsyncIterator[AsyncEngine]:
+    """The owner connection, for arranging what the application role may not (times)."""
+    engine = create_engine(admin_target, pool_size=1, max_overflow=0)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
 async def seeded(app_engine: AsyncEngine) -> int:
     from db.demo import seed_demo
 

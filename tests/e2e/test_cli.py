@@ -170,3 +170,68 @@ def test_serve_refuses_unsafe_setups(
         monkeypatch.setenv(key, value)
     assert main(["serve", "--host", host, "--port", "1"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_user_lifecycle_from_the_cli(
+    external_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long synthetic passphrase\n"))
+    assert main(["user", "add", "ops.nurse", "--role", "NURSE"]) == 0
+    added = json.loads(capsys.readouterr().out)
+    assert added["username"] == "ops.nurse" and added["role"] == "NURSE"
+    assert added["otpauth_uri"].startswith("otpauth://totp/phigate:ops.nurse?secret=")
+    assert "passphrase" not in json.dumps(added)
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long synthetic passphrase\n"))
+    assert main(["user", "add", "ops.nurse", "--role", "NURSE"]) == 2
+    assert "already taken" in capsys.readouterr().err
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("password1234\n"))
+    assert main(["user", "add", "ops.weak", "--role", "NURSE"]) == 2
+    assert "password is on the list of commonly used passwords" in capsys.readouterr().err
+
+    assert main(["user", "unlock", "ops.nurse"]) == 0
+    assert main(["user", "reset-mfa", "ops.nurse"]) == 0
+    reset = json.loads(capsys.readouterr().out.split("\n}\n")[-2] + "\n}")
+    assert reset["otpauth_uri"] != added["otpauth_uri"]
+    assert main(["user", "disable", "ops.nurse"]) == 0
+    assert main(["user", "unlock", "nobody.at.all"]) == 2
+
+
+def test_client_add_and_key_rotation_from_the_cli(
+    external_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "client",
+                "add",
+                "Example Lab Interface",
+                "--scopes",
+                "patients:read",
+                "--allow-ip",
+                "10.0.0.0/8",
+            ]
+        )
+        == 0
+    )
+    registered = json.loads(capsys.readouterr().out)
+    assert registered["client_id"].startswith("svc_") and len(registered["client_secret"]) >= 40
+    assert main(["client", "add", "Example Lab Interface", "--scopes", "patients:read"]) == 2
+    capsys.readouterr()
+    assert main(["keys", "rotate-signing"]) == 0
+    first = json.loads(capsys.readouterr().out)["signing_kid"]
+    assert main(["keys", "rotate-signing"]) == 0
+    assert json.loads(capsys.readouterr().out)["signing_kid"] != first
+
+
+def test_demo_code_only_for_demo_accounts_and_never_in_production(
+    external_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo-code", "demo.analyst"]) == 0
+    assert json.loads(capsys.readouterr().out)["totp"].isdigit()
+    assert main(["demo-code", "ops.nurse"]) == 2
+    monkeypatch.setenv("PHIGATE_ENV", "production")
+    assert main(["demo-code", "demo.analyst"]) == 2
