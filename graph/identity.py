@@ -11,10 +11,11 @@ from db.crypto import Envelope
 from domain.sessions import LockoutPolicy, SessionPolicy
 from graph.keys import key_provider
 from graph.rate_limits import RateLimits
-from graph.settings import Settings
+from graph.settings import Settings, SettingsError
 from resolvers.auth import AuthContext
 from resolvers.context import RequestMeta
 from resolvers.identity import IdentityConfig, Passwords
+from resolvers.oidc import OidcConfigurationError, OidcTrust, parse_role_map
 from resolvers.tokens import TokenService
 
 
@@ -24,6 +25,7 @@ class Identity:
     config: IdentityConfig
     tokens: TokenService
     limits: RateLimits
+    oidc: OidcTrust | None = None
 
     def context(self, meta: RequestMeta) -> AuthContext:
         return AuthContext(
@@ -32,6 +34,7 @@ class Identity:
             tokens=self.tokens,
             meta=meta,
             now=datetime.now(UTC),
+            oidc=self.oidc,
         )
 
 
@@ -71,4 +74,23 @@ def build_identity(settings: Settings, engine: AsyncEngine) -> Identity:
         config=config,
         tokens=tokens,
         limits=RateLimits.from_settings(settings, engine),
+        oidc=oidc_trust(settings),
     )
+
+
+def oidc_trust(settings: Settings) -> OidcTrust | None:
+    if not settings.oidc_issuer:
+        return None
+    assert settings.oidc_audience is not None
+    try:
+        return OidcTrust(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            role_claim=settings.oidc_role_claim,
+            role_map=parse_role_map(settings.oidc_role_map),
+            require_mfa=settings.oidc_require_mfa,
+            jwks_file=settings.oidc_jwks_file,
+            jwks_url=settings.oidc_jwks_url,
+        )
+    except OidcConfigurationError as exc:
+        raise SettingsError(str(exc)) from None

@@ -115,6 +115,12 @@ class Settings:
     def _validated(self) -> Settings:
         if self.default_page_size > self.max_page_size:
             raise SettingsError("PHIGATE_DEFAULT_PAGE_SIZE must not exceed PHIGATE_MAX_PAGE_SIZE")
+        if self.oidc_issuer and not (self.oidc_jwks_file or self.oidc_jwks_url):
+            raise SettingsError(
+                "PHIGATE_OIDC_ISSUER needs PHIGATE_OIDC_JWKS_FILE or PHIGATE_OIDC_JWKS_URL"
+            )
+        if self.oidc_issuer and not self.oidc_audience:
+            raise SettingsError("PHIGATE_OIDC_ISSUER needs PHIGATE_OIDC_AUDIENCE")
         return self
 
     def describe(self) -> dict[str, str]:

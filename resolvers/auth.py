@@ -24,6 +24,7 @@ from domain.security_events import Outcome, SecurityEvent
 from domain.sessions import UserStatus, is_locked, session_problem
 from resolvers.context import RequestMeta
 from resolvers.identity import IdentityConfig, fingerprint
+from resolvers.oidc import OidcTrust, unverified_issuer
 from resolvers.tokens import TokenRejected, TokenService
 
 TOTP_DIGITS = 6
@@ -66,6 +67,7 @@ class AuthContext:
     tokens: TokenService
     meta: RequestMeta
     now: datetime
+    oidc: OidcTrust | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def record(
@@ -326,6 +328,9 @@ async def authenticate(ctx: AuthContext, token: str) -> Principal:
     """A verified, still-alive caller for a bearer token, or TokenRejected. The session
     (or client) is checked in the database on every request, so a revocation, idle
     timeout or disablement takes effect at once on every gateway process."""
+    if ctx.oidc is not None and unverified_issuer(token) == ctx.oidc.issuer:
+        # The IdP owns these sessions; their short lifetimes are the revocation.
+        return await ctx.oidc.verify(token, now=ctx.now)
     claims = await ctx.tokens.verify(token, now=ctx.now)
     db = RequestDatabase(ctx.engine)
     try:
