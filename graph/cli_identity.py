@@ -195,10 +195,11 @@ def seed_demo_users(settings: Settings, target: DatabaseTarget) -> list[dict[str
                     role=role,
                     password=DEMO_PASSWORD,
                     demo=True,
-                    totp_secret=demo_totp_secret(role.value),
+                    totp_secret=demo_totp_secret(role.value),  # deterministic: demo only
                 )
             ctx.events.clear()
-            created.append({"username": username, "role": role.value})
+            secret = demo_totp_secret(role.value)
+            created.append({"username": username, "role": role.value, "totp_secret": secret})
         return created
 
     return run_with_context(settings, target, seed)

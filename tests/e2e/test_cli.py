@@ -57,7 +57,10 @@ def test_seed_demo_is_idempotent(
     first = json.loads(capsys.readouterr().out)
     assert main(["seed-demo", "--patients", "25"]) == 0
     second = json.loads(capsys.readouterr().out)
-    demo_users = [account["username"] for account in first.pop("demo_users")["accounts"]]
+    seeded_users = first.pop("demo_users")
+    assert "DEMO ONLY" in seeded_users["warning"]
+    assert all(len(account["totp_secret"]) == 32 for account in seeded_users["accounts"])
+    demo_users = [account["username"] for account in seeded_users["accounts"]]
     assert demo_users == [
         f"demo.{name}"
         for name in ("clinician", "nurse", "billing", "compliance", "auditor", "analyst", "admin")
