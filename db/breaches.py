@@ -19,6 +19,7 @@ from db.models import (
     Patient,
 )
 from db.unit_of_work import RequestDatabase
+from db.visibility import PatientScope
 
 breaches = BreachIncident.__table__
 affected = BreachAffectedPatient.__table__
@@ -77,14 +78,14 @@ async def replace_jurisdictions(
 
 
 async def affected_patients_for(
-    db: RequestDatabase, breach_ids: Sequence[uuid.UUID]
+    db: RequestDatabase, breach_ids: Sequence[uuid.UUID], *, scope: PatientScope
 ) -> Sequence[Row[Any]]:
     """Patient rows of the given breaches, each with its ``breach_id``: one statement
-    for any number of breaches."""
+    for any number of breaches; only patients within the caller's scope."""
     return await db.rows(
         select(affected.c.breach_id, patients)
         .join(patients, patients.c.id == affected.c.patient_id)
-        .where(affected.c.breach_id.in_(breach_ids))
+        .where(affected.c.breach_id.in_(breach_ids), scope.clause(patients.c.id))
         .order_by(affected.c.breach_id, patients.c.created_at, patients.c.id)
     )
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -122,6 +122,14 @@ async def seed_demo(
     connection: AsyncConnection, *, patients: int = 50, now: datetime | None = None
 ) -> SeedReport:
     now = now or datetime.now(UTC)
+    # Seeding is a trusted system operation: it declares a row scope of ALL for its own
+    # transaction, which is what row-level security asks of every writer.
+    await connection.execute(
+        text(
+            "SELECT set_config('phigate.row_scope', 'ALL', true),"
+            " set_config('phigate.actor_id', 'system', true)"
+        )
+    )
     patient_rows = [synthetic_patient(n, now=now) for n in range(1, patients + 1)]
     for chunk in range(0, len(patient_rows), 1000):
         batch = patient_rows[chunk : chunk + 1000]

@@ -1,5 +1,7 @@
 """Patient, diagnosis and consent queries. Read paths select columns with Core; they
-return rows, never ORM objects, so a 1,000-row page costs what the rows cost."""
+return rows, never ORM objects, so a 1,000-row page costs what the rows cost. Every
+query that reaches patients is limited to the caller's PatientScope (and PostgreSQL's
+row-level security checks the same again)."""
 
 from __future__ import annotations
 
@@ -8,59 +10,79 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.engine import Row
 
 from db.models import Consent, Diagnosis, Patient
 from db.unit_of_work import RequestDatabase
+from db.visibility import PatientScope
 
 patients = Patient.__table__
 diagnoses = Diagnosis.__table__
 consents = Consent.__table__
 
 
-async def get_patient(db: RequestDatabase, patient_id: uuid.UUID) -> Row[Any] | None:
-    return await db.first(select(patients).where(patients.c.id == patient_id))
+async def get_patient(
+    db: RequestDatabase, patient_id: uuid.UUID, scope: PatientScope
+) -> Row[Any] | None:
+    return await db.first(
+        select(patients).where(patients.c.id == patient_id, scope.clause(patients.c.id))
+    )
 
 
-async def patients_by_ids(db: RequestDatabase, ids: Sequence[uuid.UUID]) -> Sequence[Row[Any]]:
-    return await db.rows(select(patients).where(patients.c.id.in_(ids)))
+async def patients_by_ids(
+    db: RequestDatabase, ids: Sequence[uuid.UUID], scope: PatientScope
+) -> Sequence[Row[Any]]:
+    return await db.rows(
+        select(patients).where(patients.c.id.in_(ids), scope.clause(patients.c.id))
+    )
 
 
 async def list_patients(
-    db: RequestDatabase, *, limit: int, after: tuple[datetime, uuid.UUID] | None
+    db: RequestDatabase,
+    scope: PatientScope,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
 ) -> Sequence[Row[Any]]:
     """One page in (created_at, id) order: a stable order that carries no PHI into
     cursors. Fetches ``limit + 1`` rows so the caller can tell whether more follow."""
-    query = select(patients).order_by(patients.c.created_at, patients.c.id).limit(limit + 1)
+    query = (
+        select(patients)
+        .where(scope.clause(patients.c.id))
+        .order_by(patients.c.created_at, patients.c.id)
+        .limit(limit + 1)
+    )
     if after is not None:
         query = query.where(tuple_(patients.c.created_at, patients.c.id) > tuple_(*after))
     return await db.rows(query)
 
 
-async def count_patients(db: RequestDatabase) -> int:
-    return int(await db.scalar(select(func.count()).select_from(patients)))
-
-
 async def mrn_in_use(db: RequestDatabase, mrn: str, *, other_than: uuid.UUID | None = None) -> bool:
+    """Whether a visible patient has this MRN (the unique index catches the rest)."""
     query = select(patients.c.id).where(patients.c.mrn == mrn)
     if other_than is not None:
         query = query.where(patients.c.id != other_than)
     return await db.first(query) is not None
 
 
-async def insert_patient(db: RequestDatabase, values: Mapping[str, Any]) -> Row[Any]:
-    row = await db.first(insert(patients).values(**values).returning(patients))
-    assert row is not None
-    return row
+async def insert_patient(db: RequestDatabase, values: Mapping[str, Any]) -> None:
+    """No RETURNING: a clinician's new patient becomes visible to them only once they
+    are on its care team, which the caller adds next."""
+    await db.execute(insert(patients).values(**values))
 
 
 async def update_patient(
-    db: RequestDatabase, patient_id: uuid.UUID, values: Mapping[str, Any], *, now: datetime
+    db: RequestDatabase,
+    patient_id: uuid.UUID,
+    values: Mapping[str, Any],
+    *,
+    now: datetime,
+    scope: PatientScope,
 ) -> Row[Any] | None:
     statement = (
         update(patients)
-        .where(patients.c.id == patient_id)
+        .where(patients.c.id == patient_id, scope.clause(patients.c.id))
         .values(**values, updated_at=now)
         .returning(patients)
     )
@@ -68,11 +90,11 @@ async def update_patient(
 
 
 async def diagnoses_for(
-    db: RequestDatabase, patient_ids: Sequence[uuid.UUID]
+    db: RequestDatabase, patient_ids: Sequence[uuid.UUID], *, scope: PatientScope
 ) -> Sequence[Row[Any]]:
     return await db.rows(
         select(diagnoses)
-        .where(diagnoses.c.patient_id.in_(patient_ids))
+        .where(diagnoses.c.patient_id.in_(patient_ids), scope.clause(diagnoses.c.patient_id))
         .order_by(diagnoses.c.patient_id, diagnoses.c.recorded_at, diagnoses.c.id)
     )
 
@@ -93,10 +115,12 @@ async def delete_diagnoses(
     )
 
 
-async def consents_for(db: RequestDatabase, patient_ids: Sequence[uuid.UUID]) -> Sequence[Row[Any]]:
+async def consents_for(
+    db: RequestDatabase, patient_ids: Sequence[uuid.UUID], *, scope: PatientScope
+) -> Sequence[Row[Any]]:
     return await db.rows(
         select(consents)
-        .where(consents.c.patient_id.in_(patient_ids))
+        .where(consents.c.patient_id.in_(patient_ids), scope.clause(consents.c.patient_id))
         .order_by(consents.c.patient_id, consents.c.recorded_at, consents.c.id)
     )
 

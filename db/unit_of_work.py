@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Executable
+from sqlalchemy import Executable, TextClause, text
 from sqlalchemy.engine import CursorResult, Result, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -22,8 +23,11 @@ class RequestDatabase:
     unit-of-work extension commits or rolls back once, at the end of the operation.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, settings: Mapping[str, str] | None = None) -> None:
         self._engine = engine
+        # Transaction-local PostgreSQL settings (the caller's id and row scope) that
+        # row-level security reads; applied at the start of every transaction.
+        self._settings = dict(settings or {})
         self._connection: AsyncConnection | None = None
         self._lock = asyncio.Lock()
 
@@ -33,14 +37,35 @@ class RequestDatabase:
 
     async def _connect(self) -> AsyncConnection:
         if self._connection is None:
-            connection = await self._engine.connect()
+            self._connection = await self._engine.connect()
+        if not self._connection.in_transaction():
             try:
-                await connection.begin()
+                await self._connection.begin()
+                if self._settings:
+                    await self._connection.execute(
+                        _SET_CONFIG(len(self._settings)), _flatten(self._settings)
+                    )
             except BaseException:
+                connection, self._connection = self._connection, None
                 await connection.close()
                 raise
-            self._connection = connection
         return self._connection
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested transaction: a statement that fails inside it (say, a foreign key
+        to a row that does not exist) does not abort the request's transaction."""
+        connection = await self._connect()
+        async with self._lock:
+            nested = await connection.begin_nested()
+        try:
+            yield
+        except BaseException:
+            async with self._lock:
+                await nested.rollback()
+            raise
+        async with self._lock:
+            await nested.commit()
 
     async def execute(self, statement: Executable, parameters: Any = None) -> Result[Any]:
         async with self._lock:
@@ -79,6 +104,18 @@ class RequestDatabase:
             connection, self._connection = self._connection, None
             if connection is not None:
                 await connection.close()
+
+
+def _SET_CONFIG(count: int) -> TextClause:
+    calls = ", ".join(f"set_config(:k{i}, :v{i}, true)" for i in range(count))
+    return text(f"SELECT {calls}")
+
+
+def _flatten(settings: Mapping[str, str]) -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for index, (key, value) in enumerate(settings.items()):
+        flat[f"k{index}"], flat[f"v{index}"] = key, value
+    return flat
 
 
 def _constraint_name(exc: IntegrityError) -> str | None:

@@ -17,13 +17,14 @@ from starlette.routing import Route
 
 from db.embedded import attach_embedded
 from db.engine import DatabaseTarget, create_engine, parse_database_url
+from domain.policy import Policy, PolicyError, bundled_policy, parse_policy
 from graph.authentication import BearerAuthentication
 from graph.identity import Identity, build_identity
 from graph.logs import configure_logging, describe_exception
 from graph.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from graph.routes.auth import AuthEndpoints
 from graph.schema import schema as default_schema
-from graph.settings import Settings
+from graph.settings import Settings, SettingsError
 from graph.view import GraphQLView
 
 log = structlog.get_logger("phigate.app")
@@ -58,7 +59,7 @@ def create_app(
         finally:
             await engine.dispose()
 
-    graphql = GraphQLView(schema, engine=engine, settings=settings)
+    graphql = GraphQLView(schema, engine=engine, settings=settings, policy=load_policy(settings))
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
@@ -76,6 +77,19 @@ def create_app(
     app.state.engine = engine
     app.state.identity = identity
     return app
+
+
+def load_policy(settings: Settings) -> Policy:
+    """The bundled policy, or a reviewed copy named by PHIGATE_POLICY_FILE. A policy that
+    does not validate stops phigate from starting."""
+    if settings.policy_file is None:
+        return bundled_policy()
+    try:
+        return parse_policy(settings.policy_file.read_text(encoding="utf-8"))
+    except OSError:
+        raise SettingsError("PHIGATE_POLICY_FILE names a file that cannot be read") from None
+    except PolicyError as error:
+        raise SettingsError(f"PHIGATE_POLICY_FILE is not a valid policy: {error}") from None
 
 
 def database_target(settings: Settings) -> DatabaseTarget:

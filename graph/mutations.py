@@ -9,6 +9,7 @@ import strawberry
 from domain.baas import document_sha256
 from domain.data_classes import DataClass
 from domain.errors import FieldViolation, InvalidInput
+from domain.permissions import Permission
 from graph.directives import classified, classified_arg
 from graph.types.baa import Baa, BaaCreateInput, BaaPayload, BaaSignInput, BaaUpdateInput
 from graph.types.breach import (
@@ -23,14 +24,23 @@ from graph.types.breach_inputs import (
     BreachUpdateInput,
     jurisdiction_counts,
 )
+from graph.types.care import (
+    BreakGlassEpisode,
+    BreakGlassReviewInput,
+    BreakGlassReviewPayload,
+    CareTeamInput,
+    CareTeamMembership,
+    CareTeamPayload,
+)
 from graph.types.common import GraphInfo
 from graph.types.patient import Consent, ConsentPayload, Patient, PatientPayload
 from graph.types.patient_inputs import ConsentRecordInput, PatientCreateInput, PatientUpdateInput
-from resolvers import baas, breaches, patients
+from resolvers import baas, breaches, care, patients
 from resolvers.inputs import parse_id, parse_ids
 
 PUBLIC = DataClass.PUBLIC
 COMPLIANCE = DataClass.COMPLIANCE
+SECURITY = DataClass.SECURITY
 
 
 def _signed_document_hash(sign: BaaSignInput) -> str:
@@ -49,7 +59,11 @@ def _signed_document_hash(sign: BaaSignInput) -> str:
 
 @strawberry.type
 class Mutation:
-    @classified(PUBLIC, description="Register a patient, with any known diagnoses.")
+    @classified(
+        PUBLIC,
+        requires=Permission.PATIENT_RECORDS_WRITE,
+        description="Register a patient, with any known diagnoses.",
+    )
     async def patient_create(
         self, info: GraphInfo, input: Annotated[PatientCreateInput, classified_arg(PUBLIC)]
     ) -> PatientPayload:
@@ -58,7 +72,11 @@ class Mutation:
         )
         return PatientPayload(patient=Patient.from_row(row))
 
-    @classified(PUBLIC, description="Change a patient's details; only the fields given change.")
+    @classified(
+        PUBLIC,
+        requires=Permission.PATIENT_RECORDS_WRITE,
+        description="Change a patient's details; only the fields given change.",
+    )
     async def patient_update(
         self, info: GraphInfo, input: Annotated[PatientUpdateInput, classified_arg(PUBLIC)]
     ) -> PatientPayload:
@@ -71,7 +89,11 @@ class Mutation:
         )
         return PatientPayload(patient=Patient.from_row(row))
 
-    @classified(COMPLIANCE, description="Record a patient's consent decision.")
+    @classified(
+        COMPLIANCE,
+        requires=Permission.PATIENT_RECORDS_WRITE,
+        description="Record a patient's consent decision.",
+    )
     async def consent_record(
         self, info: GraphInfo, input: Annotated[ConsentRecordInput, classified_arg(PUBLIC)]
     ) -> ConsentPayload:
@@ -86,20 +108,32 @@ class Mutation:
         patient = await patients.patient(info.context, patient_id)
         return ConsentPayload(consent=Consent.from_row(row), patient=Patient.from_row(patient))
 
-    @classified(COMPLIANCE, description="Draft a Business Associate Agreement.")
+    @classified(
+        COMPLIANCE,
+        requires=Permission.BAA_MANAGE,
+        description="Draft a Business Associate Agreement.",
+    )
     async def baa_create(
         self, info: GraphInfo, input: Annotated[BaaCreateInput, classified_arg(PUBLIC)]
     ) -> BaaPayload:
         return BaaPayload(baa=Baa.from_row(await baas.create_baa(info.context, input.to_values())))
 
-    @classified(COMPLIANCE, description="Change a BAA; every changed field is kept in its history.")
+    @classified(
+        COMPLIANCE,
+        requires=Permission.BAA_MANAGE,
+        description="Change a BAA; every changed field is kept in its history.",
+    )
     async def baa_update(
         self, info: GraphInfo, input: Annotated[BaaUpdateInput, classified_arg(PUBLIC)]
     ) -> BaaPayload:
         row = await baas.update_baa(info.context, parse_id(input.id, "input.id"), input.to_values())
         return BaaPayload(baa=Baa.from_row(row))
 
-    @classified(COMPLIANCE, description="Record the signature of a BAA, which makes it ACTIVE.")
+    @classified(
+        COMPLIANCE,
+        requires=Permission.BAA_SIGN,
+        description="Record the signature of a BAA, which makes it ACTIVE.",
+    )
     async def baa_sign(
         self, info: GraphInfo, input: Annotated[BaaSignInput, classified_arg(PUBLIC)]
     ) -> BaaPayload:
@@ -112,7 +146,11 @@ class Mutation:
         )
         return BaaPayload(baa=Baa.from_row(row))
 
-    @classified(COMPLIANCE, description="Report a suspected breach; it starts as REPORTED.")
+    @classified(
+        COMPLIANCE,
+        requires=Permission.BREACH_REPORT,
+        description="Report a suspected breach; it starts as REPORTED.",
+    )
     async def breach_report(
         self, info: GraphInfo, input: Annotated[BreachReportInput, classified_arg(PUBLIC)]
     ) -> BreachPayload:
@@ -124,7 +162,11 @@ class Mutation:
         )
         return BreachPayload(breach=BreachIncident.from_row(row))
 
-    @classified(COMPLIANCE, description="Assess, advance or amend a breach incident.")
+    @classified(
+        COMPLIANCE,
+        requires=Permission.BREACH_MANAGE,
+        description="Assess, advance or amend a breach incident.",
+    )
     async def breach_update(
         self, info: GraphInfo, input: Annotated[BreachUpdateInput, classified_arg(PUBLIC)]
     ) -> BreachPayload:
@@ -139,7 +181,11 @@ class Mutation:
         )
         return BreachPayload(breach=BreachIncident.from_row(row))
 
-    @classified(COMPLIANCE, description="Record a notification sent for a confirmed breach.")
+    @classified(
+        COMPLIANCE,
+        requires=Permission.BREACH_MANAGE,
+        description="Record a notification sent for a confirmed breach.",
+    )
     async def breach_notification_record(
         self,
         info: GraphInfo,
@@ -157,3 +203,53 @@ class Mutation:
         return BreachNotificationPayload(
             notification=BreachNotification.from_row(row), breach=BreachIncident.from_row(breach)
         )
+
+    @classified(
+        SECURITY,
+        requires=Permission.CARE_TEAM_MANAGE,
+        description="Add a workforce member to a patient's care team (or change its end).",
+    )
+    async def care_team_add(
+        self,
+        info: GraphInfo,
+        input: Annotated[CareTeamInput, classified_arg(PUBLIC)],
+    ) -> CareTeamPayload:
+        row = await care.add_member(
+            info.context,
+            patient_id=parse_id(input.patient_id, "input.patientId"),
+            user_id=parse_id(input.user_id, "input.userId"),
+            ends_at=input.ends_at,
+        )
+        return CareTeamPayload(membership=CareTeamMembership.from_row(row))
+
+    @classified(
+        SECURITY,
+        requires=Permission.CARE_TEAM_MANAGE,
+        description="End a care relationship at once.",
+    )
+    async def care_team_remove(
+        self,
+        info: GraphInfo,
+        input: Annotated[CareTeamInput, classified_arg(PUBLIC)],
+    ) -> CareTeamPayload:
+        await care.remove_member(
+            info.context,
+            patient_id=parse_id(input.patient_id, "input.patientId"),
+            user_id=parse_id(input.user_id, "input.userId"),
+        )
+        return CareTeamPayload(membership=None)
+
+    @classified(
+        COMPLIANCE,
+        requires=Permission.BREAK_GLASS_REVIEW,
+        description="Record the review of an emergency-access episode.",
+    )
+    async def break_glass_review(
+        self,
+        info: GraphInfo,
+        input: Annotated[BreakGlassReviewInput, classified_arg(PUBLIC)],
+    ) -> BreakGlassReviewPayload:
+        row = await care.review_episode(
+            info.context, parse_id(input.id, "input.id"), note=input.note
+        )
+        return BreakGlassReviewPayload(episode=BreakGlassEpisode.from_row(row))

@@ -7,27 +7,34 @@ import strawberry
 from db import baas as baa_repo
 from db import breaches as breach_repo
 from domain.data_classes import DataClass
+from domain.permissions import Permission
 from graph.directives import classified, classified_arg
 from graph.types.baa import Baa
 from graph.types.breach import BreachIncident
+from graph.types.care import BreakGlassEpisode, WorkforceUser
 from graph.types.common import GraphInfo, PageInfo
 from graph.types.enums import BaaStatus, BreachStatus
 from graph.types.patient import Patient, PatientConnection, PatientEdge
-from resolvers import baas, breaches, patients
+from resolvers import baas, breaches, care, patients
 from resolvers.inputs import encode_cursor, parse_id
 
 PUBLIC = DataClass.PUBLIC
 COMPLIANCE = DataClass.COMPLIANCE
+SECURITY = DataClass.SECURITY
 IdArg = Annotated[strawberry.ID, classified_arg(PUBLIC)]
 
 
 @strawberry.type
 class Query:
-    @classified(PUBLIC, description="One patient by id.")
+    @classified(PUBLIC, requires=Permission.PATIENT_RECORDS_READ, description="One patient by id.")
     async def patient(self, info: GraphInfo, id: IdArg) -> Patient:
         return Patient.from_row(await patients.patient(info.context, parse_id(id, "id")))
 
-    @classified(PUBLIC, description="Patients in a stable order, a page at a time.")
+    @classified(
+        PUBLIC,
+        requires=Permission.PATIENT_RECORDS_READ,
+        description="Patients the caller may reach, in a stable order, a page at a time.",
+    )
     async def patients(
         self,
         info: GraphInfo,
@@ -49,11 +56,17 @@ class Query:
             page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
         )
 
-    @classified(COMPLIANCE, description="One Business Associate Agreement by id.")
+    @classified(
+        COMPLIANCE, requires=Permission.BAA_READ, description="One Business Associate Agreement."
+    )
     async def baa(self, info: GraphInfo, id: IdArg) -> Baa:
         return Baa.from_row(await baas.baa(info.context, parse_id(id, "id")))
 
-    @classified(COMPLIANCE, description="Business Associate Agreements, by vendor name.")
+    @classified(
+        COMPLIANCE,
+        requires=Permission.BAA_READ,
+        description="Business Associate Agreements, by vendor.",
+    )
     async def baas(
         self,
         info: GraphInfo,
@@ -63,18 +76,26 @@ class Query:
         return [Baa.from_row(row) for row in rows]
 
     @classified(
-        COMPLIANCE, description="Active agreements whose expiry date falls within the window."
+        COMPLIANCE,
+        requires=Permission.BAA_READ,
+        description="Active agreements whose expiry date falls within the window.",
     )
     async def expiring_baas(
         self, info: GraphInfo, within_days: Annotated[int, classified_arg(COMPLIANCE)] = 90
     ) -> list[Baa]:
         return [Baa.from_row(row) for row in await baas.expiring_baas(info.context, within_days)]
 
-    @classified(COMPLIANCE, description="One breach incident by id.")
+    @classified(
+        COMPLIANCE, requires=Permission.BREACH_READ, description="One breach incident by id."
+    )
     async def breach(self, info: GraphInfo, id: IdArg) -> BreachIncident:
         return BreachIncident.from_row(await breaches.breach(info.context, parse_id(id, "id")))
 
-    @classified(COMPLIANCE, description="Breach incidents, most recently discovered first.")
+    @classified(
+        COMPLIANCE,
+        requires=Permission.BREACH_READ,
+        description="Breach incidents, most recently discovered first.",
+    )
     async def breaches(
         self,
         info: GraphInfo,
@@ -84,3 +105,18 @@ class Query:
             info.context.db, status=status.value if status else None
         )
         return [BreachIncident.from_row(row) for row in rows]
+
+    @classified(
+        COMPLIANCE,
+        requires=Permission.BREAK_GLASS_REVIEW,
+        description="Emergency-access episodes; by default those not yet reviewed.",
+    )
+    async def break_glass_episodes(
+        self, info: GraphInfo, reviewed: Annotated[bool | None, classified_arg(COMPLIANCE)] = False
+    ) -> list[BreakGlassEpisode]:
+        rows = await care.episodes(info.context, reviewed=reviewed)
+        return [BreakGlassEpisode.from_row(row) for row in rows]
+
+    @classified(SECURITY, requires=Permission.USER_MANAGE, description="Workforce accounts.")
+    async def users(self, info: GraphInfo) -> list[WorkforceUser]:
+        return [WorkforceUser.from_row(row) for row in await care.workforce(info.context)]

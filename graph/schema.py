@@ -8,6 +8,7 @@ import strawberry
 from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 
+from graph.extensions.authorization import Authorization
 from graph.extensions.safe_errors import SafeErrors
 from graph.extensions.unit_of_work import UnitOfWork
 from graph.mutations import Mutation
@@ -26,7 +27,7 @@ def build_schema() -> PhigateSchema:
         query=Query,
         mutation=Mutation,
         # Order matters: the first wraps the rest, so SafeErrors sees what UnitOfWork decided.
-        extensions=[SafeErrors, UnitOfWork],
+        extensions=[SafeErrors, UnitOfWork, Authorization],
         config=StrawberryConfig(
             auto_camel_case=True,
             scalar_map=SCALAR_MAP,

@@ -33,6 +33,9 @@ class Settings:
     default_page_size: int = 20
     log_level: str = "INFO"
     log_format: str = "json"
+    # Authorization
+    policy_file: Path | None = None
+    break_glass_minutes: int = 60
     # Identity
     issuer: str = "phigate"
     audience: str = "phigate-api"
@@ -81,6 +84,12 @@ class Settings:
                 env, "PHIGATE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),
             log_format=_choice(env, "PHIGATE_LOG_FORMAT", ("json", "console"), "json"),
+            policy_file=Path(env["PHIGATE_POLICY_FILE"])
+            if env.get("PHIGATE_POLICY_FILE")
+            else None,
+            break_glass_minutes=_int(
+                env, "PHIGATE_BREAK_GLASS_MINUTES", 60, minimum=5, maximum=720
+            ),
             issuer=env.get("PHIGATE_ISSUER") or "phigate",
             audience=env.get("PHIGATE_AUDIENCE") or "phigate-api",
             access_token_ttl_seconds=_int(

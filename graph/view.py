@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cross_web import HTTPException
@@ -13,15 +13,22 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from db.unit_of_work import RequestDatabase
+from domain.policy import Policy
 from graph.authentication import PRINCIPAL
 from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE
 from graph.middleware import REQUEST_META
 from graph.settings import Settings
-from resolvers.context import PageLimits, RequestContext, RequestMeta
+from resolvers.context import AccessRequest, PageLimits, RequestContext, RequestMeta
+
+# A written reason: long enough to say something, short enough to be a reason.
+MIN_REASON = 10
+MAX_REASON = 500
 
 
 class GraphQLView(GraphQL[RequestContext, None]):
-    def __init__(self, schema: Any, *, engine: AsyncEngine, settings: Settings) -> None:
+    def __init__(
+        self, schema: Any, *, engine: AsyncEngine, settings: Settings, policy: Policy
+    ) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql",
@@ -29,6 +36,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
             multipart_uploads_enabled=False,
         )
         self._engine = engine
+        self._policy = policy
+        self._break_glass = timedelta(minutes=settings.break_glass_minutes)
         self._page_limits = PageLimits(
             default=settings.default_page_size, maximum=settings.max_page_size
         )
@@ -36,11 +45,19 @@ class GraphQLView(GraphQL[RequestContext, None]):
     async def get_context(self, request: Request, response: Response) -> RequestContext:
         state = request.scope.get("state", {})
         meta = state.get(REQUEST_META) or RequestMeta(request_id="unknown")
+        reason = (request.headers.get("x-break-glass-reason") or "").strip()
+        access = AccessRequest(
+            principal=state.get(PRINCIPAL),
+            purpose_header=request.headers.get("x-purpose-of-use"),
+            break_glass_reason=reason[:MAX_REASON] if len(reason) >= MIN_REASON else None,
+            policy=self._policy,
+            break_glass_duration=self._break_glass,
+        )
         return RequestContext(
-            db=RequestDatabase(self._engine),
+            db=RequestDatabase(self._engine, settings=access.scope.settings()),
             meta=meta,
             now=datetime.now(UTC),
-            principal=state.get(PRINCIPAL),
+            access=access,
             page_limits=self._page_limits,
         )
 

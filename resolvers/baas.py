@@ -80,7 +80,13 @@ async def create_baa(ctx: RequestContext, values: Mapping[str, Any]) -> Row[Any]
     violations.raise_if_any()
     return await repo.insert_baa(
         ctx.db,
-        {**values, "status": BaaStatus.DRAFT.value, "created_at": ctx.now, "updated_at": ctx.now},
+        {
+            **values,
+            "status": BaaStatus.DRAFT.value,
+            "created_by": ctx.actor_id,
+            "created_at": ctx.now,
+            "updated_at": ctx.now,
+        },
     )
 
 
@@ -110,6 +116,7 @@ async def _apply(ctx: RequestContext, current: Row[Any], changes: Mapping[str, A
                 "field": camel(key),
                 "old_value": _as_text(getattr(current, key)),
                 "new_value": _as_text(value),
+                "changed_by": ctx.actor_id,
                 "changed_at": ctx.now,
             }
             for key, value in changed.items()

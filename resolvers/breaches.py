@@ -77,7 +77,7 @@ async def _affected(
     ctx: RequestContext, patient_ids: Sequence[uuid.UUID], path: str
 ) -> Sequence[Row[Any]]:
     unique = list(dict.fromkeys(patient_ids))
-    found = await patient_repo.patients_by_ids(ctx.db, unique) if unique else []
+    found = await patient_repo.patients_by_ids(ctx.db, unique, ctx.scope) if unique else []
     if len(found) != len(unique):
         raise NotFound("patient", path)
     return found
@@ -114,6 +114,7 @@ async def report_breach(
             "affected_count": affected_count,
             "status": BreachStatus.REPORTED.value,
             "remediation_actions": values.get("remediation_actions") or [],
+            "reported_by": ctx.actor_id,
             "created_at": ctx.now,
             "updated_at": ctx.now,
         },
@@ -217,6 +218,7 @@ async def record_notification(
             "recipient": recipient.value,
             "method": method.value,
             "sent_on": sent_on,
+            "recorded_by": ctx.actor_id,
             "recorded_at": ctx.now,
         },
     )

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from typing import Any
 
 from db.unit_of_work import RequestDatabase
-from domain.principals import Principal
+from db.visibility import PatientScope
+from domain.authorization import Decision
+from domain.policy import Grant, Policy, bundled_policy
+from domain.principals import Human, Principal
+from domain.purposes import Purpose
 from resolvers.loaders import Loaders
 
 
@@ -23,17 +28,66 @@ class RequestMeta:
     user_agent: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AccessRequest:
+    """Who asks, for what declared purpose (X-Purpose-Of-Use), and, for emergency
+    access, why (X-Break-Glass-Reason)."""
+
+    principal: Principal | None = None
+    purpose_header: str | None = None
+    break_glass_reason: str | None = None
+    policy: Policy = field(default_factory=bundled_policy)
+    break_glass_duration: timedelta = timedelta(minutes=60)
+
+    @property
+    def grant(self) -> Grant:
+        return self.policy.grant(self.principal)
+
+    @property
+    def who(self) -> str:
+        if isinstance(self.principal, Human):
+            return f"role {self.principal.role.value}"
+        if self.principal is not None:
+            return "this service"
+        return "an anonymous caller"
+
+    @property
+    def actor_id(self) -> str | None:
+        return self.principal.actor_id if self.principal is not None else None
+
+    @property
+    def scope(self) -> PatientScope:
+        return PatientScope(self.grant.row_scope, self.actor_id)
+
+
 @dataclass(slots=True)
 class RequestContext:
     db: RequestDatabase
     meta: RequestMeta
     now: datetime
-    principal: Principal | None = None
+    access: AccessRequest = field(default_factory=AccessRequest)
     page_limits: PageLimits = field(default_factory=PageLimits)
+    # Set by the authorization extension before execution.
+    purpose: Purpose | None = None
+    decision: Decision | None = None
+    # Audit entries collected during the request, written with its transaction.
+    audit: list[dict[str, Any]] = field(default_factory=list)
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loaders = Loaders(self.db)
+        self.loaders = Loaders(self.db, self.access.scope)
+
+    @property
+    def principal(self) -> Principal | None:
+        return self.access.principal
+
+    @property
+    def scope(self) -> PatientScope:
+        return self.access.scope
+
+    @property
+    def actor_id(self) -> str | None:
+        return self.access.actor_id
 
     @property
     def today(self) -> date:

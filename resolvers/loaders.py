@@ -1,11 +1,12 @@
 """Per-request DataLoaders: every relation is fetched with one statement per level,
-however many parents ask for it."""
+however many parents ask for it, and only within the caller's patient scope."""
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
 from typing import Any
 
 from aiodataloader import DataLoader
@@ -13,6 +14,7 @@ from sqlalchemy.engine import Row
 
 from db import baas, breaches, patients
 from db.unit_of_work import RequestDatabase
+from db.visibility import PatientScope
 
 Fetch = Callable[[RequestDatabase, Sequence[uuid.UUID]], Coroutine[Any, Any, Sequence[Row[Any]]]]
 
@@ -34,10 +36,14 @@ class RowsByParent(DataLoader[uuid.UUID, list[Row[Any]]]):
 
 
 class Loaders:
-    def __init__(self, db: RequestDatabase) -> None:
-        self.diagnoses = RowsByParent(db, patients.diagnoses_for, "patient_id")
-        self.consents = RowsByParent(db, patients.consents_for, "patient_id")
-        self.affected_patients = RowsByParent(db, breaches.affected_patients_for, "breach_id")
+    def __init__(self, db: RequestDatabase, scope: PatientScope) -> None:
+        self.diagnoses = RowsByParent(
+            db, partial(patients.diagnoses_for, scope=scope), "patient_id"
+        )
+        self.consents = RowsByParent(db, partial(patients.consents_for, scope=scope), "patient_id")
+        self.affected_patients = RowsByParent(
+            db, partial(breaches.affected_patients_for, scope=scope), "breach_id"
+        )
         self.jurisdictions = RowsByParent(db, breaches.jurisdictions_for, "breach_id")
         self.notifications = RowsByParent(db, breaches.notifications_for, "breach_id")
         self.baa_changes = RowsByParent(db, baas.changes_for, "baa_id")

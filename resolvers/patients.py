@@ -9,10 +9,14 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
+from db import care_teams
 from db import patients as repo
+from db.errors import ConstraintViolation
 from domain import patients as rules
 from domain.errors import Conflict, NotFound, Violations
 from domain.geography import jurisdiction_rule, postal_code_rule
+from domain.permissions import RowScope
+from domain.purposes import Purpose
 from resolvers.context import RequestContext
 from resolvers.inputs import Page, decode_cursor, page_size
 
@@ -96,14 +100,51 @@ def _diagnosis_rows(
                 "icd10_code": rules.normalize_icd10(code),
                 "description": description,
                 "onset_date": onset,
+                "recorded_by": ctx.actor_id,
                 "recorded_at": ctx.now,
             }
         )
     return rows
 
 
+async def _break_glass(ctx: RequestContext, patient_id: uuid.UUID) -> bool:
+    """Open (or reuse) an emergency episode for a patient outside the care team. True
+    when the patient is now reachable this way."""
+    access = ctx.access
+    user_id = ctx.scope.actor_uuid
+    if not (
+        ctx.purpose is Purpose.EMERGENCY
+        and access.grant.break_glass
+        and access.break_glass_reason
+        and ctx.scope.row_scope is RowScope.CARE_TEAM
+        and user_id is not None
+    ):
+        return False
+    if (
+        await care_teams.active_episode(ctx.db, user_id=user_id, patient_id=patient_id, now=ctx.now)
+        is None
+    ):
+        try:
+            async with ctx.db.savepoint():
+                await care_teams.open_episode(
+                    ctx.db,
+                    user_id=user_id,
+                    patient_id=patient_id,
+                    reason=access.break_glass_reason,
+                    now=ctx.now,
+                    expires_at=ctx.now + access.break_glass_duration,
+                )
+        except ConstraintViolation:
+            return False  # no such patient: answered as not found
+    return True
+
+
 async def patient(ctx: RequestContext, patient_id: uuid.UUID, *, field: str = "id") -> Row[Any]:
-    row = await repo.get_patient(ctx.db, patient_id)
+    """A patient the caller may reach. Outside the caller's rows answers exactly like
+    an id that does not exist."""
+    row = await repo.get_patient(ctx.db, patient_id, ctx.scope)
+    if row is None and await _break_glass(ctx, patient_id):
+        row = await repo.get_patient(ctx.db, patient_id, ctx.scope)
     if row is None:
         raise NotFound("patient", field)
     return row
@@ -112,7 +153,7 @@ async def patient(ctx: RequestContext, patient_id: uuid.UUID, *, field: str = "i
 async def patient_page(ctx: RequestContext, *, first: int | None, after: str | None) -> Page:
     limit = page_size(first, ctx.page_limits)
     position = decode_cursor(after) if after is not None else None
-    rows = await repo.list_patients(ctx.db, limit=limit, after=position)
+    rows = await repo.list_patients(ctx.db, ctx.scope, limit=limit, after=position)
     return Page(rows=rows[:limit], has_next_page=len(rows) > limit)
 
 
@@ -132,11 +173,29 @@ async def create_patient(
     violations.raise_if_any()
     if await repo.mrn_in_use(ctx.db, values["mrn"]):
         raise Conflict("input.mrn", "is already assigned to another patient")
-    row = await repo.insert_patient(
-        ctx.db, {**values, "created_at": ctx.now, "updated_at": ctx.now}
+    patient_id = uuid.uuid4()
+    await repo.insert_patient(
+        ctx.db,
+        {
+            **values,
+            "id": patient_id,
+            "created_by": ctx.actor_id,
+            "created_at": ctx.now,
+            "updated_at": ctx.now,
+        },
     )
-    await repo.insert_diagnoses(ctx.db, [{**d, "patient_id": row.id} for d in diagnosis_rows])
-    return row
+    if ctx.scope.row_scope is RowScope.CARE_TEAM and ctx.scope.actor_uuid is not None:
+        # Registering a patient starts a care relationship with them.
+        await care_teams.add_member(
+            ctx.db,
+            patient_id=patient_id,
+            user_id=ctx.scope.actor_uuid,
+            added_by=ctx.actor_id or "",
+            now=ctx.now,
+            ends_at=None,
+        )
+    await repo.insert_diagnoses(ctx.db, [{**d, "patient_id": patient_id} for d in diagnosis_rows])
+    return await patient(ctx, patient_id)
 
 
 async def update_patient(
@@ -167,7 +226,7 @@ async def update_patient(
         if removed != len(set(remove_diagnosis_ids)):
             raise NotFound("diagnosis of this patient", "input.removeDiagnosisIds")
     await repo.insert_diagnoses(ctx.db, new_diagnoses)
-    updated = await repo.update_patient(ctx.db, patient_id, changes, now=ctx.now)
+    updated = await repo.update_patient(ctx.db, patient_id, changes, now=ctx.now, scope=ctx.scope)
     if updated is None:
         raise NotFound("patient", "input.id")
     return updated
@@ -193,6 +252,7 @@ async def record_consent(
             "consent_type": consent_type.value,
             "status": status.value,
             "effective_date": effective_date,
+            "recorded_by": ctx.actor_id,
             "recorded_at": ctx.now,
         },
     )

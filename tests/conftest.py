@@ -18,12 +18,13 @@ from db.crypto import generate_key
 from db.embedded import EmbeddedPostgres, start_embedded
 from db.engine import DatabaseTarget, create_engine
 from db.migrate import upgrade
+from domain.purposes import Purpose
 from domain.roles import Role
 from graph.app import create_app, engine_of, identity_of
 from graph.logs import configure_logging
 from graph.settings import Settings
 from tests.graphql_client import GraphQLClient
-from tests.identity import issue_token
+from tests.identity import issue_token, service_token
 
 TEMPLATE = "phigate_template"
 
@@ -92,10 +93,52 @@ def token_for(app: Starlette) -> Callable[..., Awaitable[str]]:
     return partial(issue_token, identity_of(app))
 
 
+AsRole = Callable[..., Awaitable[GraphQLClient]]
+
+
 @pytest.fixture
-async def gql(client: httpx.AsyncClient, token_for: Callable[..., Awaitable[str]]) -> GraphQLClient:
-    token = await token_for(Role.COMPLIANCE_OFFICER)
-    return GraphQLClient(client, headers={"Authorization": f"Bearer {token}"})
+def as_role(client: httpx.AsyncClient, token_for: Callable[..., Awaitable[str]]) -> AsRole:
+    """A GraphQL client for a fresh user of a role, declaring a purpose of use."""
+
+    async def make(
+        role: Role, purpose: Purpose | None = None, *, reason: str | None = None
+    ) -> GraphQLClient:
+        headers = {"Authorization": f"Bearer {await token_for(role)}"}
+        if purpose is not None:
+            headers["X-Purpose-Of-Use"] = purpose.value
+        if reason is not None:
+            headers["X-Break-Glass-Reason"] = reason
+        return GraphQLClient(client, headers=headers)
+
+    return make
+
+
+@pytest.fixture
+async def gql(as_role: AsRole) -> GraphQLClient:
+    """A compliance officer acting for COMPLIANCE: BAAs, breaches, who was affected."""
+    return await as_role(Role.COMPLIANCE_OFFICER, Purpose.COMPLIANCE)
+
+
+@pytest.fixture
+async def clinician(as_role: AsRole) -> GraphQLClient:
+    """A clinician acting for TREATMENT: sees the patients on their care team, which
+    includes every patient they register."""
+    return await as_role(Role.CLINICIAN, Purpose.TREATMENT)
+
+
+@pytest.fixture
+async def service(
+    client: httpx.AsyncClient, app: Starlette
+) -> Callable[..., Awaitable[GraphQLClient]]:
+    """A GraphQL client for an OAuth2 service holding the given scopes."""
+
+    async def make(*scopes: str, purpose: Purpose | None = None) -> GraphQLClient:
+        headers = {"Authorization": f"Bearer {await service_token(identity_of(app), scopes)}"}
+        if purpose is not None:
+            headers["X-Purpose-Of-Use"] = purpose.value
+        return GraphQLClient(client, headers=headers)
+
+    return make
 
 
 @pytest.fixture
@@ -146,7 +189,9 @@ def statements(app: Starlette) -> Iterator[StatementCounter]:
 
 
 async def count_rows(engine: AsyncEngine, table: str) -> int:
-    async with engine.connect() as connection:
+    """Every row, whatever row-level security would show a caller."""
+    async with engine.begin() as connection:
+        await connection.execute(text("SELECT set_config('phigate.row_scope', 'ALL', true)"))
         return int(
             (await connection.execute(text(f"SELECT count(*) FROM phigate.{table}"))).scalar_one()  # noqa: S608
         )

@@ -56,3 +56,15 @@ async def issue_token(identity: Identity, role: Role = Role.COMPLIANCE_OFFICER) 
     return await identity.tokens.mint(
         user_id, {"sid": str(session.id), "role": role.value}, now=now
     )
+
+
+async def service_token(identity: Identity, scopes: tuple[str, ...]) -> str:
+    ctx = identity.context(RequestMeta(request_id="test-setup"))
+    registered = await accounts.create_client(
+        ctx, actor="test", name=f"Example service {next(_numbers)}", scopes=list(scopes)
+    )
+    return await identity.tokens.mint(
+        registered.client_id,
+        {"client_id": registered.client_id, "scope": " ".join(sorted(scopes))},
+        now=datetime.now(UTC),
+    )

@@ -11,10 +11,22 @@ from db.models import AuditBase, Base
 target: DatabaseTarget = context.config.attributes["target"]
 
 
+def include_object(
+    obj: object, name: str | None, kind: str, reflected: bool, compare_to: object
+) -> bool:
+    """Audit partitions are created by migrations and commands, not by the models:
+    autogenerate must never propose dropping them."""
+    schema = getattr(obj, "schema", None)
+    return not (
+        kind == "table" and schema == "audit" and name is not None and name.startswith("events_")
+    )
+
+
 def run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=[Base.metadata, AuditBase.metadata],
+        include_object=include_object,
         include_schemas=True,
         compare_type=True,
         transaction_per_migration=True,

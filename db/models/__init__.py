@@ -7,6 +7,7 @@ from db.models.breach import (
     BreachJurisdiction,
     BreachNotification,
 )
+from db.models.care import BreakGlassEpisode, CareTeamMember
 from db.models.identity import (
     OAuthClient,
     RateLimitCounter,
@@ -29,6 +30,8 @@ __all__ = [
     "BreachIncident",
     "BreachJurisdiction",
     "BreachNotification",
+    "BreakGlassEpisode",
+    "CareTeamMember",
     "Consent",
     "Diagnosis",
     "OAuthClient",

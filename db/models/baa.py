@@ -4,7 +4,6 @@ import uuid
 from datetime import date, datetime
 
 from sqlalchemy import ARRAY, Date, ForeignKey, String, Text
-from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, all_of, one_of, utc_timestamp, uuid_pk
@@ -31,7 +30,7 @@ class Baa(Base):
     signed_by: Mapped[str | None] = mapped_column(String(200))
     signed_at: Mapped[datetime | None] = utc_timestamp(nullable=True)
     document_sha256: Mapped[str | None] = mapped_column(String(64))
-    created_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    created_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = utc_timestamp(server_now=True)
     updated_at: Mapped[datetime] = utc_timestamp(server_now=True)
 
@@ -46,5 +45,5 @@ class BaaChange(Base):
     field: Mapped[str] = mapped_column(String(40))
     old_value: Mapped[str | None] = mapped_column(Text)
     new_value: Mapped[str | None] = mapped_column(Text)
-    changed_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    changed_by: Mapped[str | None] = mapped_column(String(100))
     changed_at: Mapped[datetime] = utc_timestamp(server_now=True)

@@ -29,11 +29,14 @@ def uuid_pk() -> Mapped[uuid.UUID]:
     )
 
 
-def utc_timestamp(*, nullable: bool = False, server_now: bool = False) -> Mapped[datetime]:
+def utc_timestamp(
+    *, nullable: bool = False, server_now: bool = False, index: bool = False
+) -> Mapped[datetime]:
     return mapped_column(
         DateTime(timezone=True),
         nullable=nullable,
         server_default=func.now() if server_now else None,
+        index=index,
     )
 
 

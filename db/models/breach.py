@@ -4,7 +4,6 @@ import uuid
 from datetime import date, datetime
 
 from sqlalchemy import ARRAY, CheckConstraint, Date, ForeignKey, Integer, String, Text
-from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, all_of, one_of, utc_timestamp, uuid_pk
@@ -38,7 +37,7 @@ class BreachIncident(Base):
     risk_assessed_at: Mapped[datetime | None] = utc_timestamp(nullable=True)
     root_cause: Mapped[str | None] = mapped_column(Text)
     remediation_actions: Mapped[list[str]] = mapped_column(ARRAY(Text))
-    reported_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    reported_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = utc_timestamp(server_now=True)
     updated_at: Mapped[datetime] = utc_timestamp(server_now=True)
 
@@ -81,5 +80,5 @@ class BreachNotification(Base):
     recipient: Mapped[str] = mapped_column(String(30))
     method: Mapped[str] = mapped_column(String(30))
     sent_on: Mapped[date] = mapped_column(Date)
-    recorded_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    recorded_by: Mapped[str | None] = mapped_column(String(100))
     recorded_at: Mapped[datetime] = utc_timestamp(server_now=True)

@@ -4,7 +4,6 @@ import uuid
 from datetime import date, datetime
 
 from sqlalchemy import Boolean, Date, ForeignKey, Index, String, Text, text
-from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, one_of, utc_timestamp, uuid_pk
@@ -37,9 +36,9 @@ class Patient(Base):
     )
     legal_hold: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     legal_hold_reason: Mapped[str | None] = mapped_column(Text)
-    legal_hold_set_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    legal_hold_set_by: Mapped[str | None] = mapped_column(String(100))
     legal_hold_set_at: Mapped[datetime | None] = utc_timestamp(nullable=True)
-    created_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    created_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = utc_timestamp(server_now=True)
     updated_at: Mapped[datetime] = utc_timestamp(server_now=True)
 
@@ -54,7 +53,7 @@ class Diagnosis(Base):
     icd10_code: Mapped[str] = mapped_column(String(8))
     description: Mapped[str | None] = mapped_column(String(500))
     onset_date: Mapped[date | None] = mapped_column(Date)
-    recorded_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    recorded_by: Mapped[str | None] = mapped_column(String(100))
     recorded_at: Mapped[datetime] = utc_timestamp(server_now=True)
 
 
@@ -74,5 +73,5 @@ class Consent(Base):
     consent_type: Mapped[str] = mapped_column(String(30))
     status: Mapped[str] = mapped_column(String(10))
     effective_date: Mapped[date] = mapped_column(Date)
-    recorded_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    recorded_by: Mapped[str | None] = mapped_column(String(100))
     recorded_at: Mapped[datetime] = utc_timestamp(server_now=True)

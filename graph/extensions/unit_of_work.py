@@ -6,6 +6,7 @@ import structlog
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
+from db import audit
 from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE, masked
 from graph.logs import describe_exception
 from resolvers.context import RequestContext
@@ -29,14 +30,15 @@ class UnitOfWork(SchemaExtension):
             result = context.result
             if result is None:
                 return
-            if result.errors and _is_mutation(context):
-                await request.db.rollback()
-                result.data = None
-                return
             try:
+                if result.errors and _is_mutation(context):
+                    await request.db.rollback()
+                    result.data = None
+                await audit.append(request.db, request.audit)
                 await request.db.commit()
             except Exception as exc:
                 log.error("commit_failed", **describe_exception(exc))
+                await request.db.rollback()
                 result.data = None
                 result.errors = [
                     masked(INTERNAL_ERROR, INTERNAL_MESSAGE, request_id=request.meta.request_id)

@@ -94,6 +94,7 @@ async def test_application_role_cannot_change_schema_or_history(
 
 async def test_application_role_can_read_and_write_rows(app_engine) -> None:
     async with app_engine.begin() as connection:
+        await connection.execute(text("SELECT set_config('phigate.row_scope', 'ALL', true)"))
         await connection.execute(
             text(
                 "INSERT INTO phigate.patients (mrn, given_name, family_name, date_of_birth) "

@@ -87,8 +87,9 @@ async def test_responses_are_not_cacheable_and_not_sniffable(gql: GraphQLClient)
 
 
 async def test_one_log_line_per_request_without_bodies_or_variables(
-    gql: GraphQLClient, client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+    clinician: GraphQLClient, client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    gql = clinician
     capsys.readouterr()
     canary_ssn, canary_name = "987-65-4329", "Canarybird"
     await gql(

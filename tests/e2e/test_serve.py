@@ -59,14 +59,18 @@ def test_serve_demo_from_an_empty_data_directory(tmp_path: Path) -> None:
         wait_ready(base, process)
         anonymous = httpx.post(f"{base}/graphql", json={"query": "{ baas { id } }"}, timeout=10)
         assert anonymous.status_code == 401
-        code = pyotp.TOTP(demo_totp_secret("CLINICIAN")).now()
+        code = pyotp.TOTP(demo_totp_secret("BILLING")).now()
         login = httpx.post(
             f"{base}/auth/login",
-            json={"username": "demo.clinician", "password": DEMO_PASSWORD, "totp": code},
+            json={"username": "demo.billing", "password": DEMO_PASSWORD, "totp": code},
             timeout=10,
         )
         assert login.status_code == 200, login.text
-        bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        # Billing reads identifiers of every patient, for payment.
+        bearer = {
+            "Authorization": f"Bearer {login.json()['access_token']}",
+            "X-Purpose-Of-Use": "PAYMENT",
+        }
         query = {"query": "{ patients(first: 5) { edges { node { mrn } } } }"}
         response = httpx.post(f"{base}/graphql", json=query, headers=bearer, timeout=10)
         assert response.status_code == 200

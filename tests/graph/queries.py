@@ -1,7 +1,8 @@
-"""Operations shared by the graph tests."""
+"""Operations shared by the graph tests: what a clinician (TREATMENT) reads and writes.
+FINANCIAL fields are billing's, so they are not here."""
 
 PATIENT_FIELDS = """
-  id mrn givenName familyName dateOfBirth ssn phone email insuranceMemberId insurancePayer
+  id mrn givenName familyName dateOfBirth ssn phone email insuranceMemberId
   retentionClass createdAt updatedAt
   address { line city state postalCode }
   legalHold { active reason setAt }
@@ -38,7 +39,6 @@ def patient_input(**overrides: object) -> dict[str, object]:
         },
         "phone": "+16175550100",
         "email": "synthetic.test@example.test",
-        "insurancePayer": "Example Health Plan (synthetic)",
         "insuranceMemberId": "XMP-T0000001",
         "diagnoses": [
             {"icd10Code": "e119", "description": "Synthetic diagnosis", "onsetDate": "2001-06-01"}

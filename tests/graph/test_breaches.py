@@ -39,9 +39,11 @@ async def report(gql: GraphQLClient, **overrides: object) -> dict:
     return (await gql(REPORT, {"input": values})).ok()["breachReport"]["breach"]
 
 
-async def test_report_links_patients_and_derives_jurisdictions(gql: GraphQLClient) -> None:
-    ma = await create(gql, mrn="DEMO-T00101")
-    ny = await create(gql, mrn="DEMO-T00102", address={"state": "NY"})
+async def test_report_links_patients_and_derives_jurisdictions(
+    gql: GraphQLClient, clinician: GraphQLClient
+) -> None:
+    ma = await create(clinician, mrn="DEMO-T00101")
+    ny = await create(clinician, mrn="DEMO-T00102", address={"state": "NY"})
     breach = await report(gql, affectedPatientIds=[ma["id"], ny["id"], ma["id"]])
     assert breach["status"] == "REPORTED"
     assert breach["affectedCount"] == 2
@@ -53,9 +55,9 @@ async def test_report_links_patients_and_derives_jurisdictions(gql: GraphQLClien
 
 
 async def test_declared_counts_may_exceed_linked_patients_but_not_the_reverse(
-    gql: GraphQLClient,
+    gql: GraphQLClient, clinician: GraphQLClient
 ) -> None:
-    patient = await create(gql, mrn="DEMO-T00103")
+    patient = await create(clinician, mrn="DEMO-T00103")
     breach = await report(
         gql,
         affectedPatientIds=[patient["id"]],

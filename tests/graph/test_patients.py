@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from domain.purposes import Purpose
+from domain.roles import Role
 from tests.conftest import count_rows
 from tests.graph.queries import CREATE_PATIENT, GET_PATIENT, UPDATE_PATIENT, patient_input
 from tests.graphql_client import GraphQLClient
@@ -11,8 +13,8 @@ async def create(gql: GraphQLClient, **overrides: object) -> dict:
     ]
 
 
-async def test_create_then_read_a_patient(gql: GraphQLClient) -> None:
-    created = await create(gql)
+async def test_create_then_read_a_patient(clinician: GraphQLClient) -> None:
+    created = await create(clinician)
     assert created["mrn"] == "DEMO-T00001"
     assert created["address"] == {
         "line": "1 Synthetic Way",
@@ -25,14 +27,14 @@ async def test_create_then_read_a_patient(gql: GraphQLClient) -> None:
     assert created["legalHold"] == {"active": False, "reason": None, "setAt": None}
     assert created["createdAt"].endswith("Z")
 
-    fetched = (await gql(GET_PATIENT, {"id": created["id"]})).ok()["patient"]
+    fetched = (await clinician(GET_PATIENT, {"id": created["id"]})).ok()["patient"]
     assert fetched == created
 
 
-async def test_update_changes_only_the_fields_given(gql: GraphQLClient) -> None:
-    created = await create(gql)
+async def test_update_changes_only_the_fields_given(clinician: GraphQLClient) -> None:
+    created = await create(clinician)
     updated = (
-        await gql(
+        await clinician(
             UPDATE_PATIENT, {"input": {"id": created["id"], "phone": "+16175550199", "email": None}}
         )
     ).ok()["patientUpdate"]["patient"]
@@ -44,12 +46,12 @@ async def test_update_changes_only_the_fields_given(gql: GraphQLClient) -> None:
 
 
 async def test_update_address_null_clears_it_and_diagnoses_can_be_added_and_removed(
-    gql: GraphQLClient,
+    clinician: GraphQLClient,
 ) -> None:
-    created = await create(gql)
+    created = await create(clinician)
     first = created["diagnoses"][0]["id"]
     updated = (
-        await gql(
+        await clinician(
             UPDATE_PATIENT,
             {
                 "input": {
@@ -65,9 +67,9 @@ async def test_update_address_null_clears_it_and_diagnoses_can_be_added_and_remo
     assert [d["icd10Code"] for d in updated["diagnoses"]] == ["I10"]
 
 
-async def test_required_fields_cannot_be_nulled(gql: GraphQLClient) -> None:
-    created = await create(gql)
-    response = await gql(
+async def test_required_fields_cannot_be_nulled(clinician: GraphQLClient) -> None:
+    created = await create(clinician)
+    response = await clinician(
         UPDATE_PATIENT, {"input": {"id": created["id"], "givenName": None, "mrn": None}}
     )
     assert response.codes == ["BAD_USER_INPUT"]
@@ -76,10 +78,10 @@ async def test_required_fields_cannot_be_nulled(gql: GraphQLClient) -> None:
 
 
 async def test_duplicate_mrn_is_a_conflict_and_writes_nothing(
-    gql: GraphQLClient, app_engine
+    clinician: GraphQLClient, app_engine
 ) -> None:
-    await create(gql)
-    response = await gql(CREATE_PATIENT, {"input": patient_input(ssn=None)})
+    await create(clinician)
+    response = await clinician(CREATE_PATIENT, {"input": patient_input(ssn=None)})
     assert response.codes == ["CONFLICT"]
     assert "input.mrn" in response.errors[0]["message"]
     assert response.data is None
@@ -87,13 +89,13 @@ async def test_duplicate_mrn_is_a_conflict_and_writes_nothing(
     assert await count_rows(app_engine, "diagnoses") == 1
 
 
-async def test_record_consent(gql: GraphQLClient) -> None:
-    created = await create(gql)
+async def test_record_consent(clinician: GraphQLClient) -> None:
+    created = await create(clinician)
     mutation = """mutation($input: ConsentRecordInput!) { consentRecord(input: $input) {
         consent { consentType status effectiveDate } patient { consents { consentType status } } } }"""
     for status in ("GRANTED", "REVOKED"):
         result = (
-            await gql(
+            await clinician(
                 mutation,
                 {
                     "input": {
@@ -130,12 +132,13 @@ async def test_cursor_pagination_walks_every_patient_once(gql: GraphQLClient, se
     assert pages == -(-seeded // 7)
 
 
-async def test_cursors_carry_no_phi(gql: GraphQLClient, seeded: int) -> None:
+async def test_cursors_carry_no_phi(as_role, seeded: int) -> None:
     import base64
 
-    page = (await gql("{ patients(first: 3) { edges { cursor node { mrn familyName } } } }")).ok()[
-        "patients"
-    ]
+    billing = await as_role(Role.BILLING, Purpose.PAYMENT)
+    page = (
+        await billing("{ patients(first: 3) { edges { cursor node { mrn familyName } } } }")
+    ).ok()["patients"]
     for edge in page["edges"]:
         decoded = base64.urlsafe_b64decode(edge["cursor"] + "==").decode()
         assert edge["node"]["mrn"] not in decoded
@@ -143,12 +146,12 @@ async def test_cursors_carry_no_phi(gql: GraphQLClient, seeded: int) -> None:
 
 
 async def test_a_failed_mutation_in_a_document_rolls_back_the_others(
-    gql: GraphQLClient, app_engine
+    clinician: GraphQLClient, app_engine
 ) -> None:
     document = """mutation($a: PatientCreateInput!, $b: PatientCreateInput!) {
         first: patientCreate(input: $a) { patient { id } }
         second: patientCreate(input: $b) { patient { id } } }"""
-    response = await gql(
+    response = await clinician(
         document,
         {
             "a": patient_input(mrn="DEMO-T00010"),

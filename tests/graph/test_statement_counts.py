@@ -11,12 +11,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.demo import demo_id, seed_demo
 from db.models import BreachAffectedPatient, BreachIncident
+from domain.purposes import Purpose
 from tests.conftest import StatementCounter
 from tests.graphql_client import GraphQLClient
 
 SIZES = (1, 10, 100)
-# Every authenticated request: the session-liveness check and the rate-limit counter.
-AUTHENTICATION = 2
+# Every authenticated request: the caller's liveness check, the rate-limit counter,
+# and the transaction-local row scope that row-level security reads.
+AUTHENTICATION = 3
+
+
+@pytest.fixture
+async def gql(service) -> GraphQLClient:
+    """A service that may read every patient and breach for TREATMENT: the widest reach
+    the policy gives, so the counts measure loading, not filtering."""
+    return await service("patients:read", "breaches:read", purpose=Purpose.TREATMENT)
 
 
 @pytest.fixture

@@ -1,0 +1,134 @@
+"""Deciding a whole operation before it runs: every field it reads and every input
+field it writes, against the caller's grant and declared purpose of use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from domain.data_classes import DataClass
+from domain.permissions import Permission
+from domain.policy import PHI, Grant
+from domain.purposes import Purpose
+
+PUBLIC = DataClass.PUBLIC.value
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One field an operation touches."""
+
+    coordinate: str  # schema coordinate: "Patient.ssn", "PatientUpdateInput.phone"
+    path: str  # where in the operation: "patients.edges.node.ssn", "patientUpdate.input.phone"
+    data_class: str | None  # None: the field carries no classification
+    permission: Permission | None = None
+    write: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    code: str
+    coordinate: str
+    path: str
+    reason: str
+    write: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    denials: tuple[Denial, ...]
+    # What an allowed operation reads, for the audit trail.
+    phi_fields: frozenset[str] = frozenset()
+
+    @property
+    def allowed(self) -> bool:
+        return not self.denials
+
+
+def decide(grant: Grant, who: str, purpose: Purpose | None, accesses: Iterable[Access]) -> Decision:
+    denials: list[Denial] = []
+    phi_fields: set[str] = set()
+    for access in accesses:
+        if access.permission is not None and access.permission not in grant.permissions:
+            denials.append(
+                Denial(
+                    "FORBIDDEN_OPERATION",
+                    access.coordinate,
+                    access.path,
+                    f"{who} does not hold the permission {access.permission.value}",
+                    access.write,
+                )
+            )
+            continue
+        if access.data_class is None:
+            denials.append(
+                Denial(
+                    "UNCLASSIFIED_FIELD",
+                    access.coordinate,
+                    access.path,
+                    "the field is not classified",
+                    access.write,
+                )
+            )
+            continue
+        if access.write and access.data_class == PUBLIC:
+            continue  # ids and references select what to write; they are not written
+        allowed = grant.writable(purpose) if access.write else grant.readable(purpose)
+        if access.data_class in allowed:
+            if access.data_class in PHI and not access.write:
+                phi_fields.add(access.coordinate)
+            continue
+        verb = "write" if access.write else "read"
+        if purpose is None and access.data_class in PHI:
+            denials.append(
+                Denial(
+                    "PURPOSE_REQUIRED",
+                    access.coordinate,
+                    access.path,
+                    f"{access.data_class} is PHI: declare a purpose of use"
+                    f" (X-Purpose-Of-Use) to {verb} it",
+                    access.write,
+                )
+            )
+        else:
+            stated = purpose.value if purpose else "no declared purpose"
+            denials.append(
+                Denial(
+                    "FORBIDDEN_FIELD",
+                    access.coordinate,
+                    access.path,
+                    f"{who} may not {verb} {access.data_class} data for {stated}",
+                    access.write,
+                )
+            )
+    return Decision(tuple(denials), frozenset(phi_fields))
+
+
+def purpose_denial(
+    grant: Grant, who: str, raw: str | None, *, has_reason: bool
+) -> tuple[Purpose | None, Denial | None]:
+    """The declared purpose, or why it cannot be used."""
+    if raw is None or raw == "":
+        return None, None
+    try:
+        purpose = Purpose(raw.strip().upper())
+    except ValueError:
+        known = ", ".join(p.value for p in Purpose)
+        return None, Denial(
+            "PURPOSE_UNKNOWN", "X-Purpose-Of-Use", "", f"the purpose of use must be one of {known}"
+        )
+    if purpose not in grant.purposes:
+        return purpose, Denial(
+            "PURPOSE_NOT_ALLOWED",
+            "X-Purpose-Of-Use",
+            "",
+            f"{who} may not act for the purpose {purpose.value}",
+        )
+    if purpose is Purpose.EMERGENCY and not has_reason:
+        return purpose, Denial(
+            "BREAK_GLASS_REASON_REQUIRED",
+            "X-Break-Glass-Reason",
+            "",
+            "emergency access needs a written reason in X-Break-Glass-Reason",
+        )
+    return purpose, None
