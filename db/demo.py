@@ -23,11 +23,18 @@ from db.models import (
     BreachAffectedPatient,
     BreachIncident,
     BreachJurisdiction,
+    CareTeamMember,
     Consent,
     Diagnosis,
     Patient,
 )
 
+# Seeding is a trusted system operation: it declares a row scope of ALL for its own
+# transaction, which is what row-level security asks of every writer.
+SYSTEM_SCOPE = text(
+    "SELECT set_config('phigate.row_scope', 'ALL', true),"
+    " set_config('phigate.actor_id', 'system', true)"
+)
 NAMESPACE = uuid.UUID("5b3c6d5e-0f1a-4c2b-9d8e-7f6a5b4c3d2e")
 GIVEN_NAMES = (
     "Alpha",
@@ -122,14 +129,7 @@ async def seed_demo(
     connection: AsyncConnection, *, patients: int = 50, now: datetime | None = None
 ) -> SeedReport:
     now = now or datetime.now(UTC)
-    # Seeding is a trusted system operation: it declares a row scope of ALL for its own
-    # transaction, which is what row-level security asks of every writer.
-    await connection.execute(
-        text(
-            "SELECT set_config('phigate.row_scope', 'ALL', true),"
-            " set_config('phigate.actor_id', 'system', true)"
-        )
-    )
+    await connection.execute(SYSTEM_SCOPE)
     patient_rows = [synthetic_patient(n, now=now) for n in range(1, patients + 1)]
     for chunk in range(0, len(patient_rows), 1000):
         batch = patient_rows[chunk : chunk + 1000]
@@ -276,3 +276,15 @@ def demo_totp_secret(role: str) -> str:
     return base64.b32encode(
         hashlib.sha256(f"phigate demo totp {role}".encode()).digest()[:20]
     ).decode()
+
+
+async def seed_care_team(
+    connection: AsyncConnection, *, user_id: uuid.UUID, patients: range
+) -> None:
+    """Put a demo clinician or nurse on the care team of some demo patients."""
+    await connection.execute(SYSTEM_SCOPE)
+    rows = [
+        {"patient_id": demo_id("patient", n), "user_id": user_id, "added_by": "seed-demo"}
+        for n in patients
+    ]
+    await connection.execute(insert(CareTeamMember).on_conflict_do_nothing(), rows)

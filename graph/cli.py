@@ -14,7 +14,8 @@ from db.embedded import APP_DATABASE, EmbeddedDatabaseError, EmbeddedPostgres, s
 from db.engine import DatabaseTarget, DatabaseUrlError, create_engine, parse_database_url
 from db.errors import ConstraintViolation
 from db.migrate import current_revision, head_revision, upgrade
-from graph import cli_identity
+from domain.policy import PolicyError
+from graph import cli_identity, cli_policy
 from graph.logs import configure_logging
 from graph.settings import Settings, SettingsError
 
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(handler=cmd_export_schema)
     cli_identity.add_parsers(commands, cmd_identity)
+    cli_policy.add_parsers(commands)
     return parser
 
 
@@ -238,7 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)
         return int(args.handler(settings, args))
-    except (CommandError, SettingsError, DatabaseUrlError, EmbeddedDatabaseError) as exc:
+    except (
+        CommandError,
+        SettingsError,
+        DatabaseUrlError,
+        EmbeddedDatabaseError,
+        PolicyError,
+    ) as exc:
         print(f"phigate: {exc}", file=sys.stderr)
         return 2
 

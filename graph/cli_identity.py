@@ -200,9 +200,33 @@ def seed_demo_users(settings: Settings, target: DatabaseTarget) -> list[dict[str
             ctx.events.clear()
             secret = demo_totp_secret(role.value)
             created.append({"username": username, "role": role.value, "totp_secret": secret})
+        await _demo_care_teams(ctx)
         return created
 
     return run_with_context(settings, target, seed)
+
+
+# Demo clinicians and nurses look after some demo patients (care teams scope their rows).
+DEMO_CARE_TEAMS = {Role.CLINICIAN: range(1, 11), Role.NURSE: range(1, 6)}
+
+
+async def _demo_care_teams(ctx: AuthContext) -> None:
+    from db import users
+    from db.demo import demo_username, seed_care_team
+    from db.unit_of_work import RequestDatabase
+
+    db = RequestDatabase(ctx.engine)
+    try:
+        found = {
+            role: await users.by_username(db, demo_username(role.value)) for role in DEMO_CARE_TEAMS
+        }
+    finally:
+        await db.close()
+    async with ctx.engine.begin() as connection:
+        for role, patients in DEMO_CARE_TEAMS.items():
+            user = found[role]
+            if user is not None:
+                await seed_care_team(connection, user_id=user.id, patients=patients)
 
 
 def add_parsers(commands: Any, handler: Callable[..., int]) -> None:

@@ -22,12 +22,17 @@ class PhigateSchema(strawberry.Schema):
         quote values. SafeErrors logs codes instead."""
 
 
-def build_schema() -> PhigateSchema:
+def build_schema(*, enforce: bool = True) -> PhigateSchema:
+    """The schema. ``enforce=False`` exists only so benchmarks can measure what
+    enforcement costs; nothing serves it."""
+    extensions: list[type] = (
+        [SafeErrors, UnitOfWork, Authorization] if enforce else [SafeErrors, UnitOfWork]
+    )
     return PhigateSchema(
         query=Query,
         mutation=Mutation,
         # Order matters: the first wraps the rest, so SafeErrors sees what UnitOfWork decided.
-        extensions=[SafeErrors, UnitOfWork, Authorization],
+        extensions=extensions,
         config=StrawberryConfig(
             auto_camel_case=True,
             scalar_map=SCALAR_MAP,

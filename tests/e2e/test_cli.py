@@ -238,3 +238,41 @@ def test_demo_code_only_for_demo_accounts_and_never_in_production(
     assert main(["demo-code", "ops.nurse"]) == 2
     monkeypatch.setenv("PHIGATE_ENV", "production")
     assert main(["demo-code", "demo.analyst"]) == 2
+
+
+def test_policy_show_prints_the_matrix(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "show"]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:4] == ["WHO", "PURPOSE", "READS", "WRITES"]
+    assert "BILLING" in table and "scope patients:read" in table
+    assert main(["policy", "show", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    billing = next(r for r in rows if r["who"] == "BILLING" and r["purpose"] == "PAYMENT")
+    assert billing["reads"] == "FINANCIAL, IDENTIFIER, IDENTITY, PUBLIC"
+
+
+def test_a_broken_policy_file_stops_phigate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "policy.toml"
+    broken.write_text(
+        (ROOT / "domain" / "policy.toml")
+        .read_text()
+        .replace('read.PAYMENT = ["IDENTITY"', 'read.PAYMENT = ["GOSSIP", "IDENTITY"')
+    )
+    monkeypatch.setenv("PHIGATE_POLICY_FILE", str(broken))
+    assert main(["policy", "show"]) == 2
+    assert "unknown data class(es) GOSSIP" in capsys.readouterr().err
+
+
+def test_the_readme_shows_the_policy_as_it_is() -> None:
+    from domain.policy import bundled_policy
+    from graph.cli_policy import render_table
+
+    readme = (ROOT / "README.md").read_text()
+    shown = readme.split("<!-- policy-matrix:start -->\n```\n")[1].split(
+        "\n```\n<!-- policy-matrix:end -->"
+    )[0]
+    assert shown == render_table(bundled_policy()), (
+        "README matrix is stale: paste `phigate policy show`"
+    )

@@ -1,0 +1,109 @@
+"""Shared benchmark machinery: an embedded PostgreSQL with synthetic data, interleaved
+timing of the cases being compared, and results as ratios (these machines are noisy:
+ratios measured side by side in one run are what we quote)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from db.demo import seed_demo
+from db.embedded import EmbeddedPostgres, start_embedded
+from db.engine import DatabaseTarget, create_engine
+from db.migrate import upgrade
+
+
+@dataclass
+class Measurement:
+    name: str
+    samples_ms: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def p90(self) -> float:
+        ordered = sorted(self.samples_ms)
+        return ordered[int(len(ordered) * 0.9) - 1]
+
+
+async def interleaved(
+    cases: dict[str, Callable[[], Awaitable[Any]]], *, rounds: int, warmup: int = 20
+) -> dict[str, Measurement]:
+    """Time each case once per round, in rotating order, so drift and noise fall on
+    every case alike."""
+    for _ in range(warmup):
+        for run in cases.values():
+            await run()
+    results = {name: Measurement(name) for name in cases}
+    names = list(cases)
+    gc.collect()
+    for round_number in range(rounds):
+        order = names[round_number % len(names) :] + names[: round_number % len(names)]
+        for name in order:
+            started = time.perf_counter()
+            await cases[name]()
+            results[name].samples_ms.append((time.perf_counter() - started) * 1000)
+    return results
+
+
+def ratio(results: dict[str, Measurement], numerator: str, denominator: str) -> float:
+    return round(results[numerator].median / results[denominator].median, 3)
+
+
+def summary(results: dict[str, Measurement]) -> dict[str, dict[str, float]]:
+    return {
+        name: {
+            "median_ms": round(m.median, 3),
+            "p90_ms": round(m.p90, 3),
+            "samples": len(m.samples_ms),
+        }
+        for name, m in results.items()
+    }
+
+
+def machine() -> dict[str, str]:
+    import os
+
+    return {
+        "date": datetime.now(UTC).date().isoformat(),
+        "python": platform.python_version(),
+        "cpus": str(os.cpu_count()),
+        "platform": platform.platform(terse=True),
+    }
+
+
+@dataclass
+class Database:
+    server: EmbeddedPostgres
+    app: DatabaseTarget
+    admin: DatabaseTarget
+
+
+def database(patients: int) -> Database:
+    """A fresh embedded PostgreSQL, migrated and seeded with synthetic patients."""
+    data_dir = Path(tempfile.mkdtemp(prefix="phigate-bench-")) / "pgdata"
+    server = start_embedded(data_dir)
+    server.ensure_database("bench")
+    upgrade(server.admin_target("bench"))
+
+    async def seed() -> None:
+        engine = create_engine(server.app_target("bench"), pool_size=1, max_overflow=0)
+        try:
+            async with engine.begin() as connection:
+                await seed_demo(connection, patients=patients)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(seed())
+    return Database(server, server.app_target("bench"), server.admin_target("bench"))
