@@ -8,6 +8,7 @@ import strawberry
 from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 
+from domain.policy import PHI
 from graph.extensions.authorization import Authorization
 from graph.extensions.safe_errors import SafeErrors
 from graph.extensions.unit_of_work import UnitOfWork
@@ -42,7 +43,34 @@ def build_schema(*, enforce: bool = True) -> PhigateSchema:
     )
 
 
-schema = build_schema()
+def _describe_classification(built: PhigateSchema) -> PhigateSchema:
+    """Introspection cannot show applied directives, so each field's description also
+    states its class (and permission): GraphiQL's docs then show the policy surface."""
+    from graph.classification import classify
+
+    classes = classify(built._schema)
+    for (type_name, field_name), classification in classes.fields.items():
+        field = built._schema.type_map[type_name].fields[field_name]  # type: ignore[union-attr]
+        field.description = _with_class(field.description, classification)
+    for (type_name, field_name), classification in classes.input_fields.items():
+        field = built._schema.type_map[type_name].fields[field_name]  # type: ignore[union-attr]
+        field.description = _with_class(field.description, classification)
+    return built
+
+
+def _with_class(description: str | None, classification: Any) -> str | None:
+    if classification.data_class is None:
+        return description
+    phi = classification.data_class in PHI
+    note = (
+        f"PHI: {classification.data_class}." if phi else f"Data class: {classification.data_class}."
+    )
+    if classification.permission is not None:
+        note += f" Requires {classification.permission.value}."
+    return f"{description} {note}" if description else note
+
+
+schema = _describe_classification(build_schema())
 
 
 def schema_sdl() -> str:

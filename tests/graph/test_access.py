@@ -305,3 +305,42 @@ async def test_decisions_are_computed_once_per_document_role_and_purpose(
     other_purpose = await as_role(Role.COMPLIANCE_OFFICER, Purpose.COMPLIANCE)
     await other_purpose(document)
     assert walked == [1, 1]
+
+
+async def test_nested_edges_are_scoped_too(
+    gql: GraphQLClient, clinician: GraphQLClient, service
+) -> None:
+    """breach -> affectedPatients: a caller that may read breaches but reach no patients
+    sees the breach and none of its patients."""
+    patient_id = await register(clinician, "DEMO-ACC-009")
+    report = "mutation($i: BreachReportInput!) { breachReport(input: $i) { breach { id } } }"
+    breach_id = (
+        await gql(
+            report,
+            {
+                "i": {
+                    "title": "t",
+                    "discoveredAt": "2026-01-01T10:00:00Z",
+                    "phiCategories": [],
+                    "affectedPatientIds": [patient_id],
+                }
+            },
+        )
+    ).ok()["breachReport"]["breach"]["id"]
+    query = "query($id: ID!) { breach(id: $id) { affectedCount affectedPatients { id } } }"
+    assert (await gql(query, {"id": breach_id})).ok()["breach"]["affectedPatients"] == [
+        {"id": patient_id}
+    ]
+    breaches_only = await service("breaches:read")
+    seen = (await breaches_only(query, {"id": breach_id})).ok()["breach"]
+    assert seen == {"affectedCount": 1, "affectedPatients": []}
+
+
+async def test_classification_is_visible_through_introspection(as_role: AsRole) -> None:
+    analyst = await as_role(Role.ANALYST)
+    described = (await analyst('{ __type(name: "Patient") { fields { name description } } }')).ok()[
+        "__type"
+    ]["fields"]
+    by_name = {field["name"]: field["description"] for field in described}
+    assert by_name["ssn"] == "PHI: IDENTIFIER."
+    assert by_name["consents"].endswith("Data class: COMPLIANCE.")
