@@ -1,18 +1,202 @@
-"""Writing the audit trail: many events, one statement."""
+"""The audit trail in PostgreSQL: appending (one statement per request), sealing into
+the hash chain (the sequencer), verifying, and signed checkpoints."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import and_, exists, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from db.models import AuditEvent
+from db.models import AuditEvent, ChainLink, Checkpoint, RetentionCut
 from db.unit_of_work import RequestDatabase
+from domain.audit import GENESIS, chain_link, entry_digest
 
 events = AuditEvent.__table__
+chain = ChainLink.__table__
+checkpoints = Checkpoint.__table__
+cuts = RetentionCut.__table__
+
+# Only one sequencer at a time, across every gateway process and CLI.
+SEQUENCER_LOCK = 0x50484941  # "PHIA"
+# How far before the last sealed entry to look for entries that committed late.
+LATE_COMMIT_MARGIN = timedelta(minutes=10)
+
+
+# Every column but the generated id, in table order, for COPY.
+_COLUMNS = tuple(column.name for column in events.columns if column.name != "id")
+_DEFAULTS: dict[str, Any] = dict.fromkeys(_COLUMNS) | {"break_glass": False}
 
 
 async def append(db: RequestDatabase, rows: Sequence[Mapping[str, Any]]) -> None:
+    """All of a request's entries in one COPY, inside its transaction: one round trip
+    for one entry or ten thousand."""
     if rows:
-        await db.execute(insert(events), list(rows))
+        records = [tuple({**_DEFAULTS, **row}[name] for name in _COLUMNS) for row in rows]
+        await db.copy("audit", "events", _COLUMNS, records)
+
+
+async def ensure_partitions(engine: AsyncEngine, months_ahead: int = 2) -> int:
+    async with engine.begin() as connection:
+        return int(
+            await connection.scalar(text("SELECT audit.ensure_partitions(:n)"), {"n": months_ahead})
+        )
+
+
+async def _head(connection: AsyncConnection) -> tuple[int, str, datetime | None]:
+    last = (
+        await connection.execute(
+            select(chain.c.seq, chain.c.chain_hash, chain.c.event_occurred_at)
+            .order_by(chain.c.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    if last is None:
+        return 0, GENESIS, None
+    return last.seq, last.chain_hash, last.event_occurred_at
+
+
+async def seal(engine: AsyncEngine, *, batch: int = 5000) -> int:
+    """Append unsealed entries to the chain, oldest first; returns how many. Returns 0 at
+    once if another process is sealing: requests never wait for the chain."""
+    async with engine.begin() as connection:
+        if not await connection.scalar(
+            text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SEQUENCER_LOCK}
+        ):
+            return 0
+        seq, previous, last_time = await _head(connection)
+        unsealed = select(events).where(~exists(select(1).where(chain.c.event_id == events.c.id)))
+        if last_time is not None:
+            unsealed = unsealed.where(events.c.occurred_at >= last_time - LATE_COMMIT_MARGIN)
+        rows = (
+            await connection.execute(
+                unsealed.order_by(events.c.occurred_at, events.c.id).limit(batch)
+            )
+        ).all()
+        links = []
+        for row in rows:
+            digest = entry_digest(row._mapping)
+            previous = chain_link(previous, digest)
+            seq += 1
+            links.append(
+                {
+                    "seq": seq,
+                    "event_id": row.id,
+                    "event_occurred_at": row.occurred_at,
+                    "entry_hash": digest,
+                    "chain_hash": previous,
+                }
+            )
+        if links:
+            await connection.execute(insert(chain), links)
+        return len(links)
+
+
+async def seal_all(engine: AsyncEngine) -> int:
+    total = 0
+    while sealed := await seal(engine):
+        total += sealed
+    return total
+
+
+@dataclass
+class VerifyReport:
+    links: int = 0
+    first_broken: str | None = None
+    unsealed: int = 0
+    checkpoints: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.first_broken is None and not self.problems
+
+
+async def _links(connection: AsyncConnection, after: int) -> AsyncIterator[Any]:
+    joined = (
+        select(chain, events)
+        .select_from(
+            chain.outerjoin(
+                events,
+                and_(
+                    events.c.id == chain.c.event_id,
+                    events.c.occurred_at == chain.c.event_occurred_at,
+                ),
+            )
+        )
+        .where(chain.c.seq > after)
+        .order_by(chain.c.seq)
+        .execution_options(yield_per=2000)
+    )
+    result = await connection.stream(joined)
+    async for row in result:
+        yield row
+
+
+async def verify(engine: AsyncEngine) -> VerifyReport:
+    """Recompute every link from its entry; the first mismatch is named."""
+    report = VerifyReport()
+    async with engine.connect() as connection:
+        cut = (
+            await connection.execute(select(cuts).order_by(cuts.c.last_seq.desc()).limit(1))
+        ).first()
+        seq, previous = (cut.last_seq, cut.last_chain_hash) if cut else (0, GENESIS)
+        heads: dict[int, str] = {}
+        async for row in _links(connection, seq):
+            link = row._mapping
+            if link["seq"] != seq + 1:
+                report.first_broken = f"link {seq + 1} is missing (the next link is {link['seq']})"
+                break
+            if link["category"] is None:
+                report.first_broken = (
+                    f"link {link['seq']}: its audit entry {link['event_id']} was removed"
+                )
+                break
+            if entry_digest({**link, "id": link["event_id"]}) != link["entry_hash"]:
+                report.first_broken = (
+                    f"link {link['seq']}: audit entry {link['event_id']} was altered"
+                )
+                break
+            if chain_link(previous, link["entry_hash"]) != link["chain_hash"]:
+                report.first_broken = f"link {link['seq']} does not follow from link {seq}"
+                break
+            seq, previous = link["seq"], link["chain_hash"]
+            heads[seq] = previous
+            report.links += 1
+        if report.first_broken is None:
+            for checkpoint in (
+                await connection.execute(select(checkpoints).order_by(checkpoints.c.id))
+            ).all():
+                report.checkpoints += 1
+                if checkpoint.count > seq or (
+                    checkpoint.count in heads and heads[checkpoint.count] != checkpoint.head_hash
+                ):
+                    report.problems.append(
+                        f"checkpoint {checkpoint.id} (at link {checkpoint.count})"
+                        " no longer matches the chain"
+                    )
+        report.unsealed = int(
+            await connection.scalar(
+                select(text("count(*)"))
+                .select_from(events)
+                .where(~exists(select(1).where(chain.c.event_id == events.c.id)))
+            )
+            or 0
+        )
+    return report
+
+
+async def head(engine: AsyncEngine) -> tuple[int, str]:
+    async with engine.connect() as connection:
+        seq, previous, _ = await _head(connection)
+    return seq, previous
+
+
+async def store_checkpoint(engine: AsyncEngine, *, count: int, head_hash: str, signed: str) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(checkpoints).values(count=count, head_hash=head_hash, signed=signed)
+        )

@@ -15,6 +15,17 @@ from db.engine import DatabaseTarget
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def include_object(
+    obj: object, name: str | None, kind: str, reflected: bool, compare_to: object
+) -> bool:
+    """Audit partitions (and their indexes) are created by migrations and commands, not
+    by the models: autogenerate must never propose dropping them."""
+    table = obj if kind == "table" else getattr(obj, "table", None)
+    schema = getattr(table, "schema", None)
+    table_name = getattr(table, "name", "") or ""
+    return not (schema == "audit" and table_name.startswith("events_"))
+
+
 def alembic_config(target: DatabaseTarget) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -37,8 +37,13 @@ class Denial:
 @dataclass(frozen=True, slots=True)
 class Decision:
     denials: tuple[Denial, ...]
-    # What an allowed operation reads, for the audit trail.
-    phi_fields: frozenset[str] = frozenset()
+    # The PHI an allowed operation reads and writes, by path: the audit trail joins these
+    # with the records each path returned.
+    phi: tuple[Access, ...] = ()
+
+    @property
+    def phi_fields(self) -> frozenset[str]:
+        return frozenset(access.coordinate for access in self.phi if not access.write)
 
     @property
     def allowed(self) -> bool:
@@ -47,7 +52,7 @@ class Decision:
 
 def decide(grant: Grant, who: str, purpose: Purpose | None, accesses: Iterable[Access]) -> Decision:
     denials: list[Denial] = []
-    phi_fields: set[str] = set()
+    phi: list[Access] = []
     for access in accesses:
         if access.permission is not None and access.permission not in grant.permissions:
             denials.append(
@@ -75,8 +80,8 @@ def decide(grant: Grant, who: str, purpose: Purpose | None, accesses: Iterable[A
             continue  # ids and references select what to write; they are not written
         allowed = grant.writable(purpose) if access.write else grant.readable(purpose)
         if access.data_class in allowed:
-            if access.data_class in PHI and not access.write:
-                phi_fields.add(access.coordinate)
+            if access.data_class in PHI:
+                phi.append(access)
             continue
         verb = "write" if access.write else "read"
         if purpose is None and access.data_class in PHI:
@@ -101,7 +106,7 @@ def decide(grant: Grant, who: str, purpose: Purpose | None, accesses: Iterable[A
                     access.write,
                 )
             )
-    return Decision(tuple(denials), frozenset(phi_fields))
+    return Decision(tuple(denials), tuple(dict.fromkeys(phi)))
 
 
 def purpose_denial(

@@ -37,8 +37,12 @@ BAD_USER_INPUT = "BAD_USER_INPUT"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 CONFLICT = "CONFLICT"
+AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
 
 INTERNAL_MESSAGE = "Internal error. Quote the request id to your administrator."
+AUDIT_MESSAGE = (
+    "The audit trail could not record this request, so it was not carried out. Retry later."
+)
 CONFLICT_MESSAGE = (
     "The change conflicts with existing data (a value that must be unique is in use)."
 )

@@ -32,7 +32,7 @@ from graph.types.care import (
     CareTeamMembership,
     CareTeamPayload,
 )
-from graph.types.common import GraphInfo
+from graph.types.common import GraphInfo, response_path
 from graph.types.patient import Consent, ConsentPayload, Patient, PatientPayload
 from graph.types.patient_inputs import ConsentRecordInput, PatientCreateInput, PatientUpdateInput
 from resolvers import baas, breaches, care, patients
@@ -57,6 +57,13 @@ def _signed_document_hash(sign: BaaSignInput) -> str:
     return document_sha256(document)
 
 
+def _record_patient(info: GraphInfo, patient_id: object) -> None:
+    """A mutation wrote this patient and returns it under ``.patient``."""
+    path = response_path(info)
+    info.context.trail.wrote(path, patient_id)  # type: ignore[arg-type]
+    info.context.trail.returned(f"{path}.patient", [patient_id])  # type: ignore[list-item]
+
+
 @strawberry.type
 class Mutation:
     @classified(
@@ -70,6 +77,7 @@ class Mutation:
         row = await patients.create_patient(
             info.context, input.to_values(), [d.to_values() for d in input.diagnoses]
         )
+        _record_patient(info, row.id)
         return PatientPayload(patient=Patient.from_row(row))
 
     @classified(
@@ -87,6 +95,7 @@ class Mutation:
             add_diagnoses=[d.to_values() for d in input.add_diagnoses],
             remove_diagnosis_ids=parse_ids(input.remove_diagnosis_ids, "input.removeDiagnosisIds"),
         )
+        _record_patient(info, row.id)
         return PatientPayload(patient=Patient.from_row(row))
 
     @classified(
@@ -106,6 +115,7 @@ class Mutation:
             effective_date=input.effective_date,
         )
         patient = await patients.patient(info.context, patient_id)
+        _record_patient(info, patient_id)
         return ConsentPayload(consent=Consent.from_row(row), patient=Patient.from_row(patient))
 
     @classified(

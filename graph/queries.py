@@ -12,7 +12,7 @@ from graph.directives import classified, classified_arg
 from graph.types.baa import Baa
 from graph.types.breach import BreachIncident
 from graph.types.care import BreakGlassEpisode, WorkforceUser
-from graph.types.common import GraphInfo, PageInfo
+from graph.types.common import GraphInfo, PageInfo, response_path
 from graph.types.enums import BaaStatus, BreachStatus
 from graph.types.patient import Patient, PatientConnection, PatientEdge
 from resolvers import baas, breaches, care, patients
@@ -28,7 +28,9 @@ IdArg = Annotated[strawberry.ID, classified_arg(PUBLIC)]
 class Query:
     @classified(PUBLIC, requires=Permission.PATIENT_RECORDS_READ, description="One patient by id.")
     async def patient(self, info: GraphInfo, id: IdArg) -> Patient:
-        return Patient.from_row(await patients.patient(info.context, parse_id(id, "id")))
+        row = await patients.patient(info.context, parse_id(id, "id"))
+        info.context.trail.returned(response_path(info), [row.id])
+        return Patient.from_row(row)
 
     @classified(
         PUBLIC,
@@ -46,6 +48,9 @@ class Query:
         ] = None,
     ) -> PatientConnection:
         page = await patients.patient_page(info.context, first=first, after=after)
+        info.context.trail.returned(
+            response_path(info, "edges", "node"), [row.id for row in page.rows]
+        )
         return PatientConnection(
             edges=[
                 PatientEdge(

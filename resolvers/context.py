@@ -10,6 +10,7 @@ from domain.authorization import Decision
 from domain.policy import Grant, Policy, bundled_policy
 from domain.principals import Human, Principal
 from domain.purposes import Purpose
+from resolvers.audit_trail import AuditTrail
 from resolvers.loaders import Loaders
 
 
@@ -72,6 +73,7 @@ class RequestContext:
     decision: Decision | None = None
     # Audit entries collected during the request, written with its transaction.
     audit: list[dict[str, Any]] = field(default_factory=list)
+    trail: AuditTrail = field(default_factory=AuditTrail)
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:

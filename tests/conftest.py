@@ -18,6 +18,7 @@ from db.crypto import generate_key
 from db.embedded import EmbeddedPostgres, start_embedded
 from db.engine import DatabaseTarget, create_engine
 from db.migrate import upgrade
+from db.unit_of_work import RequestDatabase
 from domain.purposes import Purpose
 from domain.roles import Role
 from graph.app import create_app, engine_of, identity_of
@@ -66,9 +67,14 @@ def admin_target(postgres: EmbeddedPostgres, database: str) -> DatabaseTarget:
 MASTER_KEY = generate_key()
 
 
+# argon2id at its minimum cost: these tests are about what phigate does, not about how
+# slow a hash is (the CLI and end-to-end tests run with the real defaults).
+FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_kib": 8192}
+
+
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(master_key=MASTER_KEY)
+    return Settings(master_key=MASTER_KEY, **FAST_HASHING)
 
 
 @pytest.fixture
@@ -179,11 +185,20 @@ class StatementCounter:
 
 
 @pytest.fixture
-def statements(app: Starlette) -> Iterator[StatementCounter]:
-    """Counts every SQL statement the application's engine sends."""
+def statements(app: Starlette, monkeypatch: pytest.MonkeyPatch) -> Iterator[StatementCounter]:
+    """Counts every SQL statement the application's engine sends, COPYs included."""
     counter = StatementCounter()
     sync_engine = engine_of(app).sync_engine
     event.listen(sync_engine, "before_cursor_execute", counter)
+    original_copy = RequestDatabase.copy
+
+    async def counted_copy(
+        self: RequestDatabase, schema: str, table: str, *args: object, **kwargs: object
+    ) -> None:
+        counter.statements.append(f"COPY {schema}.{table}")
+        await original_copy(self, schema, table, *args, **kwargs)
+
+    monkeypatch.setattr(RequestDatabase, "copy", counted_copy)
     yield counter
     event.remove(sync_engine, "before_cursor_execute", counter)
 

@@ -6,20 +6,10 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from db.engine import DatabaseTarget, create_engine
+from db.migrate import include_object
 from db.models import AuditBase, Base
 
 target: DatabaseTarget = context.config.attributes["target"]
-
-
-def include_object(
-    obj: object, name: str | None, kind: str, reflected: bool, compare_to: object
-) -> bool:
-    """Audit partitions are created by migrations and commands, not by the models:
-    autogenerate must never propose dropping them."""
-    schema = getattr(obj, "schema", None)
-    return not (
-        kind == "table" and schema == "audit" and name is not None and name.startswith("events_")
-    )
 
 
 def run_migrations(connection: Connection) -> None:

@@ -1,4 +1,4 @@
-from db.models.audit import AUDIT_SCHEMA, AuditBase, AuditEvent
+from db.models.audit import AUDIT_SCHEMA, AuditBase, AuditEvent, ChainLink, Checkpoint, RetentionCut
 from db.models.baa import Baa, BaaChange
 from db.models.base import APP_SCHEMA, Base
 from db.models.breach import (
@@ -32,12 +32,15 @@ __all__ = [
     "BreachNotification",
     "BreakGlassEpisode",
     "CareTeamMember",
+    "ChainLink",
+    "Checkpoint",
     "Consent",
     "Diagnosis",
     "OAuthClient",
     "Patient",
     "RateLimitCounter",
     "RefreshToken",
+    "RetentionCut",
     "SigningKey",
     "User",
     "UserSession",

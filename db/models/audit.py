@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Identity, MetaData, String, func, text
+from sqlalchemy import BigInteger, Boolean, DateTime, Identity, Index, MetaData, String, func, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -22,7 +22,12 @@ class AuditEvent(AuditBase):
     uses, which may only INSERT and SELECT."""
 
     __tablename__ = "events"
-    __table_args__ = {"postgresql_partition_by": "RANGE (occurred_at)"}
+    __table_args__ = (
+        Index("ix_events_occurred_at", "occurred_at"),
+        Index("ix_events_actor_id_occurred_at", "actor_id", "occurred_at"),
+        Index("ix_events_record_id_occurred_at", "record_id", "occurred_at"),
+        {"postgresql_partition_by": "RANGE (occurred_at)"},
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     occurred_at: Mapped[datetime] = mapped_column(
@@ -48,3 +53,46 @@ class AuditEvent(AuditBase):
     # For failures against an unknown account: SHA-256 of the submitted username,
     # so repeated guesses can be correlated without storing what was typed.
     subject_hash: Mapped[str | None] = mapped_column(String(64))
+    # The data class of field_path (IDENTIFIER, CLINICAL, ...): for filtering by category.
+    data_class: Mapped[str | None] = mapped_column(String(20))
+
+
+class ChainLink(AuditBase):
+    """The hash chain over events, appended by the sequencer in the order it seals them:
+    hash = SHA-256(previous hash || entry hash). Append-only, like the events."""
+
+    __tablename__ = "chain"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    event_occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    chain_hash: Mapped[str] = mapped_column(String(64))
+    sealed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Checkpoint(AuditBase):
+    """A signed statement of the chain's head: anyone holding it can later tell whether
+    the first ``count`` links are still what they were."""
+
+    __tablename__ = "checkpoints"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    signed: Mapped[str] = mapped_column(String(4000))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RetentionCut(AuditBase):
+    """A month of events dropped after its retention period, by explicit command: the
+    chain is verified from the link after the last cut."""
+
+    __tablename__ = "retention_cuts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    partition: Mapped[str] = mapped_column(String(63))
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    last_chain_hash: Mapped[str] = mapped_column(String(64))
+    dropped_by: Mapped[str] = mapped_column(String(100))
+    dropped_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from db import audit
-from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE, masked
+from graph.errors import AUDIT_MESSAGE, AUDIT_UNAVAILABLE, INTERNAL_ERROR, INTERNAL_MESSAGE, masked
 from graph.logs import describe_exception
+from resolvers.audit_trail import entry_base
 from resolvers.context import RequestContext
 
 log = structlog.get_logger("phigate.unit_of_work")
@@ -34,17 +36,48 @@ class UnitOfWork(SchemaExtension):
                 if result.errors and _is_mutation(context):
                     await request.db.rollback()
                     result.data = None
-                await audit.append(request.db, request.audit)
+            except Exception as exc:
+                _fail(result, request, INTERNAL_ERROR, INTERNAL_MESSAGE, exc)
+                return
+            entries = request.audit + request.trail.entries(
+                base=entry_base(
+                    now=request.now,
+                    principal=request.principal,
+                    purpose=request.purpose,
+                    operation_name=context.operation_name,
+                    query=context.query,
+                    meta=request.meta,
+                ),
+                decision=request.decision,
+                outcome="ERROR" if result.errors and result.data is None else "ALLOWED",
+            )
+            try:
+                # Durable before any PHI leaves: no audit, no answer.
+                await audit.append(request.db, entries)
+            except Exception as exc:
+                _fail(result, request, AUDIT_UNAVAILABLE, AUDIT_MESSAGE, exc)
+                await _quietly(request.db.rollback())
+                return
+            try:
                 await request.db.commit()
             except Exception as exc:
-                log.error("commit_failed", **describe_exception(exc))
-                await request.db.rollback()
-                result.data = None
-                result.errors = [
-                    masked(INTERNAL_ERROR, INTERNAL_MESSAGE, request_id=request.meta.request_id)
-                ]
+                _fail(result, request, INTERNAL_ERROR, INTERNAL_MESSAGE, exc)
+                await _quietly(request.db.rollback())
         finally:
             await request.db.close()
+
+
+def _fail(result: Any, request: RequestContext, code: str, message: str, exc: Exception) -> None:
+    log.error("request_not_committed", error_codes=[code], **describe_exception(exc))
+    result.data = None
+    result.errors = [masked(code, message, request_id=request.meta.request_id)]
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception as exc:
+        log.warning("rollback_failed", **describe_exception(exc))
 
 
 def _is_mutation(context: object) -> bool:

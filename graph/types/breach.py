@@ -9,7 +9,7 @@ from sqlalchemy.engine import Row
 
 from domain.data_classes import DataClass
 from graph.directives import PhiCategory, classified
-from graph.types.common import GraphInfo
+from graph.types.common import GraphInfo, response_path
 from graph.types.enums import (
     BreachStatus,
     NotificationMethod,
@@ -79,6 +79,7 @@ class BreachIncident:
     )
     async def affected_patients(self, info: GraphInfo) -> list[Patient]:
         rows = await info.context.loaders.affected_patients.load(self.row_id)
+        info.context.trail.returned(response_path(info), [row.id for row in rows])
         return [Patient.from_row(row) for row in rows]
 
     @classified(COMPLIANCE)

@@ -20,6 +20,18 @@ class PageInfo:
     )
 
 
+def response_path(info: GraphInfo, *suffix: str) -> str:
+    """The response path of a field without list indices ("breaches.affectedPatients"):
+    the same paths the authorization decision uses, so the audit trail can join them."""
+    keys: list[str] = []
+    path = info.path
+    while path is not None:
+        if isinstance(path.key, str):
+            keys.append(path.key)
+        path = path.prev
+    return ".".join([*reversed(keys), *suffix])
+
+
 def provided(source: Any, names: dict[str, str]) -> dict[str, Any]:
     """The input fields a caller actually sent, keyed by column: ``UNSET`` fields are
     left out, so partial updates touch only what was given (and audit says so)."""

@@ -8,8 +8,8 @@ from sqlalchemy import text
 
 from db.embedded import EmbeddedPostgres
 from db.engine import DatabaseTarget, create_engine
-from db.migrate import head_revision
-from db.models import Base
+from db.migrate import head_revision, include_object
+from db.models import AuditBase, Base
 
 
 async def _connect(target: DatabaseTarget) -> asyncpg.Connection:
@@ -29,17 +29,14 @@ async def test_migrated_database_matches_the_models(admin_target: DatabaseTarget
 
             def diff(sync_connection):
                 context = MigrationContext.configure(
-                    sync_connection, opts={"include_schemas": True, "compare_type": True}
+                    sync_connection,
+                    opts={
+                        "include_schemas": True,
+                        "compare_type": True,
+                        "include_object": include_object,
+                    },
                 )
-                return [
-                    change
-                    for change in compare_metadata(context, Base.metadata)
-                    if not (
-                        isinstance(change, tuple)
-                        and change[0] == "remove_table"
-                        and change[1].schema != "phigate"
-                    )
-                ]
+                return compare_metadata(context, [Base.metadata, AuditBase.metadata])
 
             assert await connection.run_sync(diff) == []
             revision = await connection.run_sync(

@@ -7,14 +7,17 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from graph.settings import Settings
-from tests.conftest import MASTER_KEY
+from tests.conftest import FAST_HASHING, MASTER_KEY
 from tests.e2e.test_login import events, login
 
 
 @pytest.fixture
 def settings() -> Settings:
     return Settings(
-        master_key=MASTER_KEY, rate_limit_login="4/minute", rate_limit_graphql="3/minute"
+        master_key=MASTER_KEY,
+        rate_limit_login="4/minute",
+        rate_limit_graphql="3/minute",
+        **FAST_HASHING,
     )
 
 

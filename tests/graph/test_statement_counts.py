@@ -12,13 +12,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.demo import demo_id, seed_demo
 from db.models import BreachAffectedPatient, BreachIncident
 from domain.purposes import Purpose
-from tests.conftest import StatementCounter
+from graph.settings import Settings
+from tests.conftest import FAST_HASHING, MASTER_KEY, StatementCounter
 from tests.graphql_client import GraphQLClient
 
-SIZES = (1, 10, 100)
+SIZES = (1, 10, 100, 1000)
 # Every authenticated request: the caller's liveness check, the rate-limit counter,
-# and the transaction-local row scope that row-level security reads.
+# and the transaction-local row scope that row-level security reads; every request that
+# reads PHI: one COPY of its audit entries.
 AUTHENTICATION = 3
+AUDIT = 1
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(master_key=MASTER_KEY, **FAST_HASHING, max_page_size=1000)
 
 
 @pytest.fixture
@@ -32,7 +40,7 @@ async def gql(service) -> GraphQLClient:
 async def hundred_patients(app_engine: AsyncEngine) -> None:
     now = datetime.now(UTC)
     async with app_engine.begin() as connection:
-        await seed_demo(connection, patients=100, now=now)
+        await seed_demo(connection, patients=1000, now=now)
         for size in SIZES:
             breach_id = demo_id("breach-size", size)
             await connection.execute(
@@ -68,7 +76,7 @@ async def test_patient_list_with_relations_is_three_statements_at_any_size(
         assert all(edge["node"]["diagnoses"] for edge in edges)
         counts[size] = statements.count - before
     # patients, diagnoses, consents
-    assert counts == dict.fromkeys(SIZES, 3 + AUTHENTICATION), counts
+    assert counts == dict.fromkeys(SIZES, 3 + AUTHENTICATION + AUDIT), counts
 
 
 async def test_breach_to_patients_to_diagnoses_is_one_statement_per_level(
@@ -82,7 +90,7 @@ async def test_breach_to_patients_to_diagnoses_is_one_statement_per_level(
         assert len(breach["affectedPatients"]) == size
         counts[size] = statements.count - before
     # breach, affected patients, their diagnoses, their consents, jurisdictions
-    assert counts == dict.fromkeys(SIZES, 5 + AUTHENTICATION), counts
+    assert counts == dict.fromkeys(SIZES, 5 + AUTHENTICATION + AUDIT), counts
 
 
 async def test_breach_list_batches_across_breaches(
@@ -94,6 +102,6 @@ async def test_breach_list_batches_across_breaches(
             "{ breaches { id affectedPatients { diagnoses { icd10Code } } notifications { method } } }"
         )
     ).ok()["breaches"]
-    assert len(breaches) == 5
+    assert len(breaches) == len(SIZES) + 2  # and the two seeded ones
     # breaches, affected patients (all breaches at once), diagnoses, notifications
-    assert statements.count - before == 4 + AUTHENTICATION
+    assert statements.count - before == 4 + AUTHENTICATION + AUDIT

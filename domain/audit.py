@@ -1,0 +1,44 @@
+"""The audit trail's integrity rules: each entry's canonical digest, and the chain
+that links digests in the order they were sealed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS = "0" * 64
+
+# What an entry's digest covers: everything it says, including its id and time, so an
+# altered, moved or re-dated entry no longer matches its link.
+FIELDS = (
+    "id", "occurred_at", "category", "action", "outcome", "actor_id", "actor_kind", "role",
+    "session_id", "purpose", "break_glass", "operation_name", "document_hash", "field_path",
+    "data_class", "record_id", "client_ip", "user_agent", "request_id", "reason", "subject_hash",
+)  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def entry_digest(entry: Mapping[str, Any]) -> str:
+    canonical = json.dumps(
+        {name: _plain(entry.get(name)) for name in FIELDS}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def chain_link(previous: str, digest: str) -> str:
+    return hashlib.sha256(f"{previous}{digest}".encode()).hexdigest()
+
+
+def document_hash(query: str) -> str:
+    return hashlib.sha256(query.encode()).hexdigest()

@@ -1,0 +1,91 @@
+"""The request's audit trail: which records were returned where, joined at the end of
+the request with the PHI fields the (already decided) operation reads there. No work
+per field, no I/O until the one INSERT that the unit of work makes."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from domain.audit import document_hash
+from domain.authorization import Decision
+from domain.principals import Human
+from domain.purposes import Purpose
+
+
+class AuditTrail:
+    def __init__(self) -> None:
+        self._read: dict[str, set[str]] = defaultdict(set)
+        self._written: dict[str, set[str]] = defaultdict(set)
+
+    def returned(self, path: str, record_ids: Iterable[uuid.UUID | str]) -> None:
+        """Patient records returned at a response path ("patients.edges.node")."""
+        self._read[path].update(str(record_id) for record_id in record_ids)
+
+    def wrote(self, path: str, record_id: uuid.UUID | str) -> None:
+        """A patient record written by the mutation at a response path ("patientUpdate")."""
+        self._written[path].add(str(record_id))
+
+    def entries(
+        self,
+        *,
+        base: dict[str, Any],
+        decision: Decision | None,
+        outcome: str,
+    ) -> list[dict[str, Any]]:
+        if decision is None or not decision.phi:
+            return []
+        rows: list[dict[str, Any]] = []
+        seen: set[tuple[str, str, str]] = set()
+        for access in decision.phi:
+            sources = self._written if access.write else self._read
+            action = "WRITE" if access.write else "READ"
+            for prefix, record_ids in sources.items():
+                if not access.path.startswith(prefix + "."):
+                    continue
+                for record_id in record_ids:
+                    key = (record_id, access.coordinate, action)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    rows.append(
+                        {
+                            **base,
+                            "action": action,
+                            "outcome": outcome,
+                            "field_path": access.coordinate,
+                            "data_class": access.data_class,
+                            "record_id": record_id,
+                        }
+                    )
+        return rows
+
+
+def entry_base(
+    *,
+    now: Any,
+    principal: Any,
+    purpose: Purpose | None,
+    operation_name: str | None,
+    query: str | None,
+    meta: Any,
+) -> dict[str, Any]:
+    """What every entry of one request shares: who, when, where, why."""
+    human = principal if isinstance(principal, Human) else None
+    return {
+        "occurred_at": now,
+        "category": "ACCESS",
+        "actor_id": principal.actor_id if principal is not None else None,
+        "actor_kind": "USER" if human else ("SERVICE" if principal is not None else None),
+        "role": human.role.value if human else None,
+        "session_id": uuid.UUID(human.session_id) if human and human.session_id else None,
+        "purpose": purpose.value if purpose else None,
+        "break_glass": purpose is Purpose.EMERGENCY,
+        "operation_name": operation_name[:200] if operation_name else None,
+        "document_hash": document_hash(query) if query else None,
+        "client_ip": meta.client_ip,
+        "user_agent": meta.user_agent,
+        "request_id": meta.request_id,
+    }
