@@ -3,12 +3,13 @@ the hash chain (the sequencer), verifying, and signed checkpoints."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, insert, select, text
+from sqlalchemy import TextClause, and_, exists, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.models import AuditEvent, ChainLink, Checkpoint, RetentionCut
@@ -200,3 +201,133 @@ async def store_checkpoint(engine: AsyncEngine, *, count: int, head_hash: str, s
         await connection.execute(
             insert(checkpoints).values(count=count, head_hash=head_hash, signed=signed)
         )
+
+
+async def stored_checkpoints(engine: AsyncEngine) -> Sequence[Any]:
+    async with engine.connect() as connection:
+        return (await connection.execute(select(checkpoints).order_by(checkpoints.c.id))).all()
+
+
+async def hash_at(engine: AsyncEngine, seq: int) -> str | None:
+    async with engine.connect() as connection:
+        return await connection.scalar(select(chain.c.chain_hash).where(chain.c.seq == seq))
+
+
+async def export(
+    engine: AsyncEngine,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    actor_id: str | None,
+    record_id: str | None,
+) -> AsyncIterator[dict[str, Any]]:
+    query = (
+        select(events).order_by(events.c.occurred_at, events.c.id).execution_options(yield_per=2000)
+    )
+    if since is not None:
+        query = query.where(events.c.occurred_at >= since)
+    if until is not None:
+        query = query.where(events.c.occurred_at < until)
+    if actor_id is not None:
+        query = query.where(events.c.actor_id == actor_id)
+    if record_id is not None:
+        query = query.where(events.c.record_id == record_id)
+    async with engine.connect() as connection:
+        result = await connection.stream(query)
+        async for row in result:
+            yield dict(row._mapping)
+
+
+_MONTH_PARTITION = re.compile(r"events_[0-9]{4}_[0-9]{2}")
+
+
+def _on_month(template: str, partition: str) -> TextClause:
+    """A statement on one monthly partition; the name must be one (it is interpolated)."""
+    if not _MONTH_PARTITION.fullmatch(partition):
+        raise ValueError("not a monthly audit partition")
+    return text(template.format(partition=partition))
+
+
+@dataclass
+class ExpiredMonth:
+    partition: str
+    ends: datetime
+    entries: int
+    unsealed: int
+
+
+_MONTHS = text(
+    """
+    SELECT c.relname AS partition,
+           (regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                         'TO \\(''([^'']+)''\\)'))[1]::timestamptz AS ends
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid
+    JOIN pg_class p ON p.oid = i.inhparent
+    JOIN pg_namespace n ON n.oid = p.relnamespace
+    WHERE n.nspname = 'audit' AND p.relname = 'events' AND c.relname ~ '^events_[0-9]{4}_[0-9]{2}$'
+    ORDER BY c.relname
+    """
+)
+
+
+async def expired_months(
+    engine: AsyncEngine, *, retention: timedelta, now: datetime
+) -> list[ExpiredMonth]:
+    """Whole monthly partitions that ended more than the retention period ago."""
+    expired = []
+    async with engine.connect() as connection:
+        for month in (await connection.execute(_MONTHS)).all():
+            if month.ends is None or month.ends > now - retention:
+                continue
+            counts = (
+                await connection.execute(
+                    _on_month(
+                        "SELECT count(*) AS entries,"
+                        " count(*) FILTER (WHERE c.event_id IS NULL) AS unsealed"
+                        " FROM audit.{partition} e LEFT JOIN audit.chain c ON c.event_id = e.id",
+                        month.partition,
+                    )
+                )
+            ).one()
+            expired.append(
+                ExpiredMonth(month.partition, month.ends, counts.entries, counts.unsealed)
+            )
+    return expired
+
+
+async def drop_month(engine: AsyncEngine, month: ExpiredMonth, *, dropped_by: str) -> None:
+    """Record where the chain resumes, then detach and drop the partition, in one
+    transaction. Needs the audit owner's connection; refuses a month not fully sealed."""
+    if month.unsealed:
+        raise ValueError(f"{month.partition} holds entries not yet sealed into the chain")
+    async with engine.begin() as connection:
+        last = (
+            await connection.execute(
+                _on_month(
+                    "SELECT c.seq, c.chain_hash FROM audit.chain c"
+                    " JOIN audit.{partition} e ON e.id = c.event_id ORDER BY c.seq DESC LIMIT 1",
+                    month.partition,
+                )
+            )
+        ).first()
+        previous = (
+            await connection.execute(
+                select(cuts.c.last_seq, cuts.c.last_chain_hash)
+                .order_by(cuts.c.last_seq.desc())
+                .limit(1)
+            )
+        ).first()
+        if last is not None and (previous is None or last.seq > previous.last_seq):
+            await connection.execute(
+                insert(cuts).values(
+                    partition=month.partition,
+                    last_seq=last.seq,
+                    last_chain_hash=last.chain_hash,
+                    dropped_by=dropped_by,
+                )
+            )
+        await connection.execute(
+            text(f"ALTER TABLE audit.events DETACH PARTITION audit.{month.partition}")
+        )
+        await connection.execute(text(f"DROP TABLE audit.{month.partition}"))

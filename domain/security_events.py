@@ -25,6 +25,7 @@ class SecurityEvent(StrEnum):
     MFA_RESET = "MFA_RESET"
     CLIENT_CREATED = "CLIENT_CREATED"
     SIGNING_KEY_ROTATED = "SIGNING_KEY_ROTATED"
+    AUDIT_EXPORTED = "AUDIT_EXPORTED"
 
 
 class Outcome(StrEnum):

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from db import audit
 from db.embedded import attach_embedded
 from db.engine import DatabaseTarget, create_engine, parse_database_url
 from domain.policy import Policy, PolicyError, bundled_policy, parse_policy
@@ -54,9 +55,18 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        sequencer = (
+            asyncio.create_task(audit_sequencer(engine, settings.audit_seal_seconds))
+            if settings.audit_seal_seconds
+            else None
+        )
         try:
             yield
         finally:
+            if sequencer is not None:
+                sequencer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sequencer
             await engine.dispose()
 
     graphql = GraphQLView(schema, engine=engine, settings=settings, policy=load_policy(settings))
@@ -77,6 +87,25 @@ def create_app(
     app.state.engine = engine
     app.state.identity = identity
     return app
+
+
+PARTITION_CHECK_SECONDS = 3600
+
+
+async def audit_sequencer(engine: AsyncEngine, interval: float) -> None:
+    """Seal new audit entries into the hash chain, every few seconds. Every gateway
+    process runs one; an advisory lock lets one seal at a time and the others skip."""
+    last_partition_check = 0.0
+    while True:
+        try:
+            now = asyncio.get_running_loop().time()
+            if now - last_partition_check > PARTITION_CHECK_SECONDS:
+                await audit.ensure_partitions(engine)
+                last_partition_check = now
+            await audit.seal_all(engine)
+        except Exception as exc:
+            log.error("audit_seal_failed", **describe_exception(exc))
+        await asyncio.sleep(interval)
 
 
 def load_policy(settings: Settings) -> Policy:

@@ -15,7 +15,7 @@ from db.engine import DatabaseTarget, DatabaseUrlError, create_engine, parse_dat
 from db.errors import ConstraintViolation
 from db.migrate import current_revision, head_revision, upgrade
 from domain.policy import PolicyError
-from graph import cli_identity, cli_policy
+from graph import cli_audit, cli_identity, cli_policy
 from graph.logs import configure_logging
 from graph.settings import Settings, SettingsError
 
@@ -170,6 +170,16 @@ def cmd_identity(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    database = open_database(settings)
+    if database.embedded is not None:
+        upgrade(database.admin)
+    try:
+        return int(args.action(settings, database.app, database.admin, args))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def cmd_export_schema(_: Settings, args: argparse.Namespace) -> int:
     from graph.schema import schema_sdl
 
@@ -230,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(handler=cmd_export_schema)
     cli_identity.add_parsers(commands, cmd_identity)
+    cli_audit.add_parsers(commands, cmd_audit)
     cli_policy.add_parsers(commands)
     return parser
 

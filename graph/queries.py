@@ -8,6 +8,7 @@ from db import baas as baa_repo
 from db import breaches as breach_repo
 from domain.data_classes import DataClass
 from domain.permissions import Permission
+from graph.audit_queries import AuditQueries
 from graph.directives import classified, classified_arg
 from graph.types.baa import Baa
 from graph.types.breach import BreachIncident
@@ -25,7 +26,7 @@ IdArg = Annotated[strawberry.ID, classified_arg(PUBLIC)]
 
 
 @strawberry.type
-class Query:
+class Query(AuditQueries):
     @classified(PUBLIC, requires=Permission.PATIENT_RECORDS_READ, description="One patient by id.")
     async def patient(self, info: GraphInfo, id: IdArg) -> Patient:
         row = await patients.patient(info.context, parse_id(id, "id"))

@@ -33,6 +33,14 @@ class Settings:
     default_page_size: int = 20
     log_level: str = "INFO"
     log_format: str = "json"
+    # Audit
+    audit_seal_seconds: float = 2.0
+    anomaly_bulk_patients: int = 50
+    anomaly_bulk_minutes: int = 10
+    anomaly_denials: int = 10
+    anomaly_denial_minutes: int = 10
+    business_hours: str = "7-19"
+    timezone: str = "UTC"
     # Authorization
     policy_file: Path | None = None
     break_glass_minutes: int = 60
@@ -84,6 +92,19 @@ class Settings:
                 env, "PHIGATE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),
             log_format=_choice(env, "PHIGATE_LOG_FORMAT", ("json", "console"), "json"),
+            anomaly_bulk_patients=_int(
+                env, "PHIGATE_ANOMALY_BULK_PATIENTS", 50, minimum=1, maximum=100000
+            ),
+            anomaly_bulk_minutes=_int(
+                env, "PHIGATE_ANOMALY_BULK_MINUTES", 10, minimum=1, maximum=1440
+            ),
+            anomaly_denials=_int(env, "PHIGATE_ANOMALY_DENIALS", 10, minimum=1, maximum=100000),
+            anomaly_denial_minutes=_int(
+                env, "PHIGATE_ANOMALY_DENIAL_MINUTES", 10, minimum=1, maximum=1440
+            ),
+            business_hours=_hours(env, "PHIGATE_BUSINESS_HOURS", "7-19"),
+            timezone=_timezone(env, "PHIGATE_TIMEZONE", "UTC"),
+            audit_seal_seconds=_int(env, "PHIGATE_AUDIT_SEAL_SECONDS", 2, minimum=0, maximum=3600),
             policy_file=Path(env["PHIGATE_POLICY_FILE"])
             if env.get("PHIGATE_POLICY_FILE")
             else None,
@@ -187,6 +208,25 @@ def _rate(env: Mapping[str, str], name: str, default: str) -> str:
         raise SettingsError(
             f"{name} must look like 10/minute (a count per second, minute, hour or day)"
         )
+    return raw
+
+
+def _hours(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name) or default
+    start, _, end = raw.partition("-")
+    if not (start.isdigit() and end.isdigit() and 0 <= int(start) < int(end) <= 24):
+        raise SettingsError(f"{name} must look like 7-19 (start and end hour, 0 to 24)")
+    return raw
+
+
+def _timezone(env: Mapping[str, str], name: str, default: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    raw = env.get(name) or default
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"{name} must be an IANA time zone such as America/New_York") from None
     return raw
 
 

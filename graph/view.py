@@ -12,6 +12,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
+from db.audit_queries import AnomalyThresholds
 from db.unit_of_work import RequestDatabase
 from domain.policy import Policy
 from graph.authentication import PRINCIPAL
@@ -38,6 +39,15 @@ class GraphQLView(GraphQL[RequestContext, None]):
         self._engine = engine
         self._policy = policy
         self._break_glass = timedelta(minutes=settings.break_glass_minutes)
+        start, end = (int(hour) for hour in settings.business_hours.split("-"))
+        self._anomalies = AnomalyThresholds(
+            bulk_patients=settings.anomaly_bulk_patients,
+            bulk_minutes=settings.anomaly_bulk_minutes,
+            denials=settings.anomaly_denials,
+            denial_minutes=settings.anomaly_denial_minutes,
+            business_hours=(start, end),
+            timezone=settings.timezone,
+        )
         self._page_limits = PageLimits(
             default=settings.default_page_size, maximum=settings.max_page_size
         )
@@ -59,6 +69,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             now=datetime.now(UTC),
             access=access,
             page_limits=self._page_limits,
+            anomaly_limits=self._anomalies,
         )
 
     async def execute_single(

@@ -19,6 +19,7 @@ class AuditTrail:
     def __init__(self) -> None:
         self._read: dict[str, set[str]] = defaultdict(set)
         self._written: dict[str, set[str]] = defaultdict(set)
+        self._notes: list[tuple[str, str, str | None]] = []
 
     def returned(self, path: str, record_ids: Iterable[uuid.UUID | str]) -> None:
         """Patient records returned at a response path ("patients.edges.node")."""
@@ -28,6 +29,10 @@ class AuditTrail:
         """A patient record written by the mutation at a response path ("patientUpdate")."""
         self._written[path].add(str(record_id))
 
+    def note(self, action: str, field_path: str, record_id: str | None = None) -> None:
+        """Any other access worth recording: a query of the audit trail itself."""
+        self._notes.append((action, field_path, record_id))
+
     def entries(
         self,
         *,
@@ -35,9 +40,19 @@ class AuditTrail:
         decision: Decision | None,
         outcome: str,
     ) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = [
+            {
+                **base,
+                "action": action,
+                "outcome": outcome,
+                "field_path": field_path,
+                "data_class": "AUDIT",
+                "record_id": record_id,
+            }
+            for action, field_path, record_id in self._notes
+        ]
         if decision is None or not decision.phi:
-            return []
-        rows: list[dict[str, Any]] = []
+            return rows
         seen: set[tuple[str, str, str]] = set()
         for access in decision.phi:
             sources = self._written if access.write else self._read

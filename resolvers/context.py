@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from db.audit_queries import AnomalyThresholds
 from db.unit_of_work import RequestDatabase
 from db.visibility import PatientScope
 from domain.authorization import Decision
@@ -68,6 +69,7 @@ class RequestContext:
     now: datetime
     access: AccessRequest = field(default_factory=AccessRequest)
     page_limits: PageLimits = field(default_factory=PageLimits)
+    anomaly_limits: AnomalyThresholds = field(default_factory=AnomalyThresholds)
     # Set by the authorization extension before execution.
     purpose: Purpose | None = None
     decision: Decision | None = None

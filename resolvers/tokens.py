@@ -163,6 +163,32 @@ class TokenService:
         header = {"alg": ALGORITHM, "kid": signer.kid, "typ": TOKEN_TYPE}
         return jwt.encode(header, payload, signer.private, algorithms=[ALGORITHM])
 
+    async def sign_statement(self, claims: dict[str, Any], *, kind: str, now: datetime) -> str:
+        """A signed statement that is not an access token (its ``typ`` says what it is,
+        so it can never pass as one): e.g. an audit checkpoint."""
+        await self.prepare()
+        signer = max(
+            (k for k in self._keys if k.retired_at is None), key=lambda k: (k.created_at, k.kid)
+        )
+        header = {"alg": ALGORITHM, "kid": signer.kid, "typ": kind}
+        return jwt.encode(
+            header,
+            {"iss": self.issuer, "iat": int(now.timestamp()), **claims},
+            signer.private,
+            algorithms=[ALGORITHM],
+        )
+
+    async def verify_statement(self, token: str, *, kind: str) -> dict[str, Any]:
+        """Any key ever used verifies a statement: checkpoints outlive key rotations."""
+        keys = await self._current_keys(force=True)
+        try:
+            decoded = jwt.decode(token, KeySet([k.public for k in keys]), algorithms=[ALGORITHM])
+        except (JoseError, ValueError):
+            raise TokenRejected("bad_signature") from None
+        if decoded.header.get("typ") != kind or decoded.claims.get("iss") != self.issuer:
+            raise TokenRejected("wrong_statement")
+        return decoded.claims
+
     async def verify(self, token: str, *, now: datetime) -> dict[str, Any]:
         """Signature (ES256 only), type, issuer, audience, expiry and not-before."""
         try:

@@ -1,0 +1,239 @@
+"""Reading the audit trail: filtered pages, per-user and per-patient summaries,
+statistics and anomalies. Aggregations happen in PostgreSQL, over indexed columns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select, text, tuple_
+from sqlalchemy.engine import Row
+
+from db.models import AuditEvent, BreakGlassEpisode
+from db.unit_of_work import RequestDatabase
+
+events = AuditEvent.__table__
+episodes = BreakGlassEpisode.__table__
+PHI_ACTIONS = ("READ", "WRITE", "DELETE")
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    actor_id: str | None = None
+    patient_id: str | None = None
+    data_class: str | None = None
+    purpose: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def event_page(
+    db: RequestDatabase, where: EventFilter, *, limit: int, before: tuple[datetime, int] | None
+) -> Sequence[Row[Any]]:
+    """Most recent first; ``limit + 1`` rows so the caller knows whether more follow."""
+    query = (
+        select(events).order_by(events.c.occurred_at.desc(), events.c.id.desc()).limit(limit + 1)
+    )
+    for column, value in (
+        (events.c.actor_id, where.actor_id),
+        (events.c.record_id, where.patient_id),
+        (events.c.data_class, where.data_class),
+        (events.c.purpose, where.purpose),
+        (events.c.outcome, where.outcome),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if where.since is not None:
+        query = query.where(events.c.occurred_at >= where.since)
+    if where.until is not None:
+        query = query.where(events.c.occurred_at < where.until)
+    if before is not None:
+        query = query.where(tuple_(events.c.occurred_at, events.c.id) < tuple_(*before))
+    return await db.rows(query)
+
+
+async def access_summary(
+    db: RequestDatabase, actor_id: str, *, since: datetime
+) -> Sequence[Row[Any]]:
+    """Which patients, and which categories of their PHI, one user touched."""
+    return await db.rows(
+        select(
+            events.c.record_id,
+            func.array_agg(func.distinct(events.c.data_class)).label("categories"),
+            func.count().label("accesses"),
+            func.max(events.c.occurred_at).label("last_access"),
+        )
+        .where(
+            events.c.actor_id == actor_id,
+            events.c.occurred_at >= since,
+            events.c.category == "ACCESS",
+            events.c.action.in_(PHI_ACTIONS),
+            events.c.outcome == "ALLOWED",
+            events.c.record_id.isnot(None),
+        )
+        .group_by(events.c.record_id)
+        .order_by(func.max(events.c.occurred_at).desc())
+    )
+
+
+async def disclosures(
+    db: RequestDatabase, patient_id: str, *, since: datetime, until: datetime
+) -> Sequence[Row[Any]]:
+    """An accounting of disclosures (§164.528): one line per request that touched this
+    patient's PHI: when, who, in what role, why, and which fields."""
+    return await db.rows(
+        select(
+            func.min(events.c.occurred_at).label("occurred_at"),
+            events.c.request_id,
+            events.c.actor_id,
+            events.c.actor_kind,
+            events.c.role,
+            events.c.purpose,
+            func.bool_or(events.c.break_glass).label("break_glass"),
+            events.c.outcome,
+            func.array_agg(func.distinct(events.c.action)).label("actions"),
+            func.array_agg(func.distinct(events.c.field_path)).label("fields"),
+        )
+        .where(
+            events.c.record_id == patient_id,
+            events.c.occurred_at >= since,
+            events.c.occurred_at < until,
+            events.c.category == "ACCESS",
+            events.c.action.in_(PHI_ACTIONS),
+        )
+        .group_by(
+            events.c.request_id,
+            events.c.actor_id,
+            events.c.actor_kind,
+            events.c.role,
+            events.c.purpose,
+            events.c.outcome,
+        )
+        .order_by(func.min(events.c.occurred_at))
+    )
+
+
+async def counts_by(
+    db: RequestDatabase, column: str, *, since: datetime, where: Any = None
+) -> dict[str, int]:
+    target = events.c[column]
+    query = select(target, func.count()).where(events.c.occurred_at >= since).group_by(target)
+    if where is not None:
+        query = query.where(where)
+    return {str(key): int(count) for key, count in (await db.rows(query)) if key is not None}
+
+
+PHI_ACCESS = and_(
+    events.c.category == "ACCESS", events.c.action.in_(PHI_ACTIONS), events.c.outcome == "ALLOWED"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyThresholds:
+    bulk_patients: int = 50
+    bulk_minutes: int = 10
+    denials: int = 10
+    denial_minutes: int = 10
+    business_hours: tuple[int, int] = (7, 19)
+    timezone: str = "UTC"
+    unreviewed_hours: int = 24
+
+
+async def bulk_access(
+    db: RequestDatabase, *, since: datetime, limits: AnomalyThresholds
+) -> Sequence[Row[Any]]:
+    bucket = func.date_bin(
+        timedelta(minutes=limits.bulk_minutes),
+        events.c.occurred_at,
+        text("'2000-01-01'::timestamptz"),
+    )
+    return await db.rows(
+        select(
+            events.c.actor_id,
+            bucket.label("window_start"),
+            func.count(func.distinct(events.c.record_id)).label("patients"),
+        )
+        .where(
+            events.c.occurred_at >= since,
+            events.c.category == "ACCESS",
+            events.c.outcome == "ALLOWED",
+            events.c.record_id.isnot(None),
+        )
+        .group_by(events.c.actor_id, bucket)
+        .having(func.count(func.distinct(events.c.record_id)) > limits.bulk_patients)
+        .order_by(bucket)
+    )
+
+
+async def denial_bursts(
+    db: RequestDatabase, *, since: datetime, limits: AnomalyThresholds
+) -> Sequence[Row[Any]]:
+    bucket = func.date_bin(
+        timedelta(minutes=limits.denial_minutes),
+        events.c.occurred_at,
+        text("'2000-01-01'::timestamptz"),
+    )
+    return await db.rows(
+        select(
+            events.c.actor_id,
+            bucket.label("window_start"),
+            func.count(func.distinct(events.c.request_id)).label("denials"),
+        )
+        .where(
+            events.c.occurred_at >= since,
+            events.c.outcome == "DENIED",
+            events.c.actor_id.isnot(None),
+        )
+        .group_by(events.c.actor_id, bucket)
+        .having(func.count(func.distinct(events.c.request_id)) >= limits.denials)
+        .order_by(bucket)
+    )
+
+
+async def off_hours(
+    db: RequestDatabase, *, since: datetime, limits: AnomalyThresholds
+) -> Sequence[Row[Any]]:
+    hour = func.extract("hour", func.timezone(limits.timezone, events.c.occurred_at))
+    start, end = limits.business_hours
+    return await db.rows(
+        select(
+            events.c.actor_id,
+            func.min(events.c.occurred_at).label("window_start"),
+            func.max(events.c.occurred_at).label("window_end"),
+            func.count(func.distinct(events.c.record_id)).label("patients"),
+        )
+        .where(
+            events.c.occurred_at >= since,
+            events.c.category == "ACCESS",
+            events.c.outcome == "ALLOWED",
+            events.c.record_id.isnot(None),
+            (hour < start) | (hour >= end),
+        )
+        .group_by(events.c.actor_id)
+    )
+
+
+async def unreviewed_break_glass(
+    db: RequestDatabase, *, older_than: datetime
+) -> Sequence[Row[Any]]:
+    return await db.rows(
+        select(episodes)
+        .where(episodes.c.reviewed_at.is_(None), episodes.c.opened_at < older_than)
+        .order_by(episodes.c.opened_at)
+    )
+
+
+async def failed_logins(db: RequestDatabase, *, since: datetime) -> int:
+    return int(
+        await db.scalar(
+            select(func.count()).where(
+                events.c.occurred_at >= since,
+                events.c.category == "SECURITY",
+                events.c.action.in_(("LOGIN_FAILED", "MFA_FAILED", "LOGIN_WHILE_LOCKED")),
+            )
+        )
+        or 0
+    )

@@ -1,0 +1,241 @@
+"""`phigate audit ...`: seal, verify, checkpoint, export, partitions, drop-expired."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from db import audit
+from db.engine import DatabaseTarget, create_engine
+from domain.security_events import Outcome, SecurityEvent
+from graph.cli_identity import operator, run_with_context
+from graph.settings import Settings
+from resolvers.auth import AuthContext, flush_events
+from resolvers.tokens import TokenRejected
+
+CHECKPOINT_TYPE = "audit-checkpoint+jwt"
+
+
+def _engine_run(target: DatabaseTarget, work: Any) -> Any:
+    async def main() -> Any:
+        engine = create_engine(
+            target, pool_size=2, max_overflow=0, application_name="phigate-audit"
+        )
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def audit_seal(
+    settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
+) -> int:
+    sealed = _engine_run(app, audit.seal_all)
+    print(json.dumps({"sealed": sealed}))
+    return 0
+
+
+async def _check_checkpoint(ctx: AuthContext, document: dict[str, Any]) -> str | None:
+    """None when the checkpoint is genuine and the chain still holds it; else why not."""
+    try:
+        claims = await ctx.tokens.verify_statement(document["signed"], kind=CHECKPOINT_TYPE)
+    except (TokenRejected, KeyError):
+        return "the checkpoint's signature does not verify"
+    current = await audit.hash_at(ctx.engine, int(claims["count"]))
+    if current != claims["head_hash"]:
+        return f"the chain no longer matches the checkpoint at link {claims['count']}"
+    return None
+
+
+def audit_verify(
+    settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
+) -> int:
+    async def verify(ctx: AuthContext) -> dict[str, Any]:
+        sealed = 0 if args.no_seal else await audit.seal_all(ctx.engine)
+        report = await audit.verify(ctx.engine)
+        problems = list(report.problems)
+        for row in await audit.stored_checkpoints(ctx.engine):
+            problem = await _check_checkpoint(ctx, {"signed": row.signed})
+            if problem:
+                problems.append(f"stored checkpoint {row.id}: {problem}")
+        if args.checkpoint:
+            # A one-shot command: nothing else runs on this event loop.
+            kept = json.loads(Path(args.checkpoint).read_text())  # noqa: ASYNC240
+            problem = await _check_checkpoint(ctx, kept)
+            if problem:
+                problems.append(f"{args.checkpoint}: {problem}")
+        return {
+            "ok": report.first_broken is None and not problems,
+            "links_verified": report.links,
+            "sealed_now": sealed,
+            "unsealed": report.unsealed,
+            "checkpoints": report.checkpoints,
+            "first_broken": report.first_broken,
+            "problems": problems,
+        }
+
+    outcome = run_with_context(settings, app, verify)
+    print(json.dumps(outcome, indent=2))
+    if not outcome["ok"]:
+        print(
+            f"phigate: audit chain broken: {outcome['first_broken'] or outcome['problems'][0]}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def audit_checkpoint(
+    settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
+) -> int:
+    async def checkpoint(ctx: AuthContext) -> dict[str, Any]:
+        await audit.seal_all(ctx.engine)
+        count, head_hash = await audit.head(ctx.engine)
+        signed = await ctx.tokens.sign_statement(
+            {"count": count, "head_hash": head_hash}, kind=CHECKPOINT_TYPE, now=ctx.now
+        )
+        await audit.store_checkpoint(ctx.engine, count=count, head_hash=head_hash, signed=signed)
+        return {
+            "count": count,
+            "head_hash": head_hash,
+            "signed_at": ctx.now.isoformat(),
+            "signed": signed,
+        }
+
+    document = run_with_context(settings, app, checkpoint)
+    text = json.dumps(document, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def _time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def audit_export(
+    settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
+) -> int:
+    async def export(ctx: AuthContext) -> int:
+        # A one-shot command: nothing else runs on this event loop.
+        out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115, ASYNC230
+        count = 0
+        try:
+            async for entry in audit.export(
+                ctx.engine,
+                since=_time(args.since),
+                until=_time(args.until),
+                actor_id=args.actor,
+                record_id=args.patient,
+            ):
+                out.write(json.dumps(entry, default=str, sort_keys=True) + "\n")
+                count += 1
+        finally:
+            if args.output:
+                out.close()
+        # The export itself is an access to the trail, and is recorded in it.
+        ctx.record(
+            SecurityEvent.AUDIT_EXPORTED,
+            Outcome.ALLOWED,
+            actor_id=operator(),
+            actor_kind="SYSTEM",
+            reason=f"ENTRIES:{count}",
+        )
+        await flush_events(ctx)
+        return count
+
+    count = run_with_context(settings, app, export)
+    print(json.dumps({"exported": count}), file=sys.stderr)
+    return 0
+
+
+def audit_partitions(
+    settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
+) -> int:
+    created = _engine_run(app, lambda engine: audit.ensure_partitions(engine, args.ahead))
+    print(json.dumps({"months_created": created, "ahead": args.ahead}))
+    return 0
+
+
+def audit_drop_expired(
+    settings: Settings, _: DatabaseTarget, admin: DatabaseTarget, args: argparse.Namespace
+) -> int:
+    retention = timedelta(days=args.retention_days)
+
+    async def drop(engine: Any) -> list[dict[str, Any]]:
+        months = await audit.expired_months(engine, retention=retention, now=datetime.now(UTC))
+        report = []
+        for month in months:
+            entry = {
+                "partition": month.partition,
+                "ended": month.ends.isoformat(),
+                "entries": month.entries,
+            }
+            if args.execute:
+                await audit.drop_month(engine, month, dropped_by=operator())
+                entry["dropped"] = True
+            report.append(entry)
+        return report
+
+    report = _engine_run(admin, drop)
+    print(
+        json.dumps(
+            {"retention_days": args.retention_days, "executed": args.execute, "months": report},
+            indent=2,
+        )
+    )
+    return 0
+
+
+def add_parsers(commands: Any, handler: Any) -> None:
+    parser = commands.add_parser("audit", help="the tamper-evident audit trail")
+    actions = parser.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    seal = actions.add_parser("seal", help="append unsealed entries to the hash chain now")
+    seal.set_defaults(handler=handler, action=audit_seal)
+    verify = actions.add_parser(
+        "verify", help="recompute the chain; exit 1 naming the first broken link"
+    )
+    verify.add_argument("--checkpoint", help="also hold the chain against this checkpoint file")
+    verify.add_argument(
+        "--no-seal", action="store_true", help="verify without sealing new entries first"
+    )
+    verify.set_defaults(handler=handler, action=audit_verify)
+    checkpoint = actions.add_parser(
+        "checkpoint", help="print (and store) a signed head: entry count + hash"
+    )
+    checkpoint.add_argument(
+        "--output", help="also write the checkpoint to this file (keep it off this database)"
+    )
+    checkpoint.set_defaults(handler=handler, action=audit_checkpoint)
+    export = actions.add_parser(
+        "export", help="write entries as JSON lines (the export is itself recorded)"
+    )
+    export.add_argument("--since", help="ISO date-time, inclusive")
+    export.add_argument("--until", help="ISO date-time, exclusive")
+    export.add_argument("--actor", help="an actor id")
+    export.add_argument("--patient", help="a patient id")
+    export.add_argument("--output", help="file to write (default: standard output)")
+    export.set_defaults(handler=handler, action=audit_export)
+    partitions = actions.add_parser(
+        "partitions", help="create this and the coming months' partitions"
+    )
+    partitions.add_argument("--ahead", type=int, default=3)
+    partitions.set_defaults(handler=handler, action=audit_partitions)
+    drop = actions.add_parser(
+        "drop-expired",
+        help="drop whole monthly partitions past retention (dry run unless --execute)",
+    )
+    drop.add_argument("--retention-days", type=int, default=2555, help="default 2555 (7 years)")
+    drop.add_argument("--execute", action="store_true", help="really drop them")
+    drop.set_defaults(handler=handler, action=audit_drop_expired)
