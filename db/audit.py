@@ -251,6 +251,7 @@ def _on_month(template: str, partition: str) -> TextClause:
 @dataclass
 class ExpiredMonth:
     partition: str
+    starts: datetime
     ends: datetime
     entries: int
     unsealed: int
@@ -260,6 +261,8 @@ _MONTHS = text(
     """
     SELECT c.relname AS partition,
            (regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                         'FROM \\(''([^'']+)''\\)'))[1]::timestamptz AS starts,
+           (regexp_match(pg_get_expr(c.relpartbound, c.oid),
                          'TO \\(''([^'']+)''\\)'))[1]::timestamptz AS ends
     FROM pg_inherits i
     JOIN pg_class c ON c.oid = i.inhrelid
@@ -268,6 +271,16 @@ _MONTHS = text(
     WHERE n.nspname = 'audit' AND p.relname = 'events' AND c.relname ~ '^events_[0-9]{4}_[0-9]{2}$'
     ORDER BY c.relname
     """
+)
+_MONTH_COUNTS = text(
+    "SELECT count(*) AS entries, count(*) FILTER (WHERE c.event_id IS NULL) AS unsealed"
+    " FROM audit.events e LEFT JOIN audit.chain c ON c.event_id = e.id"
+    " WHERE e.occurred_at >= :starts AND e.occurred_at < :ends"
+)
+_MONTH_LAST_LINK = text(
+    "SELECT c.seq, c.chain_hash FROM audit.chain c"
+    " WHERE c.event_occurred_at >= :starts AND c.event_occurred_at < :ends"
+    " ORDER BY c.seq DESC LIMIT 1"
 )
 
 
@@ -280,18 +293,12 @@ async def expired_months(
         for month in (await connection.execute(_MONTHS)).all():
             if month.ends is None or month.ends > now - retention:
                 continue
-            counts = (
-                await connection.execute(
-                    _on_month(
-                        "SELECT count(*) AS entries,"
-                        " count(*) FILTER (WHERE c.event_id IS NULL) AS unsealed"
-                        " FROM audit.{partition} e LEFT JOIN audit.chain c ON c.event_id = e.id",
-                        month.partition,
-                    )
-                )
-            ).one()
+            bounds = {"starts": month.starts, "ends": month.ends}
+            counts = (await connection.execute(_MONTH_COUNTS, bounds)).one()
             expired.append(
-                ExpiredMonth(month.partition, month.ends, counts.entries, counts.unsealed)
+                ExpiredMonth(
+                    month.partition, month.starts, month.ends, counts.entries, counts.unsealed
+                )
             )
     return expired
 
@@ -303,13 +310,7 @@ async def drop_month(engine: AsyncEngine, month: ExpiredMonth, *, dropped_by: st
         raise ValueError(f"{month.partition} holds entries not yet sealed into the chain")
     async with engine.begin() as connection:
         last = (
-            await connection.execute(
-                _on_month(
-                    "SELECT c.seq, c.chain_hash FROM audit.chain c"
-                    " JOIN audit.{partition} e ON e.id = c.event_id ORDER BY c.seq DESC LIMIT 1",
-                    month.partition,
-                )
-            )
+            await connection.execute(_MONTH_LAST_LINK, {"starts": month.starts, "ends": month.ends})
         ).first()
         previous = (
             await connection.execute(

@@ -106,7 +106,21 @@ def decide(grant: Grant, who: str, purpose: Purpose | None, accesses: Iterable[A
                     access.write,
                 )
             )
-    return Decision(tuple(denials), tuple(dict.fromkeys(phi)))
+    return Decision(tuple(denials), _innermost(phi))
+
+
+def _innermost(phi: list[Access]) -> tuple[Access, ...]:
+    """A PHI container (``Patient.address``) needs no entry of its own when PHI inside it
+    (``Address.state``) is recorded; alone (``diagnoses { id }``) it still discloses."""
+    unique = list(dict.fromkeys(phi))
+    return tuple(
+        access
+        for access in unique
+        if not any(
+            other.path.startswith(access.path + ".") and other.write == access.write
+            for other in unique
+        )
+    )
 
 
 def purpose_denial(

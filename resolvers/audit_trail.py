@@ -51,15 +51,21 @@ class AuditTrail:
             }
             for action, field_path, record_id in self._notes
         ]
-        if decision is None or not decision.phi:
-            return rows
-        seen: set[tuple[str, str, str]] = set()
+        if decision is None or not decision.allowed or not decision.phi:
+            return rows  # a refused request is recorded by its denials
+        seen: set[tuple[str | None, str, str]] = set()
         for access in decision.phi:
             sources = self._written if access.write else self._read
             action = "WRITE" if access.write else "READ"
-            for prefix, record_ids in sources.items():
-                if not access.path.startswith(prefix + "."):
-                    continue
+            matched = [
+                (prefix, ids)
+                for prefix, ids in sources.items()
+                if access.path.startswith(prefix + ".")
+            ]
+            if not matched and outcome == "ERROR":
+                # The request failed before reaching a record: the attempt is recorded.
+                matched = [("", {None})]  # type: ignore[arg-type]
+            for _prefix, record_ids in matched:
                 for record_id in record_ids:
                     key = (record_id, access.coordinate, action)
                     if key in seen:

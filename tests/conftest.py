@@ -25,6 +25,7 @@ from graph.app import create_app, engine_of, identity_of
 from graph.logs import configure_logging
 from graph.settings import Settings
 from tests.graphql_client import GraphQLClient
+from tests.identity import create_user as create_identity_user
 from tests.identity import issue_token, service_token
 
 TEMPLATE = "phigate_template"
@@ -210,3 +211,11 @@ async def count_rows(engine: AsyncEngine, table: str) -> int:
         return int(
             (await connection.execute(text(f"SELECT count(*) FROM phigate.{table}"))).scalar_one()  # noqa: S608
         )
+
+
+@pytest.fixture
+async def user(app: Starlette) -> dict:
+    user_id, secret = await create_identity_user(
+        identity_of(app), Role.CLINICIAN, username="test.clinician"
+    )
+    return {"id": user_id, "username": "test.clinician", "secret": secret}

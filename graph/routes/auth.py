@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 from urllib.parse import parse_qsl
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -14,12 +16,14 @@ from domain.principals import Human
 from domain.security_events import Outcome, SecurityEvent
 from graph.authentication import PRINCIPAL
 from graph.identity import Identity
+from graph.logs import describe_exception
 from graph.middleware import REQUEST_META
 from graph.responses import NO_STORE, oauth_error, rate_limited
 from resolvers import auth, oauth
 from resolvers.context import RequestMeta
 from resolvers.identity import fingerprint
 
+log = structlog.get_logger("phigate.auth")
 MAX_BODY_BYTES = 8 * 1024
 GENERIC_FAILURE = "Invalid username, password or one-time code."
 _LOGIN_FIELDS = {"username": 64, "password": 256, "totp": 10}
@@ -73,6 +77,24 @@ def _tokens(response: auth.TokenResponse) -> JSONResponse:
     return JSONResponse(response.as_json(), headers=NO_STORE)
 
 
+UNAVAILABLE = "Sign-in is temporarily unavailable; retry shortly."
+
+
+def _fail_closed(endpoint: Any) -> Any:
+    """An endpoint whose work (or whose security event) could not be recorded answers
+    503 and hands out nothing."""
+
+    @functools.wraps(endpoint)
+    async def guarded(self: AuthEndpoints, request: Request) -> Response:
+        try:
+            return await endpoint(self, request)
+        except Exception as exc:
+            log.error("auth_endpoint_failed", **describe_exception(exc))
+            return oauth_error(503, "temporarily_unavailable", UNAVAILABLE, {"Retry-After": "5"})
+
+    return guarded
+
+
 class AuthEndpoints:
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
@@ -88,6 +110,7 @@ class AuthEndpoints:
                 return rate_limited(retry_after)
         return None
 
+    @_fail_closed
     async def login(self, request: Request) -> Response:
         ctx = self.identity.context(_meta(request))
         try:
@@ -110,6 +133,7 @@ class AuthEndpoints:
             return oauth_error(401, "invalid_grant", GENERIC_FAILURE)
         return _tokens(response)
 
+    @_fail_closed
     async def refresh(self, request: Request) -> Response:
         ctx = self.identity.context(_meta(request))
         try:
@@ -129,6 +153,7 @@ class AuthEndpoints:
             )
         return _tokens(response)
 
+    @_fail_closed
     async def logout(self, request: Request) -> Response:
         principal = request.scope.get("state", {}).get(PRINCIPAL)
         if not isinstance(principal, Human):
@@ -136,6 +161,7 @@ class AuthEndpoints:
         await auth.logout(self.identity.context(_meta(request)), principal)
         return Response(status_code=204, headers=NO_STORE)
 
+    @_fail_closed
     async def token(self, request: Request) -> Response:
         ctx = self.identity.context(_meta(request))
         if (

@@ -1,0 +1,248 @@
+"""Tamper evidence: append-only even for the owner; the hash chain names the first
+entry altered, removed or reordered out of band; signed checkpoints catch a consistent
+rewrite; several writers and sealers at once stay correct."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db import audit
+from db.embedded import EmbeddedPostgres
+
+INSERT = text(
+    "INSERT INTO audit.events (category, action, outcome, actor_id, field_path, record_id, request_id)"
+    " SELECT 'ACCESS', 'READ', 'ALLOWED', 'actor-' || n, 'Patient.ssn', 'record-' || n, 'request-' || n"
+    " FROM generate_series(1, :count) AS n"
+)
+
+
+async def write(engine: AsyncEngine, count: int) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(INSERT, {"count": count})
+
+
+async def as_superuser_bypassing_triggers(admin_engine: AsyncEngine, statement: str) -> None:
+    """What a superuser could do: switch triggers off for the session and edit."""
+    async with admin_engine.begin() as connection:
+        await connection.execute(text("SET LOCAL session_replication_role = replica"))
+        await connection.execute(text(statement))
+
+
+async def test_sealed_entries_verify(app_engine: AsyncEngine) -> None:
+    await write(app_engine, 25)
+    assert await audit.seal_all(app_engine) == 25
+    report = await audit.verify(app_engine)
+    assert report.ok and report.links == 25 and report.unsealed == 0
+    assert await audit.seal_all(app_engine) == 0  # nothing is sealed twice
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit.events SET action = 'WRITE' WHERE request_id = 'request-3'",
+        "DELETE FROM audit.events WHERE request_id = 'request-3'",
+        "TRUNCATE audit.events",
+        "UPDATE audit.chain SET chain_hash = repeat('0', 64) WHERE seq = 3",
+        "DELETE FROM audit.chain WHERE seq = 3",
+    ],
+)
+async def test_append_only_even_for_the_owner_and_superuser(
+    app_engine: AsyncEngine, admin_engine: AsyncEngine, statement: str
+) -> None:
+    await write(app_engine, 5)
+    await audit.seal_all(app_engine)
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with admin_engine.begin() as connection:
+            await connection.execute(text(statement))
+
+
+@pytest.mark.parametrize(
+    ("tamper", "named"),
+    [
+        (
+            "UPDATE audit.events SET field_path = 'Patient.givenName' WHERE request_id = 'request-7'",
+            "link 7: audit entry",
+        ),
+        (
+            "UPDATE audit.events SET occurred_at = occurred_at - interval '1 day' WHERE request_id = 'request-7'",
+            "link 7",
+        ),
+        ("DELETE FROM audit.events WHERE request_id = 'request-7'", "link 7: its audit entry"),
+        ("DELETE FROM audit.chain WHERE seq = 7", "link 7 is missing"),
+        (
+            "UPDATE audit.chain SET entry_hash = CASE seq WHEN 7 THEN (SELECT entry_hash FROM audit.chain WHERE seq = 8)"
+            " ELSE (SELECT entry_hash FROM audit.chain WHERE seq = 7) END WHERE seq IN (7, 8)",
+            "link 7",
+        ),
+    ],
+    ids=["altered", "redated", "removed", "link-removed", "reordered"],
+)
+async def test_out_of_band_tampering_is_named(
+    app_engine: AsyncEngine, admin_engine: AsyncEngine, tamper: str, named: str
+) -> None:
+    await write(app_engine, 12)
+    await audit.seal_all(app_engine)
+    await as_superuser_bypassing_triggers(admin_engine, tamper)
+    report = await audit.verify(app_engine)
+    assert not report.ok
+    assert report.first_broken is not None and report.first_broken.startswith(named), (
+        report.first_broken
+    )
+    assert report.links == 6  # everything before the break verified
+
+
+async def test_a_consistent_rewrite_is_caught_by_the_checkpoint(
+    app_engine: AsyncEngine, admin_engine: AsyncEngine
+) -> None:
+    """A superuser who alters an entry and recomputes every later link defeats the chain
+    alone; a checkpoint taken before (and kept elsewhere) does not agree any more."""
+    from domain.audit import GENESIS, chain_link, entry_digest
+
+    await write(app_engine, 10)
+    await audit.seal_all(app_engine)
+    count, head_hash = await audit.head(app_engine)
+    await audit.store_checkpoint(
+        app_engine, count=count, head_hash=head_hash, signed="kept-elsewhere-too"
+    )
+    await as_superuser_bypassing_triggers(
+        admin_engine,
+        "UPDATE audit.events SET actor_id = 'someone-else' WHERE request_id = 'request-2'",
+    )
+    async with admin_engine.begin() as connection:
+        await connection.execute(text("SET LOCAL session_replication_role = replica"))
+        rows = (
+            await connection.execute(
+                text(
+                    "SELECT c.seq, e.* FROM audit.chain c JOIN audit.events e ON e.id = c.event_id ORDER BY c.seq"
+                )
+            )
+        ).all()
+        previous = GENESIS
+        for row in rows:
+            digest = entry_digest(row._mapping)
+            previous = chain_link(previous, digest)
+            await connection.execute(
+                text("UPDATE audit.chain SET entry_hash = :d, chain_hash = :h WHERE seq = :s"),
+                {"d": digest, "h": previous, "s": row.seq},
+            )
+    report = await audit.verify(app_engine)
+    assert report.first_broken is None  # the chain itself was rebuilt consistently...
+    assert report.problems == [
+        "checkpoint 1 (at link 10) no longer matches the chain"
+    ]  # ...the checkpoint was not
+
+
+async def test_concurrent_writers_and_sealers_make_one_valid_chain(
+    app_engine: AsyncEngine, app_target
+) -> None:
+    from db.engine import create_engine
+
+    other = create_engine(app_target, pool_size=4, max_overflow=0)
+    try:
+        writers = [write(engine, 20) for engine in (app_engine, other) for _ in range(6)]
+        sealers = [audit.seal_all(engine) for engine in (app_engine, other) for _ in range(3)]
+        await asyncio.gather(*writers, *sealers)
+        await audit.seal_all(other)
+        report = await audit.verify(app_engine)
+        assert report.ok and report.links == 240 and report.unsealed == 0
+    finally:
+        await other.dispose()
+
+
+async def test_whole_expired_months_are_dropped_and_the_chain_still_verifies(
+    app_engine: AsyncEngine, admin_engine: AsyncEngine
+) -> None:
+    async with admin_engine.begin() as connection:
+        await connection.execute(text("SELECT audit.ensure_month('2010-01-01')"))
+        await connection.execute(
+            text(
+                "INSERT INTO audit.events (occurred_at, category, action, outcome, request_id) VALUES ('2010-01-15T12:00:00Z', 'ACCESS', 'READ', 'ALLOWED', 'old')"
+            )
+        )
+    await audit.seal_all(app_engine)
+    await write(app_engine, 3)
+    await audit.seal_all(app_engine)
+    now = datetime.now(UTC)
+    from datetime import timedelta
+
+    expired = await audit.expired_months(app_engine, retention=timedelta(days=2555), now=now)
+    assert [(m.partition, m.entries, m.unsealed) for m in expired] == [("events_2010_01", 1, 0)]
+    with pytest.raises(DBAPIError):  # the gateway's role cannot drop anything
+        await audit.drop_month(app_engine, expired[0], dropped_by="test")
+    await audit.drop_month(admin_engine, expired[0], dropped_by="test")
+    report = await audit.verify(app_engine)
+    assert report.ok and report.links == 3
+    assert await audit.expired_months(app_engine, retention=timedelta(days=2555), now=now) == []
+
+
+def test_verify_and_checkpoint_from_the_cli(
+    postgres: EmbeddedPostgres,
+    database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from graph.cli import main
+    from tests.conftest import MASTER_KEY
+
+    monkeypatch.setenv(
+        "DATABASE_URL", postgres.app_target(database).url.render_as_string(hide_password=False)
+    )
+    monkeypatch.setenv(
+        "PHIGATE_MIGRATION_DATABASE_URL",
+        postgres.admin_target(database).url.render_as_string(hide_password=False),
+    )
+    monkeypatch.setenv("PHIGATE_MASTER_KEY", MASTER_KEY)
+    postgres.psql(INSERT.text.replace(":count", "5"), database=database)
+    kept = tmp_path / "checkpoint.json"
+    assert main(["audit", "checkpoint", "--output", str(kept)]) == 0
+    checkpoint = json.loads(kept.read_text())
+    assert checkpoint["count"] == 5 and checkpoint["signed"].count(".") == 2
+    assert main(["audit", "verify", "--checkpoint", str(kept)]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n}\n")[-2] + "\n}")["ok"] is True
+
+    postgres.psql(
+        "SET session_replication_role = replica",
+        "UPDATE audit.events SET actor_id = 'x' WHERE request_id = 'request-4'",
+        database=database,
+    )
+    assert main(["audit", "verify"]) == 1
+    assert "link 4: audit entry" in capsys.readouterr().err
+
+    forged = {**checkpoint, "signed": checkpoint["signed"][:-4] + "AAAA"}
+    kept.write_text(json.dumps(forged))
+    assert main(["audit", "verify", "--checkpoint", str(kept)]) == 1
+
+
+def test_export_writes_json_lines_and_is_itself_recorded(
+    postgres: EmbeddedPostgres,
+    database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from graph.cli import main
+    from tests.conftest import MASTER_KEY
+
+    monkeypatch.setenv(
+        "DATABASE_URL", postgres.app_target(database).url.render_as_string(hide_password=False)
+    )
+    monkeypatch.setenv("PHIGATE_MASTER_KEY", MASTER_KEY)
+    postgres.psql(INSERT.text.replace(":count", "4"), database=database)
+    out = tmp_path / "audit.jsonl"
+    assert main(["audit", "export", "--actor", "actor-2", "--output", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["record_id"] for line in lines] == ["record-2"]
+    recorded = postgres.psql(
+        "SELECT action || ':' || reason FROM audit.events WHERE category = 'SECURITY'",
+        database=database,
+    )
+    assert recorded == "AUDIT_EXPORTED:ENTRIES:1"
