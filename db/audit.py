@@ -4,12 +4,13 @@ the hash chain (the sequencer), verifying, and signed checkpoints."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import TextClause, and_, exists, insert, select, text
+from sqlalchemy import TextClause, and_, exists, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.models import AuditEvent, ChainLink, Checkpoint, RetentionCut
@@ -29,15 +30,24 @@ LATE_COMMIT_MARGIN = timedelta(minutes=10)
 
 # Every column but the generated id, in table order, for COPY.
 _COLUMNS = tuple(column.name for column in events.columns if column.name != "id")
-_DEFAULTS: dict[str, Any] = dict.fromkeys(_COLUMNS) | {"break_glass": False}
+_POSITION = {name: index for index, name in enumerate(_COLUMNS)}
+_TEMPLATE: list[Any] = [
+    False if name == "break_glass" else [] if name == "record_ids" else None for name in _COLUMNS
+]
+
+
+def _record(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    values = _TEMPLATE.copy()
+    for name, value in row.items():
+        values[_POSITION[name]] = value
+    return tuple(values)
 
 
 async def append(db: RequestDatabase, rows: Sequence[Mapping[str, Any]]) -> None:
     """All of a request's entries in one COPY, inside its transaction: one round trip
-    for one entry or ten thousand."""
+    whatever their number."""
     if rows:
-        records = [tuple({**_DEFAULTS, **row}[name] for name in _COLUMNS) for row in rows]
-        await db.copy("audit", "events", _COLUMNS, records)
+        await db.copy("audit", "events", _COLUMNS, [_record(row) for row in rows])
 
 
 async def ensure_partitions(engine: AsyncEngine, months_ahead: int = 2) -> int:
@@ -213,6 +223,16 @@ async def hash_at(engine: AsyncEngine, seq: int) -> str | None:
         return await connection.scalar(select(chain.c.chain_hash).where(chain.c.seq == seq))
 
 
+def mentions(record_id: str) -> Any:
+    """Rows holding entries about this record (index-assisted: record_ids has a GIN
+    index, record_id a B-tree), before they are expanded into entries."""
+    try:
+        listed = events.c.record_ids.contains([uuid.UUID(record_id)])
+    except ValueError:
+        return events.c.record_id == record_id
+    return or_(listed, events.c.record_id == record_id)
+
+
 async def export(
     engine: AsyncEngine,
     *,
@@ -231,7 +251,9 @@ async def export(
     if actor_id is not None:
         query = query.where(events.c.actor_id == actor_id)
     if record_id is not None:
-        query = query.where(events.c.record_id == record_id)
+        # Stored rows, as chained (each verifiable on its own): a row may hold entries
+        # about several records, listed in record_ids.
+        query = query.where(mentions(record_id))
     async with engine.connect() as connection:
         result = await connection.stream(query)
         async for row in result:

@@ -8,15 +8,39 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, text, tuple_
+from sqlalchemy import Text, and_, case, func, select, text, true, tuple_
+from sqlalchemy import cast as sa_cast
+from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.engine import Row
 
+from db.audit import mentions
 from db.models import AuditEvent, BreakGlassEpisode
 from db.unit_of_work import RequestDatabase
 
 events = AuditEvent.__table__
 episodes = BreakGlassEpisode.__table__
 PHI_ACTIONS = ("READ", "WRITE", "DELETE")
+
+# One logical entry per (record, field): a row's record_ids expanded (older entries,
+# and those about no record, hold record_id instead).
+entry_record = (
+    func.unnest(
+        case(
+            (
+                func.cardinality(events.c.record_ids) > 0,
+                sa_cast(events.c.record_ids, ARRAY(Text)),
+            ),
+            else_=array([events.c.record_id]),
+        )
+    )
+    .table_valued("record", with_ordinality="ordinal")
+    .render_derived(name="entry")
+    .lateral("entry")
+)
+ENTRIES = events.join(entry_record, true())
+RECORD = entry_record.c.record
+# How many logical entries a row holds.
+WEIGHT = func.greatest(func.cardinality(events.c.record_ids), 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,27 +55,37 @@ class EventFilter:
 
 
 async def event_page(
-    db: RequestDatabase, where: EventFilter, *, limit: int, before: tuple[datetime, int] | None
+    db: RequestDatabase,
+    where: EventFilter,
+    *,
+    limit: int,
+    before: tuple[datetime, int, int] | None,
 ) -> Sequence[Row[Any]]:
-    """Most recent first; ``limit + 1`` rows so the caller knows whether more follow."""
+    """Logical entries (one per record and field), most recent first; ``limit + 1``
+    rows so the caller knows whether more follow. Keyset: (occurred_at, id, ordinal)."""
+    ordinal = entry_record.c.ordinal
     query = (
-        select(events).order_by(events.c.occurred_at.desc(), events.c.id.desc()).limit(limit + 1)
+        select(events, RECORD.label("entry_record"), ordinal.label("entry_ordinal"))
+        .select_from(ENTRIES)
+        .order_by(events.c.occurred_at.desc(), events.c.id.desc(), ordinal.desc())
+        .limit(limit + 1)
     )
     for column, value in (
         (events.c.actor_id, where.actor_id),
-        (events.c.record_id, where.patient_id),
         (events.c.data_class, where.data_class),
         (events.c.purpose, where.purpose),
         (events.c.outcome, where.outcome),
     ):
         if value is not None:
             query = query.where(column == value)
+    if where.patient_id is not None:
+        query = query.where(mentions(where.patient_id), where.patient_id == RECORD)
     if where.since is not None:
         query = query.where(events.c.occurred_at >= where.since)
     if where.until is not None:
         query = query.where(events.c.occurred_at < where.until)
     if before is not None:
-        query = query.where(tuple_(events.c.occurred_at, events.c.id) < tuple_(*before))
+        query = query.where(tuple_(events.c.occurred_at, events.c.id, ordinal) < tuple_(*before))
     return await db.rows(query)
 
 
@@ -61,20 +95,21 @@ async def access_summary(
     """Which patients, and which categories of their PHI, one user touched."""
     return await db.rows(
         select(
-            events.c.record_id,
+            RECORD.label("record_id"),
             func.array_agg(func.distinct(events.c.data_class)).label("categories"),
             func.count().label("accesses"),
             func.max(events.c.occurred_at).label("last_access"),
         )
+        .select_from(ENTRIES)
         .where(
             events.c.actor_id == actor_id,
             events.c.occurred_at >= since,
             events.c.category == "ACCESS",
             events.c.action.in_(PHI_ACTIONS),
             events.c.outcome == "ALLOWED",
-            events.c.record_id.isnot(None),
+            RECORD.isnot(None),
         )
-        .group_by(events.c.record_id)
+        .group_by(RECORD)
         .order_by(func.max(events.c.occurred_at).desc())
     )
 
@@ -98,7 +133,7 @@ async def disclosures(
             func.array_agg(func.distinct(events.c.field_path)).label("fields"),
         )
         .where(
-            events.c.record_id == patient_id,
+            mentions(patient_id),
             events.c.occurred_at >= since,
             events.c.occurred_at < until,
             events.c.category == "ACCESS",
@@ -120,7 +155,7 @@ async def counts_by(
     db: RequestDatabase, column: str, *, since: datetime, where: Any = None
 ) -> dict[str, int]:
     target = events.c[column]
-    query = select(target, func.count()).where(events.c.occurred_at >= since).group_by(target)
+    query = select(target, func.sum(WEIGHT)).where(events.c.occurred_at >= since).group_by(target)
     if where is not None:
         query = query.where(where)
     return {str(key): int(count) for key, count in (await db.rows(query)) if key is not None}
@@ -154,16 +189,17 @@ async def bulk_access(
         select(
             events.c.actor_id,
             bucket.label("window_start"),
-            func.count(func.distinct(events.c.record_id)).label("patients"),
+            func.count(func.distinct(RECORD)).label("patients"),
         )
+        .select_from(ENTRIES)
         .where(
             events.c.occurred_at >= since,
             events.c.category == "ACCESS",
             events.c.outcome == "ALLOWED",
-            events.c.record_id.isnot(None),
+            RECORD.isnot(None),
         )
         .group_by(events.c.actor_id, bucket)
-        .having(func.count(func.distinct(events.c.record_id)) > limits.bulk_patients)
+        .having(func.count(func.distinct(RECORD)) > limits.bulk_patients)
         .order_by(bucket)
     )
 
@@ -203,13 +239,14 @@ async def off_hours(
             events.c.actor_id,
             func.min(events.c.occurred_at).label("window_start"),
             func.max(events.c.occurred_at).label("window_end"),
-            func.count(func.distinct(events.c.record_id)).label("patients"),
+            func.count(func.distinct(RECORD)).label("patients"),
         )
+        .select_from(ENTRIES)
         .where(
             events.c.occurred_at >= since,
             events.c.category == "ACCESS",
             events.c.outcome == "ALLOWED",
-            events.c.record_id.isnot(None),
+            RECORD.isnot(None),
             (hour < start) | (hour >= end),
         )
         .group_by(events.c.actor_id)

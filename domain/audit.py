@@ -30,9 +30,11 @@ def _plain(value: Any) -> Any:
 
 
 def entry_digest(entry: Mapping[str, Any]) -> str:
-    canonical = json.dumps(
-        {name: _plain(entry.get(name)) for name in FIELDS}, sort_keys=True, separators=(",", ":")
-    )
+    content = {name: _plain(entry.get(name)) for name in FIELDS}
+    if entry.get("record_ids"):
+        # Only when present: entries sealed before the column existed keep their digest.
+        content["record_ids"] = [str(record) for record in entry["record_ids"]]
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

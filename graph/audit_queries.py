@@ -51,7 +51,9 @@ class AuditQueries:
         page = await audit_queries.events(info.context, where, first=first, after=after)
         edges = [
             AuditEventEdge(
-                cursor=audit_queries.encode_event_cursor(row.occurred_at, row.id),
+                cursor=audit_queries.encode_event_cursor(
+                    row.occurred_at, row.id, row.entry_ordinal
+                ),
                 node=AuditEvent.from_row(row),
             )
             for row in page.rows

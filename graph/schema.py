@@ -11,7 +11,7 @@ from strawberry.schema.config import StrawberryConfig
 from domain.policy import PHI
 from graph.extensions.authorization import Authorization
 from graph.extensions.safe_errors import SafeErrors
-from graph.extensions.unit_of_work import UnitOfWork
+from graph.extensions.unit_of_work import UnauditedUnitOfWork, UnitOfWork
 from graph.mutations import Mutation
 from graph.queries import Query
 from graph.scalars import SCALAR_MAP
@@ -23,12 +23,11 @@ class PhigateSchema(strawberry.Schema):
         quote values. SafeErrors logs codes instead."""
 
 
-def build_schema(*, enforce: bool = True) -> PhigateSchema:
-    """The schema. ``enforce=False`` exists only so benchmarks can measure what
-    enforcement costs; nothing serves it."""
-    extensions: list[type] = (
-        [SafeErrors, UnitOfWork, Authorization] if enforce else [SafeErrors, UnitOfWork]
-    )
+def build_schema(*, enforce: bool = True, audit: bool = True) -> PhigateSchema:
+    """The schema. ``enforce=False`` and ``audit=False`` exist only so benchmarks can
+    measure what enforcement and audit cost; nothing serves them."""
+    unit_of_work = UnitOfWork if audit else UnauditedUnitOfWork
+    extensions: list[type] = [SafeErrors, unit_of_work, *([Authorization] if enforce else [])]
     return PhigateSchema(
         query=Query,
         mutation=Mutation,

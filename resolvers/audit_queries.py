@@ -26,22 +26,22 @@ def _days(days: int, field: str = "days") -> timedelta:
     return timedelta(days=days)
 
 
-def encode_event_cursor(occurred_at: datetime, event_id: int) -> str:
+def encode_event_cursor(occurred_at: datetime, event_id: int, ordinal: int) -> str:
     return (
-        base64.urlsafe_b64encode(f"a1|{occurred_at.isoformat()}|{event_id}".encode())
+        base64.urlsafe_b64encode(f"a2|{occurred_at.isoformat()}|{event_id}|{ordinal}".encode())
         .decode()
         .rstrip("=")
     )
 
 
-def _decode_event_cursor(cursor: str) -> tuple[datetime, int]:
+def _decode_event_cursor(cursor: str) -> tuple[datetime, int, int]:
     try:
-        version, stamp, event_id = (
+        version, stamp, event_id, ordinal = (
             base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
         )
-        if version != "a1":
+        if version != "a2":
             raise ValueError
-        return datetime.fromisoformat(stamp), int(event_id)
+        return datetime.fromisoformat(stamp), int(event_id), int(ordinal)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput(
             [FieldViolation("after", "must be a cursor returned by this API")]

@@ -17,17 +17,17 @@ from domain.purposes import Purpose
 
 class AuditTrail:
     def __init__(self) -> None:
-        self._read: dict[str, set[str]] = defaultdict(set)
-        self._written: dict[str, set[str]] = defaultdict(set)
+        self._read: dict[str, set[uuid.UUID]] = defaultdict(set)
+        self._written: dict[str, set[uuid.UUID]] = defaultdict(set)
         self._notes: list[tuple[str, str, str | None]] = []
 
     def returned(self, path: str, record_ids: Iterable[uuid.UUID | str]) -> None:
         """Patient records returned at a response path ("patients.edges.node")."""
-        self._read[path].update(str(record_id) for record_id in record_ids)
+        self._read[path].update(map(_as_uuid, record_ids))
 
     def wrote(self, path: str, record_id: uuid.UUID | str) -> None:
         """A patient record written by the mutation at a response path ("patientUpdate")."""
-        self._written[path].add(str(record_id))
+        self._written[path].add(_as_uuid(record_id))
 
     def note(self, action: str, field_path: str, record_id: str | None = None) -> None:
         """Any other access worth recording: a query of the audit trail itself."""
@@ -53,35 +53,31 @@ class AuditTrail:
         ]
         if decision is None or not decision.allowed or not decision.phi:
             return rows  # a refused request is recorded by its denials
-        seen: set[tuple[str | None, str, str]] = set()
         for access in decision.phi:
             sources = self._written if access.write else self._read
-            action = "WRITE" if access.write else "READ"
-            matched = [
-                (prefix, ids)
-                for prefix, ids in sources.items()
-                if access.path.startswith(prefix + ".")
-            ]
-            if not matched and outcome == "ERROR":
-                # The request failed before reaching a record: the attempt is recorded.
-                matched = [("", {None})]  # type: ignore[arg-type]
-            for _prefix, record_ids in matched:
-                for record_id in record_ids:
-                    key = (record_id, access.coordinate, action)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    rows.append(
-                        {
-                            **base,
-                            "action": action,
-                            "outcome": outcome,
-                            "field_path": access.coordinate,
-                            "data_class": access.data_class,
-                            "record_id": record_id,
-                        }
-                    )
+            records: set[uuid.UUID] = set()
+            for prefix, record_ids in sources.items():
+                if access.path.startswith(prefix + "."):
+                    records |= record_ids
+            if not records and outcome != "ERROR":
+                continue  # nothing was returned there (an empty list, a null)
+            # One row per field: a logical entry for each record in it (an ERROR with no
+            # record is an attempt that failed before reaching one).
+            rows.append(
+                {
+                    **base,
+                    "action": "WRITE" if access.write else "READ",
+                    "outcome": outcome,
+                    "field_path": access.coordinate,
+                    "data_class": access.data_class,
+                    "record_ids": sorted(records),
+                }
+            )
         return rows
+
+
+def _as_uuid(record_id: uuid.UUID | str) -> uuid.UUID:
+    return record_id if isinstance(record_id, uuid.UUID) else uuid.UUID(record_id)
 
 
 def entry_base(

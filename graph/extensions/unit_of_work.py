@@ -17,6 +17,8 @@ log = structlog.get_logger("phigate.unit_of_work")
 
 
 class UnitOfWork(SchemaExtension):
+    record_access = True
+
     """One transaction per operation: resolvers write, this commits once at the end.
 
     A mutation that raised anywhere is rolled back whole (nothing half-written). If the
@@ -39,17 +41,8 @@ class UnitOfWork(SchemaExtension):
             except Exception as exc:
                 _fail(result, request, INTERNAL_ERROR, INTERNAL_MESSAGE, exc)
                 return
-            entries = request.audit + request.trail.entries(
-                base=entry_base(
-                    now=request.now,
-                    principal=request.principal,
-                    purpose=request.purpose,
-                    operation_name=context.operation_name,
-                    query=context.query,
-                    meta=request.meta,
-                ),
-                decision=request.decision,
-                outcome="ERROR" if result.errors and result.data is None else "ALLOWED",
+            entries = request.audit + (
+                self._trail_entries(context, request, result) if self.record_access else []
             )
             try:
                 # Durable before any PHI leaves: no audit, no answer.
@@ -65,6 +58,27 @@ class UnitOfWork(SchemaExtension):
                 await _quietly(request.db.rollback())
         finally:
             await request.db.close()
+
+    @staticmethod
+    def _trail_entries(context: Any, request: RequestContext, result: Any) -> list[dict[str, Any]]:
+        return request.trail.entries(
+            base=entry_base(
+                now=request.now,
+                principal=request.principal,
+                purpose=request.purpose,
+                operation_name=context.operation_name,
+                query=context.query,
+                meta=request.meta,
+            ),
+            decision=request.decision,
+            outcome="ERROR" if result.errors and result.data is None else "ALLOWED",
+        )
+
+
+class UnauditedUnitOfWork(UnitOfWork):
+    """For benchmarks only: what the same work costs without recording PHI access."""
+
+    record_access = False
 
 
 def _fail(result: Any, request: RequestContext, code: str, message: str, exc: Exception) -> None:

@@ -42,7 +42,7 @@ class AuditEvent:
     @classmethod
     def from_row(cls, row: Row[Any]) -> AuditEvent:
         return cls(
-            id=strawberry.ID(str(row.id)),
+            id=strawberry.ID(f"{row.id}:{row.entry_ordinal}"),
             occurred_at=row.occurred_at,
             category=row.category,
             action=row.action,
@@ -57,7 +57,7 @@ class AuditEvent:
             document_hash=row.document_hash,
             field_path=row.field_path,
             data_class=row.data_class,
-            record_id=row.record_id,
+            record_id=row.entry_record,
             client_ip=row.client_ip,
             user_agent=row.user_agent,
             request_id=row.request_id,

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from graph.logs import configure_logging
-from tests.bench import bench_enforcement
+from tests.bench import bench_compliance
 from tests.bench.harness import database, machine
 
-BENCHES = {"enforcement": bench_enforcement.run}
+BENCHES = {"compliance": bench_compliance.run}
 
 
 def main() -> int:

@@ -23,14 +23,27 @@ READ = """query Chart($a: ID!, $b: ID!) {
 fragment Bits on Patient { id givenName ssn address { state } diagnoses { icd10Code } }"""
 
 
+EXPANDED = (
+    "SELECT e.*, r.record AS entry_record FROM audit.events e, LATERAL unnest("
+    " CASE WHEN cardinality(e.record_ids) > 0 THEN e.record_ids::text[]"
+    " ELSE ARRAY[e.record_id] END) WITH ORDINALITY AS r(record, ordinal)"
+)
+
+
 async def entries(engine: AsyncEngine, **where: str) -> list[dict]:
-    clause = " AND ".join(f"{column} = :{column}" for column in where) or "true"
+    """Logical entries, one per (record, field): a stored row lists its records."""
+    clause = " AND ".join(f"e.{column} = :{column}" for column in where) or "true"
     async with engine.connect() as connection:
         rows = await connection.execute(
-            text(f"SELECT * FROM audit.events WHERE category = 'ACCESS' AND {clause} ORDER BY id"),  # noqa: S608
+            text(EXPANDED + f" WHERE e.category = 'ACCESS' AND {clause} ORDER BY e.id, r.ordinal"),
             where,
         )
-        return [dict(row._mapping) for row in rows]
+        found = []
+        for row in rows:
+            entry = dict(row._mapping)
+            entry["record_id"] = entry.pop("entry_record")
+            found.append(entry)
+        return found
 
 
 async def register(clinician: GraphQLClient, mrn: str) -> str:
