@@ -10,6 +10,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+# HIPAA keeps required documentation six years (45 CFR 164.316(b)(2)); we default to
+# seven, and never allow less than six.
+MIN_AUDIT_RETENTION_DAYS = 2190
+DEFAULT_AUDIT_RETENTION_DAYS = 2555
 GENESIS = "0" * 64
 
 # What an entry's digest covers: everything it says, including its id and time, so an

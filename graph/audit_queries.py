@@ -43,8 +43,8 @@ class AuditQueries:
             actor_id=given.actor_id,
             patient_id=str(given.patient_id) if given.patient_id else None,
             data_class=given.field_category.value if given.field_category else None,
-            purpose=given.purpose,
-            outcome=given.outcome,
+            purpose=given.purpose.value if given.purpose else None,
+            outcome=given.outcome.value if given.outcome else None,
             since=given.since,
             until=given.until,
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 from db import audit
 from db.engine import DatabaseTarget, create_engine
+from domain.audit import MIN_AUDIT_RETENTION_DAYS
 from domain.security_events import Outcome, SecurityEvent
 from graph.cli_identity import operator, run_with_context
 from graph.settings import Settings
@@ -171,7 +172,14 @@ def audit_partitions(
 def audit_drop_expired(
     settings: Settings, _: DatabaseTarget, admin: DatabaseTarget, args: argparse.Namespace
 ) -> int:
-    retention = timedelta(days=args.retention_days)
+    days = settings.audit_retention_days if args.retention_days is None else args.retention_days
+    if days < MIN_AUDIT_RETENTION_DAYS:
+        print(
+            f"phigate: --retention-days must be at least {MIN_AUDIT_RETENTION_DAYS} (six years)",
+            file=sys.stderr,
+        )
+        return 2
+    retention = timedelta(days=days)
 
     async def drop(engine: Any) -> list[dict[str, Any]]:
         months = await audit.expired_months(engine, retention=retention, now=datetime.now(UTC))
@@ -191,7 +199,7 @@ def audit_drop_expired(
     report = _engine_run(admin, drop)
     print(
         json.dumps(
-            {"retention_days": args.retention_days, "executed": args.execute, "months": report},
+            {"retention_days": days, "executed": args.execute, "months": report},
             indent=2,
         )
     )
@@ -236,6 +244,11 @@ def add_parsers(commands: Any, handler: Any) -> None:
         "drop-expired",
         help="drop whole monthly partitions past retention (dry run unless --execute)",
     )
-    drop.add_argument("--retention-days", type=int, default=2555, help="default 2555 (7 years)")
+    drop.add_argument(
+        "--retention-days",
+        type=int,
+        default=None,
+        help="default PHIGATE_AUDIT_RETENTION_DAYS, else 2555 (7 years); at least 2190",
+    )
     drop.add_argument("--execute", action="store_true", help="really drop them")
     drop.set_defaults(handler=handler, action=audit_drop_expired)

@@ -9,6 +9,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
+from domain.audit import DEFAULT_AUDIT_RETENTION_DAYS, MIN_AUDIT_RETENTION_DAYS
+
 E = TypeVar("E", bound=StrEnum)
 
 
@@ -35,6 +37,7 @@ class Settings:
     log_format: str = "json"
     # Audit
     audit_seal_seconds: float = 2.0
+    audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
     anomaly_bulk_patients: int = 50
     anomaly_bulk_minutes: int = 10
     anomaly_denials: int = 10
@@ -105,6 +108,13 @@ class Settings:
             business_hours=_hours(env, "PHIGATE_BUSINESS_HOURS", "7-19"),
             timezone=_timezone(env, "PHIGATE_TIMEZONE", "UTC"),
             audit_seal_seconds=_int(env, "PHIGATE_AUDIT_SEAL_SECONDS", 2, minimum=0, maximum=3600),
+            audit_retention_days=_int(
+                env,
+                "PHIGATE_AUDIT_RETENTION_DAYS",
+                DEFAULT_AUDIT_RETENTION_DAYS,
+                minimum=MIN_AUDIT_RETENTION_DAYS,
+                maximum=36500,
+            ),
             policy_file=Path(env["PHIGATE_POLICY_FILE"])
             if env.get("PHIGATE_POLICY_FILE")
             else None,

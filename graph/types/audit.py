@@ -9,6 +9,7 @@ from sqlalchemy.engine import Row
 from domain.data_classes import DataClass
 from graph.directives import PhiCategory, classified
 from graph.types.common import PageInfo
+from graph.types.enums import AuditOutcome, PurposeOfUse
 
 AUDIT = DataClass.AUDIT
 PUBLIC = DataClass.PUBLIC
@@ -82,8 +83,8 @@ class AuditEventFilter:
     actor_id: str | None = classified(AUDIT, default=None)
     patient_id: strawberry.ID | None = classified(AUDIT, default=None)
     field_category: PhiCategory | None = classified(AUDIT, default=None)
-    purpose: str | None = classified(AUDIT, default=None)
-    outcome: str | None = classified(AUDIT, default=None, description="ALLOWED, DENIED or ERROR.")
+    purpose: PurposeOfUse | None = classified(AUDIT, default=None)
+    outcome: AuditOutcome | None = classified(AUDIT, default=None)
     since: datetime | None = classified(AUDIT, default=None)
     until: datetime | None = classified(AUDIT, default=None)
 

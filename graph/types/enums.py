@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import strawberry
 
-from domain import baas, breaches, patients
+from domain import baas, breaches, patients, purposes, security_events
 
 ConsentType = strawberry.enum(patients.ConsentType)
 ConsentStatus = strawberry.enum(patients.ConsentStatus)
@@ -15,3 +15,5 @@ BreachStatus = strawberry.enum(breaches.BreachStatus)
 RiskConclusion = strawberry.enum(breaches.RiskConclusion)
 NotificationRecipient = strawberry.enum(breaches.NotificationRecipient)
 NotificationMethod = strawberry.enum(breaches.NotificationMethod)
+AuditOutcome = strawberry.enum(security_events.Outcome, name="AuditOutcome")
+PurposeOfUse = strawberry.enum(purposes.Purpose, name="PurposeOfUse")

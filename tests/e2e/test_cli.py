@@ -108,6 +108,11 @@ def test_migrate_then_serve_checks_the_schema_is_current(
         ("PHIGATE_MAX_PAGE_SIZE", "lots", "PHIGATE_MAX_PAGE_SIZE must be a whole number"),
         ("PHIGATE_DB_POOL_SIZE", "0", "PHIGATE_DB_POOL_SIZE must be between 1 and 200"),
         ("DATABASE_URL", "mysql://u:secret@h/db", "DATABASE_URL must point to PostgreSQL"),
+        (
+            "PHIGATE_AUDIT_RETENTION_DAYS",
+            "365",
+            "PHIGATE_AUDIT_RETENTION_DAYS must be between 2190 and 36500",
+        ),
     ],
 )
 def test_bad_configuration_is_named_and_refused(
@@ -276,3 +281,8 @@ def test_the_readme_shows_the_policy_as_it_is() -> None:
     assert shown == render_table(bundled_policy()), (
         "README matrix is stale: paste `phigate policy show`"
     )
+
+
+def test_audit_retention_never_shorter_than_six_years(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "drop-expired", "--retention-days", "30", "--execute"]) == 2
+    assert "--retention-days must be at least 2190" in capsys.readouterr().err

@@ -176,6 +176,9 @@ async def test_review_inputs_are_validated(auditor: GraphQLClient) -> None:
     assert (
         await auditor('{ auditEvents(filter: {patientId: "not-an-id"}) { edges { cursor } } }')
     ).codes == ["BAD_USER_INPUT"]
+    # Outcomes and purposes are enums: a typo is refused, not silently matched to nothing.
+    typo = await auditor("{ auditEvents(filter: {outcome: MAYBE}) { edges { cursor } } }")
+    assert typo.codes == ["BAD_USER_INPUT"]
 
 
 async def test_paging_walks_every_entry_of_a_listing_once(
