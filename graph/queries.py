@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import strawberry
@@ -14,7 +15,7 @@ from graph.types.baa import Baa
 from graph.types.breach import BreachIncident
 from graph.types.care import BreakGlassEpisode, WorkforceUser
 from graph.types.common import GraphInfo, PageInfo, response_path
-from graph.types.enums import BaaStatus, BreachStatus
+from graph.types.enums import BaaStatus, BreachStatus, DeadlineStatus
 from graph.types.patient import Patient, PatientConnection, PatientEdge
 from resolvers import baas, breaches, care, patients
 from resolvers.inputs import encode_cursor, parse_id
@@ -111,6 +112,30 @@ class Query(AuditQueries):
             info.context.db, status=status.value if status else None
         )
         return [BreachIncident.from_row(row) for row in rows]
+
+    @classified(
+        COMPLIANCE,
+        requires=Permission.BREACH_READ,
+        description="Breaches with a notification overdue, or due within this many days;"
+        " soonest first.",
+    )
+    async def breach_deadlines(
+        self, info: GraphInfo, within_days: Annotated[int, classified_arg(COMPLIANCE)] = 14
+    ) -> list[BreachIncident]:
+        rows = await breaches.with_open_deadlines(info.context, within_days)
+        incidents = [BreachIncident.from_row(row) for row in rows]
+        # Together, so the loaders fetch every breach's notices in one statement.
+        schedules = await asyncio.gather(*(incident.deadlines(info) for incident in incidents))
+        found: list[tuple[int, BreachIncident]] = []
+        for incident, deadlines in zip(incidents, schedules, strict=True):
+            unsent = [
+                d.days_left
+                for d in deadlines
+                if d.status in (DeadlineStatus.PENDING, DeadlineStatus.OVERDUE)
+            ]
+            if unsent and min(unsent) <= within_days:
+                found.append((min(unsent), incident))
+        return [incident for _, incident in sorted(found, key=lambda pair: pair[0])]
 
     @classified(
         COMPLIANCE,

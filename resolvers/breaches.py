@@ -19,13 +19,15 @@ from domain.breaches import (
     NotificationRecipient,
     RiskConclusion,
     conclusion_rule,
+    law_enforcement_delay_rule,
     timeline_rule,
 )
-from domain.errors import NotFound, Violations
+from domain.errors import FieldViolation, InvalidInput, NotFound, Violations
 from domain.geography import jurisdiction_rule
 from domain.patients import text_rule
 from resolvers.context import RequestContext
 
+MAX_DEADLINE_WINDOW_DAYS = 365
 _TEXT_LIMITS = {"title": 200, "description": 5000, "root_cause": 5000}
 _RISK_FIELDS = {
     "risk_nature_and_extent": "natureAndExtent",
@@ -179,6 +181,10 @@ async def update_breach(
                 now=ctx.now,
             ),
         )
+    violations.check(
+        "input.lawEnforcementDelayDays",
+        law_enforcement_delay_rule(values.get("law_enforcement_delay_days")),
+    )
     linked = await _affected(ctx, add_affected_patient_ids, "input.addAffectedPatientIds")
     affected_count = values.get("affected_count", current.affected_count)
     if affected_count is None:
@@ -222,3 +228,13 @@ async def record_notification(
             "recorded_at": ctx.now,
         },
     )
+
+
+async def with_open_deadlines(ctx: RequestContext, within_days: int) -> Sequence[Row[Any]]:
+    """Breaches that may still owe notices (the filter on deadlines is the caller's:
+    it needs each breach's jurisdictions and notices, which the loaders batch)."""
+    if not 0 <= within_days <= MAX_DEADLINE_WINDOW_DAYS:
+        raise InvalidInput(
+            [FieldViolation("withinDays", f"must be between 0 and {MAX_DEADLINE_WINDOW_DAYS}")]
+        )
+    return await repo.list_breaches(ctx.db)

@@ -18,6 +18,9 @@ class BreachIncident(Base):
         one_of("risk_conclusion", RiskConclusion, "risk_conclusion"),
         all_of("phi_categories", PhiCategory, "phi_categories"),
         CheckConstraint("affected_count >= 0", name="affected_count"),
+        CheckConstraint(
+            "law_enforcement_delay_days BETWEEN 1 AND 365", name="law_enforcement_delay_days_range"
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -36,6 +39,8 @@ class BreachIncident(Base):
     risk_conclusion: Mapped[str | None] = mapped_column(String(40))
     risk_assessed_at: Mapped[datetime | None] = utc_timestamp(nullable=True)
     root_cause: Mapped[str | None] = mapped_column(Text)
+    # §164.412: a delay requested by law enforcement, in days; deadlines move with it.
+    law_enforcement_delay_days: Mapped[int | None] = mapped_column(Integer)
     remediation_actions: Mapped[list[str]] = mapped_column(ARRAY(Text))
     reported_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = utc_timestamp(server_now=True)

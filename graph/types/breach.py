@@ -7,11 +7,14 @@ from typing import Any
 import strawberry
 from sqlalchemy.engine import Row
 
+from domain import breaches as rules
+from domain.breaches import first_sent, notification_deadlines, notification_required
 from domain.data_classes import DataClass
 from graph.directives import PhiCategory, classified
 from graph.types.common import GraphInfo, response_path
 from graph.types.enums import (
     BreachStatus,
+    DeadlineStatus,
     NotificationMethod,
     NotificationRecipient,
     RiskConclusion,
@@ -57,9 +60,23 @@ class BreachNotification:
         )
 
 
+@strawberry.type(description="When a notice is due, and whether it was sent in time.")
+class NotificationDeadline:
+    recipient: NotificationRecipient = classified(COMPLIANCE)
+    jurisdiction: str | None = classified(
+        COMPLIANCE, description="For media notice: the State with more than 500 affected."
+    )
+    due_on: date = classified(COMPLIANCE)
+    citation: str = classified(COMPLIANCE)
+    status: DeadlineStatus = classified(COMPLIANCE)
+    sent_on: date | None = classified(COMPLIANCE, description="The first notice sent.")
+    days_left: int = classified(COMPLIANCE, description="Negative once the due date has passed.")
+
+
 @strawberry.type(description="A security incident assessed under the Breach Notification Rule.")
 class BreachIncident:
     row_id: strawberry.Private[uuid.UUID]
+    discovered_on: strawberry.Private[date]
     id: strawberry.ID = classified(PUBLIC)
     title: str = classified(COMPLIANCE)
     description: str | None = classified(COMPLIANCE)
@@ -71,6 +88,11 @@ class BreachIncident:
     risk_assessment: RiskAssessment = classified(COMPLIANCE)
     root_cause: str | None = classified(COMPLIANCE)
     remediation_actions: list[str] = classified(COMPLIANCE)
+    law_enforcement_delay_days: int | None = classified(COMPLIANCE)
+    notification_required: bool = classified(
+        COMPLIANCE,
+        description="False only once the risk assessment showed a low probability of compromise.",
+    )
     created_at: datetime = classified(COMPLIANCE)
     updated_at: datetime = classified(COMPLIANCE)
 
@@ -95,6 +117,41 @@ class BreachIncident:
         rows = await info.context.loaders.notifications.load(self.row_id)
         return [BreachNotification.from_row(row) for row in rows]
 
+    @classified(
+        COMPLIANCE,
+        description="Notification deadlines from the discovery date (45 CFR 164.404-.412);"
+        " empty when no notification is required.",
+    )
+    async def deadlines(self, info: GraphInfo) -> list[NotificationDeadline]:
+        if not self.notification_required:
+            return []
+        loaders = info.context.loaders
+        residents = {
+            r.jurisdiction: r.affected_count for r in await loaders.jurisdictions.load(self.row_id)
+        }
+        sent = first_sent(
+            (rules.NotificationRecipient(r.recipient), r.sent_on)
+            for r in await loaders.notifications.load(self.row_id)
+        )
+        today = info.context.today
+        return [
+            NotificationDeadline(
+                recipient=NotificationRecipient(deadline.recipient),
+                jurisdiction=deadline.jurisdiction,
+                due_on=deadline.due_on,
+                citation=deadline.citation,
+                status=DeadlineStatus(deadline.status(sent.get(deadline.recipient), today=today)),
+                sent_on=sent.get(deadline.recipient),
+                days_left=(deadline.due_on - today).days,
+            )
+            for deadline in notification_deadlines(
+                self.discovered_on,
+                affected_count=self.affected_count,
+                residents=residents,
+                law_enforcement_delay_days=self.law_enforcement_delay_days or 0,
+            )
+        ]
+
     @classmethod
     def from_row(cls, row: Row[Any]) -> BreachIncident:
         return cls(
@@ -117,6 +174,12 @@ class BreachIncident:
             ),
             root_cause=row.root_cause,
             remediation_actions=list(row.remediation_actions),
+            law_enforcement_delay_days=row.law_enforcement_delay_days,
+            notification_required=notification_required(
+                RiskConclusion(row.risk_conclusion) if row.risk_conclusion else None,
+                BreachStatus(row.status),
+            ),
+            discovered_on=row.discovered_at.date(),
             created_at=row.created_at,
             updated_at=row.updated_at,
         )

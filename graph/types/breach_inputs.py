@@ -29,6 +29,7 @@ _COLUMNS = {
     "phi_categories": "phi_categories",
     "root_cause": "root_cause",
     "remediation_actions": "remediation_actions",
+    "law_enforcement_delay_days": "law_enforcement_delay_days",
 }
 _RISK_COLUMNS = {
     "nature_and_extent": "risk_nature_and_extent",
@@ -111,6 +112,12 @@ class BreachUpdateInput:
     phi_categories: list[PhiCategory] | None = classified(COMPLIANCE, default=UNSET)
     root_cause: str | None = classified(COMPLIANCE, default=UNSET)
     remediation_actions: list[str] | None = classified(COMPLIANCE, default=UNSET)
+    law_enforcement_delay_days: int | None = classified(
+        COMPLIANCE,
+        default=UNSET,
+        description="A delay law enforcement asked for (45 CFR 164.412), 1 to 365 days;"
+        " every notification deadline moves back by it. Null clears it.",
+    )
     risk_assessment: RiskAssessmentInput | None = classified(COMPLIANCE, default=UNSET)
     add_affected_patient_ids: list[strawberry.ID] = classified(PUBLIC, default_factory=list)
     jurisdictions: list[JurisdictionCountInput] | None = classified(

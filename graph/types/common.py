@@ -37,7 +37,7 @@ def provided(source: Any, names: dict[str, str]) -> dict[str, Any]:
     left out, so partial updates touch only what was given (and audit says so)."""
     values: dict[str, Any] = {}
     for attribute, column in names.items():
-        value = getattr(source, attribute)
+        value = getattr(source, attribute, strawberry.UNSET)
         if value is not strawberry.UNSET:
             values[column] = value
     return values

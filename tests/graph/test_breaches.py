@@ -212,3 +212,67 @@ async def test_breach_queries(gql: GraphQLClient, seeded: int) -> None:
         await gql("query($id: ID!) { breach(id: $id) { title } }", {"id": confirmed[0]["id"]})
     ).ok()["breach"]
     assert "synthetic" in one["title"]
+
+
+DEADLINES = """query($id: ID!) { breach(id: $id) {
+  lawEnforcementDelayDays notificationRequired
+  deadlines { recipient jurisdiction dueOn citation status sentOn daysLeft }
+} }"""
+
+
+async def test_notification_deadlines_follow_discovery_delay_and_notices(
+    gql: GraphQLClient,
+) -> None:
+    discovered = NOW - timedelta(days=70)
+    breach = await report(
+        gql,
+        discoveredAt=discovered.isoformat(),
+        occurredAt=(discovered - timedelta(days=1)).isoformat(),
+    )
+    found = (await gql(DEADLINES, {"id": breach["id"]})).ok()["breach"]
+    assert found["notificationRequired"] is True
+    by_recipient = {d["recipient"]: d for d in found["deadlines"]}
+    individuals = by_recipient["INDIVIDUALS"]
+    assert individuals["dueOn"] == (discovered.date() + timedelta(days=60)).isoformat()
+    assert (individuals["status"], individuals["daysLeft"]) == ("OVERDUE", -10)
+    # Fewer than 500 affected: HHS hears of it in the annual log.
+    assert by_recipient["HHS"]["citation"] == "45 CFR 164.408(c)"
+    assert "MEDIA" not in by_recipient
+
+    due_now = (await gql("{ breachDeadlines(withinDays: 0) { id } }")).ok()["breachDeadlines"]
+    assert breach["id"] in {b["id"] for b in due_now}
+
+    bad = await gql(UPDATE, {"input": {"id": breach["id"], "lawEnforcementDelayDays": 0}})
+    assert bad.codes == ["BAD_USER_INPUT"]
+    assert bad.errors[0]["extensions"]["fields"][0]["field"] == "input.lawEnforcementDelayDays"
+
+    (await gql(UPDATE, {"input": {"id": breach["id"], "lawEnforcementDelayDays": 30}})).ok()
+    delayed = (await gql(DEADLINES, {"id": breach["id"]})).ok()["breach"]
+    individuals = {d["recipient"]: d for d in delayed["deadlines"]}["INDIVIDUALS"]
+    assert (individuals["status"], individuals["daysLeft"]) == ("PENDING", 20)
+    assert delayed["lawEnforcementDelayDays"] == 30
+
+
+async def test_a_ruled_out_breach_owes_no_notices(gql: GraphQLClient) -> None:
+    breach = await report(gql)
+    await gql(UPDATE, {"input": {"id": breach["id"], "status": "UNDER_ASSESSMENT"}})
+    risk = {
+        "natureAndExtent": "Names only",
+        "unauthorizedRecipient": "Another covered entity",
+        "acquiredOrViewed": "Not viewed",
+        "mitigation": "Returned unopened",
+        "conclusion": "LOW_PROBABILITY_OF_COMPROMISE",
+    }
+    (
+        await gql(
+            UPDATE,
+            {"input": {"id": breach["id"], "riskAssessment": risk, "status": "NOT_A_BREACH"}},
+        )
+    ).ok()
+    found = (await gql(DEADLINES, {"id": breach["id"]})).ok()["breach"]
+    assert found == {
+        "lawEnforcementDelayDays": None,
+        "notificationRequired": False,
+        "deadlines": [],
+    }
+    assert (await gql("{ breachDeadlines(withinDays: 400) { id } }")).codes == ["BAD_USER_INPUT"]
