@@ -12,10 +12,11 @@ Blob layout (all integers big-endian)::
 from __future__ import annotations
 
 import base64
+import hmac
 import os
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -51,6 +52,7 @@ class LocalKeyProvider:
     """KEKs held in process memory, from configuration (env var or key file)."""
 
     keys: Mapping[int, bytes]
+    _aead: dict[int, AESGCM] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -62,6 +64,8 @@ class LocalKeyProvider:
                 )
             if len(set(key)) < 16:
                 raise KeyConfigurationError(f"key-encryption key version {version} is not random")
+        # One AEAD object per KEK version, built once: unwrapping is on every read.
+        object.__setattr__(self, "_aead", {v: AESGCM(k) for v, k in self.keys.items()})
 
     @property
     def current_version(self) -> int:
@@ -70,14 +74,14 @@ class LocalKeyProvider:
     def wrap(self, data_key: bytes, *, aad: bytes) -> tuple[int, bytes]:
         version = self.current_version
         nonce = os.urandom(NONCE_BYTES)
-        return version, nonce + AESGCM(self.keys[version]).encrypt(nonce, data_key, b"kek|" + aad)
+        return version, nonce + self._aead[version].encrypt(nonce, data_key, b"kek|" + aad)
 
     def unwrap(self, version: int, wrapped: bytes, *, aad: bytes) -> bytes:
-        key = self.keys.get(version)
-        if key is None:
+        aead = self._aead.get(version)
+        if aead is None:
             raise DecryptionError(f"key-encryption key version {version} is not configured")
         try:
-            return AESGCM(key).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], b"kek|" + aad)
+            return aead.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], b"kek|" + aad)
         except InvalidTag:
             raise DecryptionError(
                 "a data key failed authentication (tampered or wrong row)"
@@ -140,3 +144,64 @@ class Envelope:
 
     def decrypt_text(self, blob: bytes, *, aad: bytes) -> str:
         return self.decrypt(blob, aad=aad).decode()
+
+    def key_version(self, blob: bytes) -> int:
+        """The KEK version a ciphertext's data key is wrapped under."""
+        try:
+            return int(_HEADER.unpack_from(blob)[1])
+        except struct.error:
+            raise DecryptionError("ciphertext is truncated") from None
+
+    def rewrap(self, blob: bytes, *, aad: bytes) -> bytes:
+        """The same ciphertext with its data key wrapped under the current KEK: the value
+        itself is never decrypted, only its 32-byte data key is unwrapped and wrapped."""
+        version, kek_version, wrapped_len = _HEADER.unpack_from(blob)
+        if version != FORMAT_VERSION:
+            raise DecryptionError("ciphertext has an unknown format version")
+        start = _HEADER.size
+        data_key = self.provider.unwrap(kek_version, blob[start : start + wrapped_len], aad=aad)
+        new_version, wrapped = self.provider.wrap(data_key, aad=aad)
+        rest = blob[start + wrapped_len :]
+        return _HEADER.pack(FORMAT_VERSION, new_version, len(wrapped)) + wrapped + rest
+
+
+class BlindIndex:
+    """A keyed hash (HMAC-SHA256, its own 256-bit key) of a normalised identifier, for
+    exact-match lookup without decrypting anything. Without the key the index reveals
+    nothing; with it, only equality."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != KEY_BYTES or len(set(key)) < 16:
+            raise KeyConfigurationError("the blind-index key must be 256 random bits")
+        self._key = key
+
+    def __call__(self, purpose: str, value: str) -> bytes:
+        return hmac.digest(self._key, f"{purpose}\x00{value}".encode(), "sha256")
+
+    @classmethod
+    def from_base64(cls, encoded: str) -> BlindIndex:
+        try:
+            return cls(base64.b64decode(encoded.strip(), validate=True))
+        except ValueError:
+            raise KeyConfigurationError("the blind-index key must be base64") from None
+
+
+@dataclass(frozen=True)
+class FieldCipher:
+    """Encrypts and decrypts one column of one row (the AAD names table, column and
+    row), and computes blind indexes."""
+
+    envelope: Envelope
+    index: BlindIndex
+
+    def seal(self, table: str, column: str, row_id: object, value: str | None) -> bytes | None:
+        if value is None:
+            return None
+        return self.envelope.encrypt_text(value, aad=associated_data(table, column, row_id))
+
+    def open(self, table: str, column: str, row_id: object, blob: bytes | None) -> str | None:
+        if blob is None:
+            return None
+        return self.envelope.decrypt(
+            blob if type(blob) is bytes else bytes(blob), aad=f"{table}.{column}:{row_id}".encode()
+        ).decode()

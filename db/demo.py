@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.crypto import FieldCipher
 from db.models import (
     Baa,
     BreachAffectedPatient,
@@ -28,13 +29,9 @@ from db.models import (
     Diagnosis,
     Patient,
 )
+from db.patients import seal_identifiers
+from db.visibility import SYSTEM_SCOPE
 
-# Seeding is a trusted system operation: it declares a row scope of ALL for its own
-# transaction, which is what row-level security asks of every writer.
-SYSTEM_SCOPE = text(
-    "SELECT set_config('phigate.row_scope', 'ALL', true),"
-    " set_config('phigate.actor_id', 'system', true)"
-)
 NAMESPACE = uuid.UUID("5b3c6d5e-0f1a-4c2b-9d8e-7f6a5b4c3d2e")
 GIVEN_NAMES = (
     "Alpha",
@@ -126,11 +123,18 @@ class SeedReport:
 
 
 async def seed_demo(
-    connection: AsyncConnection, *, patients: int = 50, now: datetime | None = None
+    connection: AsyncConnection,
+    *,
+    cipher: FieldCipher,
+    patients: int = 50,
+    now: datetime | None = None,
 ) -> SeedReport:
     now = now or datetime.now(UTC)
     await connection.execute(SYSTEM_SCOPE)
-    patient_rows = [synthetic_patient(n, now=now) for n in range(1, patients + 1)]
+    patient_rows = [
+        seal_identifiers(cipher, row["id"], row)
+        for row in (synthetic_patient(n, now=now) for n in range(1, patients + 1))
+    ]
     for chunk in range(0, len(patient_rows), 1000):
         batch = patient_rows[chunk : chunk + 1000]
         await connection.execute(insert(Patient).on_conflict_do_nothing(), batch)
@@ -283,8 +287,15 @@ async def seed_care_team(
 ) -> None:
     """Put a demo clinician or nurse on the care team of some demo patients."""
     await connection.execute(SYSTEM_SCOPE)
+    wanted = [demo_id("patient", n) for n in patients]
+    # Fewer demo patients than the team would cover (`seed-demo --patients 3`): those there are.
+    present = set(
+        (await connection.execute(select(Patient.id).where(Patient.id.in_(wanted)))).scalars()
+    )
     rows = [
-        {"patient_id": demo_id("patient", n), "user_id": user_id, "added_by": "seed-demo"}
-        for n in patients
+        {"patient_id": patient_id, "user_id": user_id, "added_by": "seed-demo"}
+        for patient_id in wanted
+        if patient_id in present
     ]
-    await connection.execute(insert(CareTeamMember).on_conflict_do_nothing(), rows)
+    if rows:
+        await connection.execute(insert(CareTeamMember).on_conflict_do_nothing(), rows)

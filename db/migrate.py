@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.crypto import FieldCipher
 from db.engine import DatabaseTarget
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -26,16 +27,20 @@ def include_object(
     return not (schema == "audit" and table_name.startswith("events_"))
 
 
-def alembic_config(target: DatabaseTarget) -> Config:
+def alembic_config(target: DatabaseTarget, cipher: FieldCipher | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["target"] = target
+    config.attributes["cipher"] = cipher
     return config
 
 
-def upgrade(target: DatabaseTarget, revision: str = "head") -> None:
-    """Migrate with the owner/administrator connection. Not callable from a running loop."""
-    command.upgrade(alembic_config(target), revision)
+def upgrade(
+    target: DatabaseTarget, revision: str = "head", *, cipher: FieldCipher | None = None
+) -> None:
+    """Migrate with the owner/administrator connection. Not callable from a running loop.
+    The cipher is needed only by migrations that encrypt existing values."""
+    command.upgrade(alembic_config(target, cipher), revision)
 
 
 def head_revision() -> str | None:

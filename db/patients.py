@@ -13,11 +13,48 @@ from typing import Any
 from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.engine import Row
 
+from db.crypto import FieldCipher
 from db.models import Consent, Diagnosis, Patient
 from db.unit_of_work import RequestDatabase
 from db.visibility import PatientScope
 
 patients = Patient.__table__
+
+# Columns stored encrypted, and the purpose string of the SSN's blind index.
+SEALED = {"ssn": "ssn_sealed", "insurance_member_id": "insurance_member_id_sealed"}
+SSN_INDEX = "patients.ssn"
+
+
+def seal_identifiers(
+    cipher: FieldCipher, patient_id: uuid.UUID, values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Values as stored: SSN and member id encrypted for this row, the SSN's blind index
+    alongside. Only the columns given are touched (None clears them)."""
+    stored = dict(values)
+    for column, sealed in SEALED.items():
+        if column in stored:
+            value = stored.pop(column)
+            stored[sealed] = cipher.seal("patients", column, patient_id, value)
+            if column == "ssn":
+                stored["ssn_index"] = None if value is None else cipher.index(SSN_INDEX, value)
+    return stored
+
+
+async def patients_by_ssn(
+    db: RequestDatabase, cipher: FieldCipher, ssn: str, scope: PatientScope
+) -> Sequence[Row[Any]]:
+    """Exact match through the blind index: nothing is decrypted to search."""
+    return await db.rows(
+        select(patients)
+        .where(patients.c.ssn_index == cipher.index(SSN_INDEX, ssn), scope.clause(patients.c.id))
+        .order_by(patients.c.created_at, patients.c.id)
+    )
+
+
+async def patients_by_mrn(db: RequestDatabase, mrn: str, scope: PatientScope) -> Sequence[Row[Any]]:
+    return await db.rows(select(patients).where(patients.c.mrn == mrn, scope.clause(patients.c.id)))
+
+
 diagnoses = Diagnosis.__table__
 consents = Consent.__table__
 

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, false, func, or_, select, true
+from sqlalchemy import ColumnElement, exists, false, func, or_, select, text, true
 
 from db.models import BreakGlassEpisode, CareTeamMember
 from domain.permissions import RowScope
@@ -57,3 +57,11 @@ class PatientScope:
 
 SYSTEM = PatientScope(RowScope.ALL, "system")
 NOBODY = PatientScope(RowScope.NONE)
+
+
+# Trusted system operations (seeding, key rotation) declare a row scope of ALL for their
+# own transaction, which is what row-level security asks of every reader and writer.
+SYSTEM_SCOPE = text(
+    "SELECT set_config('phigate.row_scope', 'ALL', true),"
+    " set_config('phigate.actor_id', 'system', true)"
+)

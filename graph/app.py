@@ -21,6 +21,7 @@ from db.engine import DatabaseTarget, create_engine, parse_database_url
 from domain.policy import Policy, PolicyError, bundled_policy, parse_policy
 from graph.authentication import BearerAuthentication
 from graph.identity import Identity, build_identity
+from graph.keys import field_cipher
 from graph.logs import configure_logging, describe_exception
 from graph.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from graph.routes.auth import AuthEndpoints
@@ -69,7 +70,13 @@ def create_app(
                     await sequencer
             await engine.dispose()
 
-    graphql = GraphQLView(schema, engine=engine, settings=settings, policy=load_policy(settings))
+    graphql = GraphQLView(
+        schema,
+        engine=engine,
+        settings=settings,
+        policy=load_policy(settings),
+        cipher=field_cipher(settings),
+    )
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),

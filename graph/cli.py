@@ -16,6 +16,7 @@ from db.errors import ConstraintViolation
 from db.migrate import current_revision, head_revision, upgrade
 from domain.policy import PolicyError
 from graph import cli_audit, cli_identity, cli_policy
+from graph.keys import field_cipher
 from graph.logs import configure_logging
 from graph.settings import Settings, SettingsError
 
@@ -50,13 +51,23 @@ async def _revision(target: DatabaseTarget) -> str | None:
         await engine.dispose()
 
 
+def _migrate(settings: Settings, database: Database) -> None:
+    """Migrate with the keys at hand: a migration that encrypts existing values needs
+    them, and says so if they are missing."""
+    try:
+        cipher = field_cipher(settings)
+    except SettingsError:
+        cipher = None
+    upgrade(database.admin, cipher=cipher)
+
+
 def _emit(payload: dict[str, object]) -> None:
     print(json.dumps(payload, indent=2, default=str))
 
 
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
     database = open_database(settings)
-    upgrade(database.admin)
+    _migrate(settings, database)
     _emit({"migrated": True, "revision": head_revision()})
     return 0
 
@@ -74,7 +85,9 @@ def _seed(settings: Settings, database: Database, patients: int) -> dict[str, ob
         )
         try:
             async with engine.begin() as connection:
-                report = await seed_demo(connection, patients=patients)
+                report = await seed_demo(
+                    connection, cipher=field_cipher(settings), patients=patients
+                )
         finally:
             await engine.dispose()
         return {
@@ -99,7 +112,7 @@ def _seed(settings: Settings, database: Database, patients: int) -> dict[str, ob
 def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
     database = open_database(settings)
     if database.embedded is not None:
-        upgrade(database.admin)
+        _migrate(settings, database)
     _emit(_seed(settings, database, args.patients))
     return 0
 
@@ -127,7 +140,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     _refuse_unsafe_serving(settings)
     database = open_database(settings)
     if database.embedded is not None:
-        upgrade(database.admin)  # zero-setup: the embedded database is always current
+        _migrate(settings, database)  # zero-setup: the embedded database is always current
     elif asyncio.run(_revision(database.app)) != head_revision():
         raise CommandError("the database schema is not current: run `phigate migrate` first")
     if args.demo:
@@ -158,7 +171,7 @@ def cmd_identity(settings: Settings, args: argparse.Namespace) -> int:
 
     database = open_database(settings)
     if database.embedded is not None:
-        upgrade(database.admin)
+        _migrate(settings, database)
     try:
         _emit(args.action(settings, database.app, args))
     except DomainError as exc:
@@ -173,7 +186,7 @@ def cmd_identity(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     database = open_database(settings)
     if database.embedded is not None:
-        upgrade(database.admin)
+        _migrate(settings, database)
     try:
         return int(args.action(settings, database.app, database.admin, args))
     except ValueError as exc:

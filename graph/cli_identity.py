@@ -165,6 +165,44 @@ def keys_rotate_signing(
     return {"signing_kid": kid, "previous_keys": "verify until their tokens expire"}
 
 
+def keys_rotate(
+    settings: Settings, target: DatabaseTarget, args: argparse.Namespace
+) -> dict[str, Any]:
+    """A new key-encryption key version (development key file), or the one the operator
+    added to PHIGATE_MASTER_KEY; then every data key re-wrapped under it, online."""
+    from db.key_rotation import rewrap_all, stale_counts
+    from domain.security_events import Outcome, SecurityEvent
+    from graph.keys import add_development_key_version, key_provider
+    from resolvers.auth import flush_events
+
+    if not args.resume and not settings.master_key:
+        add_development_key_version(settings)
+    version = key_provider(settings).current_version
+
+    def report(name: str, done: int) -> None:
+        print(json.dumps({"rewrapping": name, "done": done}), file=sys.stderr, flush=True)
+
+    async def rotate(ctx: AuthContext) -> dict[str, Any]:
+        if settings.master_key and not any((await stale_counts(ctx.engine, version)).values()):
+            raise ValueError(
+                f"every value is already under key version {version}: add a new version"
+                " to PHIGATE_MASTER_KEY (`1:<old>,2:<new>`) first"
+            )
+        done = await rewrap_all(ctx.engine, ctx.config.envelope, batch=args.batch, progress=report)
+        ctx.record(
+            SecurityEvent.DATA_KEYS_REWRAPPED,
+            Outcome.ALLOWED,
+            actor_id=operator(),
+            actor_kind="SYSTEM",
+            reason=f"KEK:{version}",
+        )
+        await flush_events(ctx)
+        remaining = await stale_counts(ctx.engine, version)
+        return {"key_version": version, "rewrapped": done, "remaining": remaining}
+
+    return run_with_context(settings, target, rotate)
+
+
 def demo_code(
     settings: Settings, target: DatabaseTarget, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -261,13 +299,22 @@ def add_parsers(commands: Any, handler: Callable[..., int]) -> None:
     )
     add_client.set_defaults(handler=handler, action=client_add)
 
-    keys = commands.add_parser("keys", help="manage token-signing keys")
+    keys = commands.add_parser("keys", help="manage token-signing and encryption keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     rotate = key_commands.add_parser(
         "rotate-signing",
         help="start signing with a new key; old tokens stay valid until they expire",
     )
     rotate.set_defaults(handler=handler, action=keys_rotate_signing)
+    rotate_kek = key_commands.add_parser(
+        "rotate",
+        help="new key-encryption key version; re-wrap every data key under it, online",
+    )
+    rotate_kek.add_argument("--batch", type=int, default=500, help="rows per transaction")
+    rotate_kek.add_argument(
+        "--resume", action="store_true", help="finish an interrupted run without a new version"
+    )
+    rotate_kek.set_defaults(handler=handler, action=keys_rotate)
 
     code = commands.add_parser(
         "demo-code", help="print the current TOTP code of a demo account (development only)"

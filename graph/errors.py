@@ -25,6 +25,7 @@ from graphql.language import (
     ObjectValueNode,
 )
 
+from db.crypto import DecryptionError
 from db.errors import ConstraintViolation
 from domain.errors import DomainError, InvalidInput
 from graph.logs import describe_exception
@@ -38,10 +39,15 @@ VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 CONFLICT = "CONFLICT"
 AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
+DATA_INTEGRITY = "DATA_INTEGRITY"
 
 INTERNAL_MESSAGE = "Internal error. Quote the request id to your administrator."
 AUDIT_MESSAGE = (
     "The audit trail could not record this request, so it was not carried out. Retry later."
+)
+DATA_INTEGRITY_MESSAGE = (
+    "A protected value failed its integrity check (altered, moved, or its key is not"
+    " configured) and was not returned. Quote the request id to your administrator."
 )
 CONFLICT_MESSAGE = (
     "The change conflicts with existing data (a value that must be unique is in use)."
@@ -196,6 +202,10 @@ def safe_error(
             fields = [{"field": v.field, "rule": v.rule} for v in cause.violations]
     elif isinstance(cause, ConstraintViolation):
         code, message = CONFLICT, CONFLICT_MESSAGE
+    elif isinstance(cause, DecryptionError):
+        # Never garbage: the field is null with this error, and the log says why.
+        log.error("decryption_failed", reason=str(cause), **describe_exception(cause))
+        code, message = DATA_INTEGRITY, DATA_INTEGRITY_MESSAGE
     elif cause is None or isinstance(cause, GraphQLError | ScalarRuleError):
         code, message = _rewrite_pre_execution(error, document)
         message = _redact(message, set(allowed_names) | _document_names(document))

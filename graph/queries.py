@@ -7,10 +7,10 @@ import strawberry
 
 from db import baas as baa_repo
 from db import breaches as breach_repo
-from domain.data_classes import DataClass
+from domain.data_classes import DataClass, PhiCategory
 from domain.permissions import Permission
 from graph.audit_queries import AuditQueries
-from graph.directives import classified, classified_arg
+from graph.directives import classified, classified_arg, phi_arg
 from graph.types.baa import Baa
 from graph.types.breach import BreachIncident
 from graph.types.care import BreakGlassEpisode, WorkforceUser
@@ -62,6 +62,22 @@ class Query(AuditQueries):
             ],
             page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
         )
+
+    @classified(
+        PUBLIC,
+        requires=Permission.PATIENT_RECORDS_READ,
+        description="Patients with exactly this SSN or MRN (give one), among those the caller"
+        " may reach. SSNs are matched through a keyed blind index, never by decrypting.",
+    )
+    async def patients_by_identifier(
+        self,
+        info: GraphInfo,
+        ssn: Annotated[str | None, phi_arg(PhiCategory.IDENTIFIER)] = None,
+        mrn: Annotated[str | None, phi_arg(PhiCategory.IDENTIFIER)] = None,
+    ) -> list[Patient]:
+        rows = await patients.find_patients(info.context, ssn=ssn, mrn=mrn)
+        info.context.trail.returned(response_path(info), [row.id for row in rows])
+        return [Patient.from_row(row) for row in rows]
 
     @classified(
         COMPLIANCE, requires=Permission.BAA_READ, description="One Business Associate Agreement."

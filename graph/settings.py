@@ -56,6 +56,7 @@ class Settings:
     lockout_threshold: int = 5
     lockout_minutes: int = 30
     master_key: str | None = field(default=None, repr=False)
+    blind_index_key: str | None = field(default=None, repr=False)
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19456
     argon2_parallelism: int = 1
@@ -133,6 +134,7 @@ class Settings:
             lockout_threshold=_int(env, "PHIGATE_LOCKOUT_THRESHOLD", 5, minimum=1, maximum=100),
             lockout_minutes=_int(env, "PHIGATE_LOCKOUT_MINUTES", 30, minimum=1, maximum=10080),
             master_key=_secret(env, "PHIGATE_MASTER_KEY"),
+            blind_index_key=_secret(env, "PHIGATE_BLIND_INDEX_KEY"),
             argon2_time_cost=_int(env, "PHIGATE_ARGON2_TIME_COST", 2, minimum=1, maximum=20),
             argon2_memory_kib=_int(
                 env, "PHIGATE_ARGON2_MEMORY_KIB", 19456, minimum=8192, maximum=4194304
@@ -165,7 +167,7 @@ class Settings:
 
     def describe(self) -> dict[str, str]:
         """Settings without secrets, for `phigate check` and start-up logs."""
-        hidden = {"database_url", "migration_database_url", "master_key"}
+        hidden = {"database_url", "migration_database_url", "master_key", "blind_index_key"}
         described = {
             f.name: str(getattr(self, f.name)) for f in fields(self) if f.name not in hidden
         }

@@ -13,6 +13,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from db.audit_queries import AnomalyThresholds
+from db.crypto import FieldCipher
 from db.unit_of_work import RequestDatabase
 from domain.policy import Policy
 from graph.authentication import PRINCIPAL
@@ -28,7 +29,13 @@ MAX_REASON = 500
 
 class GraphQLView(GraphQL[RequestContext, None]):
     def __init__(
-        self, schema: Any, *, engine: AsyncEngine, settings: Settings, policy: Policy
+        self,
+        schema: Any,
+        *,
+        engine: AsyncEngine,
+        settings: Settings,
+        policy: Policy,
+        cipher: FieldCipher,
     ) -> None:
         super().__init__(
             schema,
@@ -38,6 +45,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         )
         self._engine = engine
         self._policy = policy
+        self._cipher = cipher
         self._break_glass = timedelta(minutes=settings.break_glass_minutes)
         start, end = (int(hour) for hour in settings.business_hours.split("-"))
         self._anomalies = AnomalyThresholds(
@@ -70,6 +78,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             access=access,
             page_limits=self._page_limits,
             anomaly_limits=self._anomalies,
+            cipher=self._cipher,
         )
 
     async def execute_single(

@@ -5,6 +5,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from db.audit_queries import AnomalyThresholds
+from db.crypto import FieldCipher
 from db.unit_of_work import RequestDatabase
 from db.visibility import PatientScope
 from domain.authorization import Decision
@@ -76,10 +77,17 @@ class RequestContext:
     # Audit entries collected during the request, written with its transaction.
     audit: list[dict[str, Any]] = field(default_factory=list)
     trail: AuditTrail = field(default_factory=AuditTrail)
+    # Opens and seals encrypted columns; None only where no PHI identifiers are touched.
+    cipher: FieldCipher | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.db, self.access.scope)
+
+    def require_cipher(self) -> FieldCipher:
+        if self.cipher is None:
+            raise RuntimeError("no field cipher is configured for this request")
+        return self.cipher
 
     @property
     def principal(self) -> Principal | None:

@@ -177,7 +177,7 @@ async def create_patient(
     await repo.insert_patient(
         ctx.db,
         {
-            **values,
+            **repo.seal_identifiers(ctx.require_cipher(), patient_id, values),
             "id": patient_id,
             "created_by": ctx.actor_id,
             "created_at": ctx.now,
@@ -226,7 +226,8 @@ async def update_patient(
         if removed != len(set(remove_diagnosis_ids)):
             raise NotFound("diagnosis of this patient", "input.removeDiagnosisIds")
     await repo.insert_diagnoses(ctx.db, new_diagnoses)
-    updated = await repo.update_patient(ctx.db, patient_id, changes, now=ctx.now, scope=ctx.scope)
+    stored = repo.seal_identifiers(ctx.require_cipher(), patient_id, changes)
+    updated = await repo.update_patient(ctx.db, patient_id, stored, now=ctx.now, scope=ctx.scope)
     if updated is None:
         raise NotFound("patient", "input.id")
     return updated
@@ -256,3 +257,22 @@ async def record_consent(
             "recorded_at": ctx.now,
         },
     )
+
+
+async def find_patients(
+    ctx: RequestContext, *, ssn: str | None, mrn: str | None
+) -> Sequence[Row[Any]]:
+    """Exact match on one identifier, among the patients the caller may reach. SSNs are
+    matched through their blind index: nothing is decrypted to search."""
+    violations = Violations()
+    if (ssn is None) == (mrn is None):
+        violations.check("ssn", "give exactly one of ssn or mrn")
+    if ssn is not None:
+        violations.check("ssn", rules.ssn_rule(ssn))
+    if mrn is not None:
+        violations.check("mrn", rules.mrn_rule(mrn))
+    violations.raise_if_any()
+    if ssn is not None:
+        return await repo.patients_by_ssn(ctx.db, ctx.require_cipher(), ssn, ctx.scope)
+    assert mrn is not None
+    return await repo.patients_by_mrn(ctx.db, mrn, ctx.scope)

@@ -14,7 +14,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from db.crypto import generate_key
+from db.crypto import BlindIndex, Envelope, FieldCipher, LocalKeyProvider, generate_key
 from db.embedded import EmbeddedPostgres, start_embedded
 from db.engine import DatabaseTarget, create_engine
 from db.migrate import upgrade
@@ -66,6 +66,14 @@ def admin_target(postgres: EmbeddedPostgres, database: str) -> DatabaseTarget:
 
 
 MASTER_KEY = generate_key()
+BLIND_INDEX_KEY = generate_key()
+TEST_KEYS = {"master_key": MASTER_KEY, "blind_index_key": BLIND_INDEX_KEY}
+
+
+def cipher_for_tests() -> FieldCipher:
+    return FieldCipher(
+        Envelope(LocalKeyProvider.from_base64(MASTER_KEY)), BlindIndex.from_base64(BLIND_INDEX_KEY)
+    )
 
 
 # argon2id at its minimum cost: these tests are about what phigate does, not about how
@@ -75,7 +83,7 @@ FAST_HASHING = {"argon2_time_cost": 1, "argon2_memory_kib": 8192}
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(master_key=MASTER_KEY, **FAST_HASHING)
+    return Settings(**TEST_KEYS, **FAST_HASHING)
 
 
 @pytest.fixture
@@ -169,7 +177,9 @@ async def seeded(app_engine: AsyncEngine) -> int:
     from db.demo import seed_demo
 
     async with app_engine.begin() as connection:
-        report = await seed_demo(connection, patients=30, now=datetime.now(UTC))
+        report = await seed_demo(
+            connection, cipher=cipher_for_tests(), patients=30, now=datetime.now(UTC)
+        )
     return report.patients
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, String, Text, text
+from sqlalchemy import Boolean, Date, ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, one_of, utc_timestamp, uuid_pk
@@ -22,7 +22,10 @@ class Patient(Base):
     given_name: Mapped[str] = mapped_column(String(100))
     family_name: Mapped[str] = mapped_column(String(100))
     date_of_birth: Mapped[date] = mapped_column(Date)
-    ssn: Mapped[str | None] = mapped_column(String(11))
+    # Encrypted (db.crypto envelope, AAD "patients.<column>:<id>"); SSN also as a
+    # keyed blind index for exact-match lookup.
+    ssn_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    ssn_index: Mapped[bytes | None] = mapped_column(LargeBinary, index=True)
     address_line: Mapped[str | None] = mapped_column(String(200))
     address_city: Mapped[str | None] = mapped_column(String(100))
     address_state: Mapped[str | None] = mapped_column(String(2))
@@ -30,7 +33,7 @@ class Patient(Base):
     phone: Mapped[str | None] = mapped_column(String(16))
     email: Mapped[str | None] = mapped_column(String(254))
     insurance_payer: Mapped[str | None] = mapped_column(String(100))
-    insurance_member_id: Mapped[str | None] = mapped_column(String(40))
+    insurance_member_id_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     retention_class: Mapped[str] = mapped_column(
         String(20), server_default=text(f"'{RetentionClass.STANDARD.value}'")
     )

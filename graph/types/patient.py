@@ -77,21 +77,32 @@ class LegalHold:
 @strawberry.type(description="A patient: PHI plus the compliance metadata that governs it.")
 class Patient:
     row_id: strawberry.Private[uuid.UUID]
+    ssn_sealed: strawberry.Private[bytes | None]
+    member_id_sealed: strawberry.Private[bytes | None]
     id: strawberry.ID = classified(PUBLIC)
     mrn: str = phi(IDENTIFIER, description="Medical record number.")
     given_name: str = phi(IDENTITY)
     family_name: str = phi(IDENTITY)
     date_of_birth: date = phi(IDENTITY)
-    ssn: str | None = phi(IDENTIFIER)
     address: Address | None = phi(CONTACT)
     phone: str | None = phi(CONTACT, description="E.164.")
     email: str | None = phi(CONTACT)
     insurance_payer: str | None = phi(FINANCIAL)
-    insurance_member_id: str | None = phi(IDENTIFIER)
     retention_class: RetentionClass = classified(COMPLIANCE)
     legal_hold: LegalHold = classified(COMPLIANCE)
     created_at: datetime = classified(COMPLIANCE)
     updated_at: datetime = classified(COMPLIANCE)
+
+    @phi(IDENTIFIER, description="Stored encrypted; opened only when selected.")
+    def ssn(self, info: GraphInfo) -> str | None:
+        # self.id is str(row_id) already: the AAD is built without formatting the UUID again.
+        return info.context.require_cipher().open("patients", "ssn", self.id, self.ssn_sealed)
+
+    @phi(IDENTIFIER, description="Stored encrypted; opened only when selected.")
+    def insurance_member_id(self, info: GraphInfo) -> str | None:
+        return info.context.require_cipher().open(
+            "patients", "insurance_member_id", self.id, self.member_id_sealed
+        )
 
     @phi(CLINICAL)
     async def diagnoses(self, info: GraphInfo) -> list[Diagnosis]:
@@ -118,7 +129,8 @@ class Patient:
             given_name=row.given_name,
             family_name=row.family_name,
             date_of_birth=row.date_of_birth,
-            ssn=row.ssn,
+            ssn_sealed=row.ssn_sealed,
+            member_id_sealed=row.insurance_member_id_sealed,
             address=Address(
                 line=row.address_line,
                 city=row.address_city,
@@ -130,7 +142,6 @@ class Patient:
             phone=row.phone,
             email=row.email,
             insurance_payer=row.insurance_payer,
-            insurance_member_id=row.insurance_member_id,
             retention_class=RetentionClass(row.retention_class),
             legal_hold=LegalHold(
                 active=row.legal_hold, reason=row.legal_hold_reason, set_at=row.legal_hold_set_at

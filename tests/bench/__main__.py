@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from graph.logs import configure_logging
-from tests.bench import bench_compliance
+from tests.bench import bench_compliance, bench_encryption
 from tests.bench.harness import database, machine
 
-BENCHES = {"compliance": bench_compliance.run}
+BENCHES = {"compliance": bench_compliance.run, "encryption": bench_encryption.run}
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ from domain.principals import Service
 from domain.roles import ServiceScope
 from graph.schema import build_schema
 from resolvers.context import AccessRequest, RequestContext, RequestMeta
-from tests.bench.harness import Database, interleaved, ratio, summary
+from tests.bench.harness import Database, bench_cipher, interleaved, ratio, summary
 
 QUERY = """
 query Hundred {
@@ -36,6 +36,7 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
         "neither": build_schema(audit=False, enforce=False),
     }
     access = AccessRequest(principal=READER, purpose_header="TREATMENT")
+    cipher = bench_cipher()
 
     def execute(schema: Any) -> Any:
         async def once() -> None:
@@ -44,6 +45,7 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
                 meta=RequestMeta(request_id="bench"),
                 now=datetime.now(UTC),
                 access=access,
+                cipher=cipher,
             )
             result = await schema.execute(QUERY, context_value=context)
             assert not result.errors and len(result.data["patients"]["edges"]) == 100, result.errors

@@ -16,10 +16,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from db.crypto import BlindIndex, Envelope, FieldCipher, LocalKeyProvider, generate_key
 from db.demo import seed_demo
 from db.embedded import EmbeddedPostgres, start_embedded
 from db.engine import DatabaseTarget, create_engine
 from db.migrate import upgrade
+
+BENCH_KEYS = (generate_key(), generate_key())
+
+
+def bench_cipher() -> FieldCipher:
+    master, index = BENCH_KEYS
+    return FieldCipher(
+        Envelope(LocalKeyProvider.from_base64(master)), BlindIndex.from_base64(index)
+    )
 
 
 @dataclass
@@ -101,7 +111,7 @@ def database(patients: int) -> Database:
         engine = create_engine(server.app_target("bench"), pool_size=1, max_overflow=0)
         try:
             async with engine.begin() as connection:
-                await seed_demo(connection, patients=patients)
+                await seed_demo(connection, cipher=bench_cipher(), patients=patients)
         finally:
             await engine.dispose()
 

@@ -191,7 +191,7 @@ def test_verify_and_checkpoint_from_the_cli(
     tmp_path: Path,
 ) -> None:
     from graph.cli import main
-    from tests.conftest import MASTER_KEY
+    from tests.conftest import BLIND_INDEX_KEY, MASTER_KEY
 
     monkeypatch.setenv(
         "DATABASE_URL", postgres.app_target(database).url.render_as_string(hide_password=False)
@@ -201,6 +201,7 @@ def test_verify_and_checkpoint_from_the_cli(
         postgres.admin_target(database).url.render_as_string(hide_password=False),
     )
     monkeypatch.setenv("PHIGATE_MASTER_KEY", MASTER_KEY)
+    monkeypatch.setenv("PHIGATE_BLIND_INDEX_KEY", BLIND_INDEX_KEY)
     postgres.psql(INSERT.text.replace(":count", "5"), database=database)
     kept = tmp_path / "checkpoint.json"
     assert main(["audit", "checkpoint", "--output", str(kept)]) == 0
@@ -230,12 +231,13 @@ def test_export_writes_json_lines_and_is_itself_recorded(
     tmp_path: Path,
 ) -> None:
     from graph.cli import main
-    from tests.conftest import MASTER_KEY
+    from tests.conftest import BLIND_INDEX_KEY, MASTER_KEY
 
     monkeypatch.setenv(
         "DATABASE_URL", postgres.app_target(database).url.render_as_string(hide_password=False)
     )
     monkeypatch.setenv("PHIGATE_MASTER_KEY", MASTER_KEY)
+    monkeypatch.setenv("PHIGATE_BLIND_INDEX_KEY", BLIND_INDEX_KEY)
     postgres.psql(INSERT.text.replace(":count", "4"), database=database)
     out = tmp_path / "audit.jsonl"
     assert main(["audit", "export", "--actor", "actor-2", "--output", str(out)]) == 0

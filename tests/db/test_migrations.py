@@ -143,3 +143,38 @@ def test_migrations_run_on_a_fresh_database_and_are_repeatable(postgres: Embedde
         assert int(tables) == len(Base.metadata.tables)
     finally:
         postgres.drop_database(name)
+
+
+def test_plaintext_identifiers_are_encrypted_by_the_migration_that_needs_keys(
+    postgres: EmbeddedPostgres,
+) -> None:
+    from db.migrate import upgrade
+    from tests.conftest import cipher_for_tests
+
+    name = "t_encrypting_migration"
+    postgres.drop_database(name)
+    postgres.ensure_database(name)
+    try:
+        upgrade(postgres.admin_target(name), "0006")
+        postgres.psql(
+            "INSERT INTO phigate.patients (id, mrn, given_name, family_name, date_of_birth, ssn,"
+            " insurance_member_id) VALUES ('00000000-0000-4000-8000-000000000001', 'DEMO-MIG-1',"
+            " 'Alpha', 'Synthetic-Mig', '1980-01-01', '900-55-6666', 'XMP-MIG-1')",
+            database=name,
+        )
+        with pytest.raises(RuntimeError, match="PHIGATE_MASTER_KEY"):
+            upgrade(postgres.admin_target(name))
+        # Nothing half-done: still at 0006, the plaintext still there to encrypt.
+        assert postgres.psql("SELECT ssn FROM phigate.patients", database=name) == "900-55-6666"
+        cipher = cipher_for_tests()
+        upgrade(postgres.admin_target(name), cipher=cipher)
+        sealed, index = postgres.psql(
+            "SELECT encode(ssn_sealed, 'hex') || ' ' || encode(ssn_index, 'hex')"
+            " FROM phigate.patients",
+            database=name,
+        ).split()
+        patient_id = "00000000-0000-4000-8000-000000000001"
+        assert cipher.open("patients", "ssn", patient_id, bytes.fromhex(sealed)) == "900-55-6666"
+        assert bytes.fromhex(index) == cipher.index("patients.ssn", "900-55-6666")
+    finally:
+        postgres.drop_database(name)

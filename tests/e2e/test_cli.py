@@ -9,7 +9,7 @@ import pytest
 
 from db.embedded import EmbeddedPostgres
 from graph.cli import main
-from tests.conftest import MASTER_KEY
+from tests.conftest import BLIND_INDEX_KEY, MASTER_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +27,7 @@ def external_database(
     monkeypatch.setenv("DATABASE_URL", url(postgres, database))
     monkeypatch.setenv("PHIGATE_MIGRATION_DATABASE_URL", url(postgres, database, admin=True))
     monkeypatch.setenv("PHIGATE_MASTER_KEY", MASTER_KEY)
+    monkeypatch.setenv("PHIGATE_BLIND_INDEX_KEY", BLIND_INDEX_KEY)
     return database
 
 
@@ -286,3 +287,23 @@ def test_the_readme_shows_the_policy_as_it_is() -> None:
 def test_audit_retention_never_shorter_than_six_years(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "drop-expired", "--retention-days", "30", "--execute"]) == 2
     assert "--retention-days must be at least 2190" in capsys.readouterr().err
+
+
+def test_kek_rotation_from_the_cli(
+    external_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from db.crypto import generate_key
+
+    assert main(["seed-demo", "--patients", "3"]) == 0
+    capsys.readouterr()
+    # Same key version as the data: nothing to rotate to, and phigate says what to do.
+    assert main(["keys", "rotate"]) == 2
+    assert "add a new version to PHIGATE_MASTER_KEY" in capsys.readouterr().err
+    monkeypatch.setenv("PHIGATE_MASTER_KEY", f"1:{MASTER_KEY},2:{generate_key()}")
+    assert main(["keys", "rotate", "--batch", "2"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["key_version"] == 2
+    assert report["rewrapped"]["patients.ssn_sealed"] == 3
+    assert not any(report["remaining"].values())
+    assert '"rewrapping": "patients.ssn_sealed", "done": 2' in captured.err

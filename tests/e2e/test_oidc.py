@@ -13,7 +13,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, OctKey, RSAKey
 
 from graph.settings import Settings, SettingsError
-from tests.conftest import FAST_HASHING, MASTER_KEY
+from tests.conftest import BLIND_INDEX_KEY, FAST_HASHING, MASTER_KEY
 
 ISSUER = "https://idp.example.test/oauth2/default"
 AUDIENCE = "api://phigate"
@@ -29,6 +29,7 @@ def settings(tmp_path: Path) -> Settings:
     jwks.write_text(json.dumps(KeySet([IDP_KEY]).as_dict(private=False)))
     return Settings(
         master_key=MASTER_KEY,
+        blind_index_key=BLIND_INDEX_KEY,
         **FAST_HASHING,
         oidc_issuer=ISSUER,
         oidc_audience=AUDIENCE,

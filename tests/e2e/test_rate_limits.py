@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from graph.settings import Settings
-from tests.conftest import FAST_HASHING, MASTER_KEY
+from tests.conftest import BLIND_INDEX_KEY, FAST_HASHING, MASTER_KEY
 from tests.e2e.test_login import events, login
 
 
@@ -15,6 +15,7 @@ from tests.e2e.test_login import events, login
 def settings() -> Settings:
     return Settings(
         master_key=MASTER_KEY,
+        blind_index_key=BLIND_INDEX_KEY,
         rate_limit_login="4/minute",
         rate_limit_graphql="3/minute",
         **FAST_HASHING,

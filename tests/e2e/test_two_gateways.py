@@ -13,7 +13,7 @@ from db.engine import DatabaseTarget
 from domain.roles import Role
 from graph.app import create_app, engine_of, identity_of
 from graph.settings import Settings
-from tests.conftest import FAST_HASHING, MASTER_KEY
+from tests.conftest import FAST_HASHING, TEST_KEYS
 from tests.e2e.test_login import PASSWORD, code, login
 from tests.identity import create_user
 
@@ -22,7 +22,7 @@ QUERY = {"query": "{ baas { id } }"}
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(master_key=MASTER_KEY, **FAST_HASHING, rate_limit_graphql="5/minute")
+    return Settings(**TEST_KEYS, **FAST_HASHING, rate_limit_graphql="5/minute")
 
 
 @pytest.fixture

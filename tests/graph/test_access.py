@@ -354,5 +354,6 @@ async def test_classification_is_visible_through_introspection(as_role: AsRole) 
         "__type"
     ]["fields"]
     by_name = {field["name"]: field["description"] for field in described}
-    assert by_name["ssn"] == "PHI: IDENTIFIER."
+    assert by_name["ssn"].endswith("PHI: IDENTIFIER.")
+    assert by_name["givenName"] == "PHI: IDENTITY."
     assert by_name["consents"].endswith("Data class: COMPLIANCE.")

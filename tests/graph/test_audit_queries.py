@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.purposes import Purpose
 from domain.roles import Role
 from graph.settings import Settings
-from tests.conftest import FAST_HASHING, MASTER_KEY, AsRole
+from tests.conftest import FAST_HASHING, TEST_KEYS, AsRole
 from tests.graph.queries import CREATE_PATIENT, patient_input
 from tests.graphql_client import GraphQLClient
 
@@ -27,7 +27,7 @@ EVENTS = """query($filter: AuditEventFilter, $after: String) {
 @pytest.fixture
 def settings() -> Settings:
     # A low bulk-access threshold, so a test can trip it.
-    return Settings(master_key=MASTER_KEY, anomaly_bulk_patients=2, **FAST_HASHING)
+    return Settings(**TEST_KEYS, anomaly_bulk_patients=2, **FAST_HASHING)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from db.demo import demo_id, seed_demo
 from db.models import BreachAffectedPatient, BreachIncident
 from domain.purposes import Purpose
 from graph.settings import Settings
-from tests.conftest import FAST_HASHING, MASTER_KEY, StatementCounter
+from tests.conftest import FAST_HASHING, TEST_KEYS, StatementCounter, cipher_for_tests
 from tests.graphql_client import GraphQLClient
 
 SIZES = (1, 10, 100, 1000)
@@ -26,7 +26,7 @@ AUDIT = 1
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(master_key=MASTER_KEY, **FAST_HASHING, max_page_size=1000)
+    return Settings(**TEST_KEYS, **FAST_HASHING, max_page_size=1000)
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ async def gql(service) -> GraphQLClient:
 async def hundred_patients(app_engine: AsyncEngine) -> None:
     now = datetime.now(UTC)
     async with app_engine.begin() as connection:
-        await seed_demo(connection, patients=1000, now=now)
+        await seed_demo(connection, cipher=cipher_for_tests(), patients=1000, now=now)
         for size in SIZES:
             breach_id = demo_id("breach-size", size)
             await connection.execute(
