@@ -16,7 +16,7 @@ from db.errors import ConstraintViolation
 from db.migrate import current_revision, head_revision, upgrade
 from domain.policy import PolicyError
 from graph import cli_audit, cli_identity, cli_policy
-from graph.keys import field_cipher
+from graph.keys import configured_field_cipher, field_cipher
 from graph.logs import configure_logging
 from graph.settings import Settings, SettingsError
 
@@ -55,7 +55,13 @@ def _migrate(settings: Settings, database: Database) -> None:
     """Migrate with the keys at hand: a migration that encrypts existing values needs
     them, and says so if they are missing."""
     try:
-        cipher = field_cipher(settings)
+        # The embedded database is development's: its key files may be created here.
+        # Elsewhere only keys that are configured (or already on disk) are used.
+        cipher = (
+            field_cipher(settings)
+            if database.embedded is not None
+            else configured_field_cipher(settings)
+        )
     except SettingsError:
         cipher = None
     upgrade(database.admin, cipher=cipher)

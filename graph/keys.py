@@ -66,6 +66,19 @@ def field_cipher(settings: Settings) -> FieldCipher:
     return FieldCipher(Envelope(key_provider(settings)), blind_index(settings))
 
 
+def configured_field_cipher(settings: Settings) -> FieldCipher | None:
+    """The field cipher if its keys are configured or already on disk; never creates
+    key files."""
+    present = all(
+        value or development_key_file(settings, name).exists()
+        for value, name in (
+            (settings.master_key, "master.key"),
+            (settings.blind_index_key, "blind-index.key"),
+        )
+    )
+    return field_cipher(settings) if present else None
+
+
 def add_development_key_version(settings: Settings) -> int:
     """`phigate keys rotate` in development: a new KEK version in the key file (old
     versions stay, so old ciphertexts keep opening). Returns the new version."""

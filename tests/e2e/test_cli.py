@@ -284,7 +284,9 @@ def test_the_readme_shows_the_policy_as_it_is() -> None:
     )
 
 
-def test_audit_retention_never_shorter_than_six_years(capsys: pytest.CaptureFixture[str]) -> None:
+def test_audit_retention_never_shorter_than_six_years(
+    external_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["audit", "drop-expired", "--retention-days", "30", "--execute"]) == 2
     assert "--retention-days must be at least 2190" in capsys.readouterr().err
 
