@@ -18,6 +18,7 @@ class Permission(StrEnum):
     CARE_TEAM_MANAGE = "CARE_TEAM_MANAGE"
     BREAK_GLASS_REVIEW = "BREAK_GLASS_REVIEW"
     AUDIT_READ = "AUDIT_READ"
+    RETENTION_MANAGE = "RETENTION_MANAGE"  # legal holds, and hard deletion of a record
     USER_MANAGE = "USER_MANAGE"
     INTROSPECT = "INTROSPECT"
 

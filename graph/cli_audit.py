@@ -13,6 +13,7 @@ from typing import Any
 from db import audit
 from db.engine import DatabaseTarget, create_engine
 from domain.audit import MIN_AUDIT_RETENTION_DAYS
+from domain.retention import MIN_RETENTION_DAYS
 from domain.security_events import Outcome, SecurityEvent
 from graph.cli_identity import operator, run_with_context
 from graph.settings import Settings
@@ -161,6 +162,59 @@ def audit_export(
     return 0
 
 
+def retention_run(
+    settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
+) -> int:
+    """`phigate retention run`: delete unheld records past retention. Counts only."""
+    from resolvers.retention import RetentionReport, run_retention
+
+    days = settings.retention_days if args.days is None else args.days
+    if days < MIN_RETENTION_DAYS:
+        print(f"phigate: --days must be at least {MIN_RETENTION_DAYS}", file=sys.stderr)
+        return 2
+    now = datetime.now(UTC)
+    base = {
+        "actor_id": operator(),
+        "actor_kind": "SYSTEM",
+        "request_id": f"cli-retention-{now:%Y%m%dT%H%M%S}",
+        "operation_name": "retention run",
+    }
+
+    def progress(report: RetentionReport) -> None:
+        print(
+            json.dumps({"examined": report.examined, "deleted": report.deleted}),
+            file=sys.stderr,
+            flush=True,
+        )
+
+    report = _engine_run(
+        app,
+        lambda engine: run_retention(
+            engine,
+            days=days,
+            now=now,
+            dry_run=args.dry_run,
+            audit_base=base,
+            batch=args.batch,
+            progress=progress,
+        ),
+    )
+    print(
+        json.dumps(
+            {
+                "retention_days": days,
+                "dry_run": args.dry_run,
+                "examined": report.examined,
+                "expired": report.expired,
+                "deleted": report.deleted,
+                "kept_by_class": report.kept_by_class,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
 def audit_partitions(
     settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
 ) -> int:
@@ -207,6 +261,21 @@ def audit_drop_expired(
 
 
 def add_parsers(commands: Any, handler: Any) -> None:
+    retention = commands.add_parser("retention", help="record retention")
+    retention_actions = retention.add_subparsers(
+        dest="retention_command", required=True, metavar="ACTION"
+    )
+    run = retention_actions.add_parser(
+        "run",
+        help="hard-delete unheld patient records past retention (each batch audited first)",
+    )
+    run.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    run.add_argument(
+        "--days", type=int, default=None, help="default PHIGATE_RETENTION_DAYS, else 2555"
+    )
+    run.add_argument("--batch", type=int, default=200, help="records per transaction")
+    run.set_defaults(handler=handler, action=retention_run)
+
     parser = commands.add_parser("audit", help="the tamper-evident audit trail")
     actions = parser.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     seal = actions.add_parser("seal", help="append unsealed entries to the hash chain now")

@@ -33,9 +33,21 @@ from graph.types.care import (
     CareTeamPayload,
 )
 from graph.types.common import GraphInfo, response_path
-from graph.types.patient import Consent, ConsentPayload, Patient, PatientPayload
-from graph.types.patient_inputs import ConsentRecordInput, PatientCreateInput, PatientUpdateInput
-from resolvers import baas, breaches, care, patients
+from graph.types.patient import (
+    Consent,
+    ConsentPayload,
+    Patient,
+    PatientDeletePayload,
+    PatientPayload,
+)
+from graph.types.patient_inputs import (
+    ConsentRecordInput,
+    LegalHoldInput,
+    PatientCreateInput,
+    PatientDeleteInput,
+    PatientUpdateInput,
+)
+from resolvers import baas, breaches, care, patients, retention
 from resolvers.inputs import parse_id, parse_ids
 
 PUBLIC = DataClass.PUBLIC
@@ -66,6 +78,46 @@ def _record_patient(info: GraphInfo, patient_id: object) -> None:
 
 @strawberry.type
 class Mutation:
+    @classified(
+        PUBLIC,
+        requires=Permission.RETENTION_MANAGE,
+        description="Put a patient's record on legal hold: retention will not delete it,"
+        " nor will patientDelete.",
+    )
+    async def legal_hold_set(
+        self, info: GraphInfo, input: Annotated[LegalHoldInput, classified_arg(PUBLIC)]
+    ) -> PatientPayload:
+        patient_id = parse_id(input.patient_id, "input.patientId")
+        row = await retention.change_legal_hold(
+            info.context, patient_id, held=True, reason=input.reason
+        )
+        info.context.trail.returned(f"{response_path(info)}.patient", [patient_id])
+        return PatientPayload(patient=Patient.from_row(row))
+
+    @classified(PUBLIC, requires=Permission.RETENTION_MANAGE, description="Release a legal hold.")
+    async def legal_hold_release(
+        self, info: GraphInfo, input: Annotated[LegalHoldInput, classified_arg(PUBLIC)]
+    ) -> PatientPayload:
+        patient_id = parse_id(input.patient_id, "input.patientId")
+        row = await retention.change_legal_hold(
+            info.context, patient_id, held=False, reason=input.reason
+        )
+        info.context.trail.returned(f"{response_path(info)}.patient", [patient_id])
+        return PatientPayload(patient=Patient.from_row(row))
+
+    @classified(
+        PUBLIC,
+        requires=Permission.RETENTION_MANAGE,
+        description="Delete a patient's record for good, with its diagnoses, consents and"
+        " links; refused while on legal hold. The audit trail keeps that it happened.",
+    )
+    async def patient_delete(
+        self, info: GraphInfo, input: Annotated[PatientDeleteInput, classified_arg(PUBLIC)]
+    ) -> PatientDeletePayload:
+        patient_id = parse_id(input.id, "input.id")
+        await retention.delete_patient(info.context, patient_id, input.reason)
+        return PatientDeletePayload(deleted_id=strawberry.ID(str(patient_id)), reason=input.reason)
+
     @classified(
         PUBLIC,
         requires=Permission.PATIENT_RECORDS_WRITE,

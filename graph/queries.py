@@ -16,8 +16,8 @@ from graph.types.breach import BreachIncident
 from graph.types.care import BreakGlassEpisode, WorkforceUser
 from graph.types.common import GraphInfo, PageInfo, response_path
 from graph.types.enums import BaaStatus, BreachStatus, DeadlineStatus
-from graph.types.patient import Patient, PatientConnection, PatientEdge
-from resolvers import baas, breaches, care, patients
+from graph.types.patient import LegalHoldChange, Patient, PatientConnection, PatientEdge
+from resolvers import baas, breaches, care, patients, retention
 from resolvers.inputs import encode_cursor, parse_id
 
 PUBLIC = DataClass.PUBLIC
@@ -78,6 +78,23 @@ class Query(AuditQueries):
         rows = await patients.find_patients(info.context, ssn=ssn, mrn=mrn)
         info.context.trail.returned(response_path(info), [row.id for row in rows])
         return [Patient.from_row(row) for row in rows]
+
+    @classified(
+        COMPLIANCE,
+        requires=Permission.RETENTION_MANAGE,
+        description="Every legal hold set on or released from a patient's record, oldest first.",
+    )
+    async def legal_hold_history(self, info: GraphInfo, patient_id: IdArg) -> list[LegalHoldChange]:
+        rows = await retention.hold_history(info.context, parse_id(patient_id, "patientId"))
+        return [
+            LegalHoldChange(
+                action=row.action,
+                reason=row.reason,
+                actor_id=row.actor_id,
+                occurred_at=row.occurred_at,
+            )
+            for row in rows
+        ]
 
     @classified(
         COMPLIANCE, requires=Permission.BAA_READ, description="One Business Associate Agreement."

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from domain.audit import DEFAULT_AUDIT_RETENTION_DAYS, MIN_AUDIT_RETENTION_DAYS
+from domain.retention import DEFAULT_RETENTION_DAYS, MIN_RETENTION_DAYS
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -38,6 +39,7 @@ class Settings:
     # Audit
     audit_seal_seconds: float = 2.0
     audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
+    retention_days: int = DEFAULT_RETENTION_DAYS
     anomaly_bulk_patients: int = 50
     anomaly_bulk_minutes: int = 10
     anomaly_denials: int = 10
@@ -109,6 +111,13 @@ class Settings:
             business_hours=_hours(env, "PHIGATE_BUSINESS_HOURS", "7-19"),
             timezone=_timezone(env, "PHIGATE_TIMEZONE", "UTC"),
             audit_seal_seconds=_int(env, "PHIGATE_AUDIT_SEAL_SECONDS", 2, minimum=0, maximum=3600),
+            retention_days=_int(
+                env,
+                "PHIGATE_RETENTION_DAYS",
+                DEFAULT_RETENTION_DAYS,
+                minimum=MIN_RETENTION_DAYS,
+                maximum=36500,
+            ),
             audit_retention_days=_int(
                 env,
                 "PHIGATE_AUDIT_RETENTION_DAYS",

@@ -20,6 +20,7 @@ class AuditTrail:
         self._read: dict[str, set[uuid.UUID]] = defaultdict(set)
         self._written: dict[str, set[uuid.UUID]] = defaultdict(set)
         self._notes: list[tuple[str, str, str | None]] = []
+        self._deleted: list[tuple[str, uuid.UUID, str]] = []
 
     def returned(self, path: str, record_ids: Iterable[uuid.UUID | str]) -> None:
         """Patient records returned at a response path ("patients.edges.node")."""
@@ -28,6 +29,11 @@ class AuditTrail:
     def wrote(self, path: str, record_id: uuid.UUID | str) -> None:
         """A patient record written by the mutation at a response path ("patientUpdate")."""
         self._written[path].add(_as_uuid(record_id))
+
+    def deleted(self, coordinate: str, record_id: uuid.UUID | str, reason: str) -> None:
+        """A record about to be hard-deleted: recorded in the same transaction as the
+        DELETE, so neither is durable without the other."""
+        self._deleted.append((coordinate, _as_uuid(record_id), reason))
 
     def note(self, action: str, field_path: str, record_id: str | None = None) -> None:
         """Any other access worth recording: a query of the audit trail itself."""
@@ -51,6 +57,17 @@ class AuditTrail:
             }
             for action, field_path, record_id in self._notes
         ]
+        rows.extend(
+            {
+                **base,
+                "action": "DELETE",
+                "outcome": outcome,
+                "field_path": coordinate,
+                "record_ids": [record_id],
+                "reason": reason,
+            }
+            for coordinate, record_id, reason in self._deleted
+        )
         if decision is None or not decision.allowed or not decision.phi:
             return rows  # a refused request is recorded by its denials
         for access in decision.phi:

@@ -16,7 +16,7 @@ from db.models.identity import (
     User,
     UserSession,
 )
-from db.models.patient import Consent, Diagnosis, Patient
+from db.models.patient import Consent, Diagnosis, LegalHoldEvent, Patient
 
 __all__ = [
     "APP_SCHEMA",
@@ -36,6 +36,7 @@ __all__ = [
     "Checkpoint",
     "Consent",
     "Diagnosis",
+    "LegalHoldEvent",
     "OAuthClient",
     "Patient",
     "RateLimitCounter",

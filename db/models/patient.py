@@ -3,7 +3,17 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, LargeBinary, String, Text, text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, one_of, utc_timestamp, uuid_pk
@@ -78,3 +88,19 @@ class Consent(Base):
     effective_date: Mapped[date] = mapped_column(Date)
     recorded_by: Mapped[str | None] = mapped_column(String(100))
     recorded_at: Mapped[datetime] = utc_timestamp(server_now=True)
+
+
+class LegalHoldEvent(Base):
+    """A legal hold set or released on a patient's record: who, when, why."""
+
+    __tablename__ = "legal_hold_events"
+    __table_args__ = (CheckConstraint("action IN ('SET', 'RELEASED')", name="action"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("patients.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(Text)
+    actor_id: Mapped[str | None] = mapped_column(String(100))
+    occurred_at: Mapped[datetime] = utc_timestamp(server_now=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import strawberry
 
-from domain import baas, breaches, patients, purposes, security_events
+from domain import baas, breaches, patients, purposes, retention, security_events
 
 ConsentType = strawberry.enum(patients.ConsentType)
 ConsentStatus = strawberry.enum(patients.ConsentStatus)
@@ -16,5 +16,6 @@ RiskConclusion = strawberry.enum(breaches.RiskConclusion)
 NotificationRecipient = strawberry.enum(breaches.NotificationRecipient)
 NotificationMethod = strawberry.enum(breaches.NotificationMethod)
 DeadlineStatus = strawberry.enum(breaches.DeadlineStatus)
+DeletionReason = strawberry.enum(retention.DeletionReason)
 AuditOutcome = strawberry.enum(security_events.Outcome, name="AuditOutcome")
 PurposeOfUse = strawberry.enum(purposes.Purpose, name="PurposeOfUse")

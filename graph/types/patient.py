@@ -10,7 +10,7 @@ from sqlalchemy.engine import Row
 from domain.data_classes import DataClass, PhiCategory
 from graph.directives import classified, phi
 from graph.types.common import GraphInfo, PageInfo
-from graph.types.enums import ConsentStatus, ConsentType, RetentionClass
+from graph.types.enums import ConsentStatus, ConsentType, DeletionReason, RetentionClass
 
 CLINICAL = PhiCategory.CLINICAL
 CONTACT = PhiCategory.CONTACT
@@ -166,6 +166,20 @@ class PatientConnection:
 @strawberry.type
 class PatientPayload:
     patient: Patient = classified(PUBLIC)
+
+
+@strawberry.type
+class PatientDeletePayload:
+    deleted_id: strawberry.ID = classified(PUBLIC)
+    reason: DeletionReason = classified(COMPLIANCE)
+
+
+@strawberry.type(description="A legal hold set or released: who, when, why.")
+class LegalHoldChange:
+    action: str = classified(COMPLIANCE, description="SET or RELEASED.")
+    reason: str = classified(COMPLIANCE)
+    actor_id: str | None = classified(COMPLIANCE)
+    occurred_at: datetime = classified(COMPLIANCE)
 
 
 @strawberry.type

@@ -8,7 +8,7 @@ import strawberry
 from domain.data_classes import DataClass, PhiCategory
 from graph.directives import classified, phi
 from graph.types.common import provided
-from graph.types.enums import ConsentStatus, ConsentType, RetentionClass
+from graph.types.enums import ConsentStatus, ConsentType, DeletionReason, RetentionClass
 
 CLINICAL = PhiCategory.CLINICAL
 CONTACT = PhiCategory.CONTACT
@@ -119,3 +119,17 @@ class ConsentRecordInput:
     consent_type: ConsentType = classified(COMPLIANCE)
     status: ConsentStatus = classified(COMPLIANCE)
     effective_date: date = classified(COMPLIANCE)
+
+
+@strawberry.input(description="Set or release a legal hold; the reason is kept in its history.")
+class LegalHoldInput:
+    patient_id: strawberry.ID = classified(PUBLIC)
+    reason: str = classified(
+        COMPLIANCE, description="10 to 500 characters: the matter, not the patient's details."
+    )
+
+
+@strawberry.input(description="Delete a patient's record for good (not while on legal hold).")
+class PatientDeleteInput:
+    id: strawberry.ID = classified(PUBLIC)
+    reason: DeletionReason = classified(COMPLIANCE)

@@ -309,3 +309,22 @@ def test_kek_rotation_from_the_cli(
     assert report["rewrapped"]["patients.ssn_sealed"] == 3
     assert not any(report["remaining"].values())
     assert '"rewrapping": "patients.ssn_sealed", "done": 2' in captured.err
+
+
+def test_retention_run_from_the_cli_reports_counts_only(
+    external_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["seed-demo", "--patients", "3"]) == 0
+    capsys.readouterr()
+    assert main(["retention", "run", "--dry-run"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == {
+        "retention_days": 2555,
+        "dry_run": True,
+        "examined": 0,
+        "expired": 0,
+        "deleted": 0,
+        "kept_by_class": {},
+    }
+    assert main(["retention", "run", "--days", "30"]) == 2
+    assert "--days must be at least 365" in capsys.readouterr().err
