@@ -19,6 +19,7 @@ class Permission(StrEnum):
     BREAK_GLASS_REVIEW = "BREAK_GLASS_REVIEW"
     AUDIT_READ = "AUDIT_READ"
     RETENTION_MANAGE = "RETENTION_MANAGE"  # legal holds, and hard deletion of a record
+    ANALYTICS_READ = "ANALYTICS_READ"  # de-identified aggregates only
     USER_MANAGE = "USER_MANAGE"
     INTROSPECT = "INTROSPECT"
 

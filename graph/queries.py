@@ -8,16 +8,18 @@ import strawberry
 from db import baas as baa_repo
 from db import breaches as breach_repo
 from domain.data_classes import DataClass, PhiCategory
+from domain.deidentification import METHOD, MIN_CELL
 from domain.permissions import Permission
 from graph.audit_queries import AuditQueries
 from graph.directives import classified, classified_arg, phi_arg
+from graph.types.analytics import AnalyticsDimension, CountCell, DeidentifiedCounts
 from graph.types.baa import Baa
 from graph.types.breach import BreachIncident
 from graph.types.care import BreakGlassEpisode, WorkforceUser
 from graph.types.common import GraphInfo, PageInfo, response_path
 from graph.types.enums import BaaStatus, BreachStatus, DeadlineStatus
 from graph.types.patient import LegalHoldChange, Patient, PatientConnection, PatientEdge
-from resolvers import baas, breaches, care, patients, retention
+from resolvers import analytics, baas, breaches, care, patients, retention
 from resolvers.inputs import encode_cursor, parse_id
 
 PUBLIC = DataClass.PUBLIC
@@ -95,6 +97,27 @@ class Query(AuditQueries):
             )
             for row in rows
         ]
+
+    @classified(
+        DataClass.DEIDENTIFIED,
+        requires=Permission.ANALYTICS_READ,
+        description="Patients counted by age band, 3-digit ZIP, diagnosis or onset year,"
+        " de-identified under HIPAA Safe Harbor; small cells suppressed. No record is reachable.",
+    )
+    async def deidentified_counts(
+        self,
+        info: GraphInfo,
+        by: Annotated[AnalyticsDimension, classified_arg(DataClass.DEIDENTIFIED)],
+    ) -> DeidentifiedCounts:
+        released = await analytics.counts(info.context, by)
+        return DeidentifiedCounts(
+            dimension=by,
+            method=METHOD,
+            minimum_cell_size=MIN_CELL,
+            cells=[
+                CountCell(key=c.key, patients=c.patients, suppressed=c.suppressed) for c in released
+            ],
+        )
 
     @classified(
         COMPLIANCE, requires=Permission.BAA_READ, description="One Business Associate Agreement."
