@@ -152,10 +152,17 @@ async def disclosures(
 
 
 async def counts_by(
-    db: RequestDatabase, column: str, *, since: datetime, where: Any = None
+    db: RequestDatabase,
+    column: str,
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    where: Any = None,
 ) -> dict[str, int]:
     target = events.c[column]
     query = select(target, func.sum(WEIGHT)).where(events.c.occurred_at >= since).group_by(target)
+    if until is not None:
+        query = query.where(events.c.occurred_at < until)
     if where is not None:
         query = query.where(where)
     return {str(key): int(count) for key, count in (await db.rows(query)) if key is not None}

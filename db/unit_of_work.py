@@ -32,6 +32,11 @@ class RequestDatabase:
         self._lock = asyncio.Lock()
 
     @property
+    def engine(self) -> AsyncEngine:
+        """For work that must not share this request's transaction (a chain verify)."""
+        return self._engine
+
+    @property
     def is_open(self) -> bool:
         return self._connection is not None
 

@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Annotated
 
 import strawberry
+from strawberry.scalars import JSON
 
 from db.audit_queries import EventFilter
 from domain.data_classes import DataClass
@@ -21,7 +22,7 @@ from graph.types.audit import (
     counts,
 )
 from graph.types.common import GraphInfo, PageInfo
-from resolvers import audit_queries
+from resolvers import audit_queries, compliance_report
 
 AUDIT = DataClass.AUDIT
 PUBLIC = DataClass.PUBLIC
@@ -84,6 +85,24 @@ class AuditQueries:
             )
             for row in rows
         ]
+
+    @classified(
+        AUDIT,
+        requires=READ,
+        description="The compliance report for a period (JSON): PHI access and denials by"
+        " role, purpose and category; break-glass review; breaches and their notification"
+        " deadlines; BAAs; accounts without MFA, locked or disabled; and whether the audit"
+        " chain verifies (recomputed now). Counts and ids only.",
+    )
+    async def compliance_report(
+        self,
+        info: GraphInfo,
+        from_: Annotated[datetime, classified_arg(AUDIT, name="from")],
+        to: Annotated[datetime, classified_arg(AUDIT)],
+    ) -> JSON:
+        ctx = info.context
+        ctx.trail.note("AUDIT_QUERY", "Query.complianceReport", None)
+        return await compliance_report.build(ctx.db, since=from_, until=to, now=ctx.now)
 
     @classified(
         AUDIT, requires=READ, description="An accounting of disclosures of one patient's PHI."

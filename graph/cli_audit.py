@@ -215,6 +215,35 @@ def retention_run(
     return 0
 
 
+def compliance_report(
+    settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
+) -> int:
+    """`phigate report`: the compliance report as JSON (counts and ids, never PHI)."""
+    from db.unit_of_work import RequestDatabase
+    from db.visibility import SYSTEM
+    from resolvers import compliance_report as report
+
+    now = datetime.now(UTC)
+    since, until = report.default_period(now)
+    since = _time(args.since) or since
+    until = _time(args.until) or until
+
+    async def build(engine: Any) -> dict[str, Any]:
+        db = RequestDatabase(engine, settings=SYSTEM.settings())
+        try:
+            return await report.build(db, since=since, until=until, now=now)
+        finally:
+            await db.close()
+
+    document = _engine_run(app, build)
+    text = json.dumps(document, indent=2, default=str)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    else:
+        print(text)
+    return 0 if document["audit_chain"]["verified"] else 1
+
+
 def audit_partitions(
     settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
 ) -> int:
@@ -275,6 +304,15 @@ def add_parsers(commands: Any, handler: Any) -> None:
     )
     run.add_argument("--batch", type=int, default=200, help="records per transaction")
     run.set_defaults(handler=handler, action=retention_run)
+
+    report = commands.add_parser(
+        "report",
+        help="the compliance report as JSON; exit 1 if the audit chain does not verify",
+    )
+    report.add_argument("--from", dest="since", help="ISO date-time (default: 30 days ago)")
+    report.add_argument("--to", dest="until", help="ISO date-time (default: now)")
+    report.add_argument("--output", help="file to write (default: standard output)")
+    report.set_defaults(handler=handler, action=compliance_report)
 
     parser = commands.add_parser("audit", help="the tamper-evident audit trail")
     actions = parser.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

@@ -328,3 +328,16 @@ def test_retention_run_from_the_cli_reports_counts_only(
     }
     assert main(["retention", "run", "--days", "30"]) == 2
     assert "--days must be at least 365" in capsys.readouterr().err
+
+
+def test_report_from_the_cli(
+    external_database: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["seed-demo", "--patients", "3"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "report.json"
+    assert main(["report", "--output", str(out)]) == 0
+    document = json.loads(out.read_text())
+    assert document["audit_chain"]["verified"] is True
+    assert document["breaches"]["count"] >= 1 and document["accounts"]["without_mfa"] == 0
+    assert main(["report", "--from", "not-a-date"]) == 2
