@@ -10,10 +10,11 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 
-from db.models import Baa, BaaChange
+from db.models import Baa, BaaChange, PhiService
 from db.unit_of_work import RequestDatabase
 
 baas = Baa.__table__
+services = PhiService.__table__
 baa_changes = BaaChange.__table__
 
 
@@ -64,3 +65,15 @@ async def changes_for(db: RequestDatabase, baa_ids: Sequence[uuid.UUID]) -> Sequ
         .where(baa_changes.c.baa_id.in_(baa_ids))
         .order_by(baa_changes.c.baa_id, baa_changes.c.changed_at, baa_changes.c.id)
     )
+
+
+async def insert_service(db: RequestDatabase, values: Mapping[str, Any]) -> Row[Any]:
+    return await db.first(insert(services).values(**values).returning(*services.c))  # type: ignore[return-value]
+
+
+async def list_services(db: RequestDatabase) -> Sequence[Row[Any]]:
+    return await db.rows(select(services).order_by(services.c.vendor_name, services.c.name))
+
+
+async def active_baas(db: RequestDatabase) -> Sequence[Row[Any]]:
+    return await db.rows(select(baas).where(baas.c.status == "ACTIVE"))

@@ -42,3 +42,27 @@ def term_rule(effective: date | None, expiry: date | None) -> str | None:
 
 def is_expiring(expiry: date | None, *, today: date, within_days: int) -> bool:
     return expiry is not None and 0 <= (expiry - today).days <= within_days
+
+
+def _same_name(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+def covers(
+    *,
+    status: BaaStatus,
+    vendor_name: str,
+    services: list[str],
+    expiry: date | None,
+    service_vendor: str,
+    service_name: str,
+    today: date,
+) -> bool:
+    """Whether an agreement covers a service: ACTIVE, not past its expiry, with the
+    service's vendor, naming the service (names compared ignoring case and spacing)."""
+    return (
+        status is BaaStatus.ACTIVE
+        and (expiry is None or expiry >= today)
+        and _same_name(vendor_name, service_vendor)
+        and any(_same_name(covered, service_name) for covered in services)
+    )

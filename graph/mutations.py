@@ -11,7 +11,18 @@ from domain.data_classes import DataClass
 from domain.errors import FieldViolation, InvalidInput
 from domain.permissions import Permission
 from graph.directives import classified, classified_arg
-from graph.types.baa import Baa, BaaCreateInput, BaaPayload, BaaSignInput, BaaUpdateInput
+from graph.types.baa import (
+    Baa,
+    BaaCreateInput,
+    BaaDocumentCheck,
+    BaaDocumentInput,
+    BaaPayload,
+    BaaSignInput,
+    BaaUpdateInput,
+    PhiService,
+    PhiServiceInput,
+    PhiServicePayload,
+)
 from graph.types.breach import (
     BreachIncident,
     BreachNotification,
@@ -207,6 +218,46 @@ class Mutation:
             document_sha256=_signed_document_hash(input),
         )
         return BaaPayload(baa=Baa.from_row(row))
+
+    @classified(
+        COMPLIANCE,
+        requires=Permission.BAA_READ,
+        description="Hold a presented document against the SHA-256 recorded at signing.",
+    )
+    async def baa_verify_document(
+        self, info: GraphInfo, input: Annotated[BaaDocumentInput, classified_arg(PUBLIC)]
+    ) -> BaaDocumentCheck:
+        presented = _signed_document_hash(input)  # type: ignore[arg-type]
+        signed = await baas.verify_document(info.context, parse_id(input.id, "input.id"), presented)
+        return BaaDocumentCheck(
+            matches=signed is not None and signed == presented,
+            presented_sha256=presented,
+            signed_sha256=signed,
+        )
+
+    @classified(
+        PUBLIC,
+        requires=Permission.BAA_MANAGE,
+        description="Register a service that handles PHI; phiServices shows whether a BAA"
+        " covers it.",
+    )
+    async def phi_service_register(
+        self, info: GraphInfo, input: Annotated[PhiServiceInput, classified_arg(PUBLIC)]
+    ) -> PhiServicePayload:
+        row = await baas.register_service(
+            info.context,
+            {
+                "name": input.name,
+                "vendor_name": input.vendor_name,
+                "description": input.description,
+                "phi_categories": sorted({c.value for c in input.phi_categories}),
+            },
+        )
+        covered = {
+            service.id: cover
+            for service, cover in await baas.services_and_cover(info.context, uncovered_only=False)
+        }
+        return PhiServicePayload(service=PhiService.from_row(row, covered.get(row.id)))
 
     @classified(
         COMPLIANCE,

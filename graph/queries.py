@@ -13,7 +13,7 @@ from domain.permissions import Permission
 from graph.audit_queries import AuditQueries
 from graph.directives import classified, classified_arg, phi_arg
 from graph.types.analytics import AnalyticsDimension, CountCell, DeidentifiedCounts
-from graph.types.baa import Baa
+from graph.types.baa import Baa, PhiService
 from graph.types.breach import BreachIncident
 from graph.types.care import BreakGlassEpisode, WorkforceUser
 from graph.types.common import GraphInfo, PageInfo, response_path
@@ -118,6 +118,20 @@ class Query(AuditQueries):
                 CountCell(key=c.key, patients=c.patients, suppressed=c.suppressed) for c in released
             ],
         )
+
+    @classified(
+        COMPLIANCE,
+        requires=Permission.BAA_READ,
+        description="Registered services that handle PHI, with the BAA covering each;"
+        " uncoveredOnly lists those handling PHI without an active BAA.",
+    )
+    async def phi_services(
+        self,
+        info: GraphInfo,
+        uncovered_only: Annotated[bool, classified_arg(COMPLIANCE)] = False,
+    ) -> list[PhiService]:
+        found = await baas.services_and_cover(info.context, uncovered_only=uncovered_only)
+        return [PhiService.from_row(row, cover) for row, cover in found]
 
     @classified(
         COMPLIANCE, requires=Permission.BAA_READ, description="One Business Associate Agreement."

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Row
 
 from db import baas as repo
-from domain.baas import BAA_LIFECYCLE, BaaStatus, term_rule
+from domain.baas import BAA_LIFECYCLE, BaaStatus, covers, term_rule
 from domain.errors import FieldViolation, InvalidInput, NotFound, Violations
 from domain.patients import email_rule, text_rule
 from resolvers.context import RequestContext
@@ -179,3 +179,56 @@ async def sign_baa(
             "document_sha256": document_sha256,
         },
     )
+
+
+async def register_service(ctx: RequestContext, values: Mapping[str, Any]) -> Row[Any]:
+    violations = Violations()
+    violations.check("input.name", text_rule(values["name"], max_length=200))
+    violations.check("input.vendorName", text_rule(values["vendor_name"], max_length=200))
+    if values.get("description") is not None:
+        violations.check("input.description", text_rule(values["description"], max_length=2000))
+    if not values["phi_categories"]:
+        violations.check("input.phiCategories", "must name at least one category of PHI")
+    violations.raise_if_any()
+    return await repo.insert_service(
+        ctx.db, {**values, "id": uuid.uuid4(), "created_by": ctx.actor_id, "created_at": ctx.now}
+    )
+
+
+async def services_and_cover(
+    ctx: RequestContext, *, uncovered_only: bool
+) -> list[tuple[Row[Any], uuid.UUID | None]]:
+    """Every registered PHI service with the active BAA that covers it, if any."""
+    agreements = await repo.active_baas(ctx.db)
+    found = []
+    for service in await repo.list_services(ctx.db):
+        cover = next(
+            (
+                agreement.id
+                for agreement in agreements
+                if covers(
+                    status=BaaStatus(agreement.status),
+                    vendor_name=agreement.vendor_name,
+                    services=list(agreement.services),
+                    expiry=agreement.expiry_date,
+                    service_vendor=service.vendor_name,
+                    service_name=service.name,
+                    today=ctx.today,
+                )
+            ),
+            None,
+        )
+        if cover is None or not uncovered_only:
+            found.append((service, cover))
+    return found
+
+
+async def verify_document(ctx: RequestContext, baa_id: uuid.UUID, presented: str) -> str | None:
+    """The SHA-256 recorded at signing (None if never signed); the caller compares."""
+    current = await baa(ctx, baa_id, field="input.id")
+    if not _SHA256.fullmatch(presented):
+        raise InvalidInput(
+            [FieldViolation("input.documentSha256", "must be 64 lower-case hex digits (SHA-256)")]
+        )
+    ctx.trail.note("BAA_DOCUMENT_VERIFIED", "Baa.documentSha256", str(baa_id))
+    return current.document_sha256

@@ -1,5 +1,5 @@
 from db.models.audit import AUDIT_SCHEMA, AuditBase, AuditEvent, ChainLink, Checkpoint, RetentionCut
-from db.models.baa import Baa, BaaChange
+from db.models.baa import Baa, BaaChange, PhiService
 from db.models.base import APP_SCHEMA, Base
 from db.models.breach import (
     BreachAffectedPatient,
@@ -39,6 +39,7 @@ __all__ = [
     "LegalHoldEvent",
     "OAuthClient",
     "Patient",
+    "PhiService",
     "RateLimitCounter",
     "RefreshToken",
     "RetentionCut",

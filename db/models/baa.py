@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import ARRAY, Date, ForeignKey, String, Text
+from sqlalchemy import ARRAY, Date, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, all_of, one_of, utc_timestamp, uuid_pk
@@ -47,3 +47,22 @@ class BaaChange(Base):
     new_value: Mapped[str | None] = mapped_column(Text)
     changed_by: Mapped[str | None] = mapped_column(String(100))
     changed_at: Mapped[datetime] = utc_timestamp(server_now=True)
+
+
+class PhiService(Base):
+    """A service (ours or a vendor's) that creates, receives, keeps or sends PHI: each
+    needs an active BAA with its vendor that names it."""
+
+    __tablename__ = "phi_services"
+    __table_args__ = (
+        all_of("phi_categories", PhiCategory, "phi_categories"),
+        UniqueConstraint("vendor_name", "name"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    name: Mapped[str] = mapped_column(String(200))
+    vendor_name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    phi_categories: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = utc_timestamp(server_now=True)

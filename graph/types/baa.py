@@ -151,3 +151,57 @@ class BaaSignInput:
     signed_at: datetime | None = classified(COMPLIANCE, default=None)
     document_base64: str | None = classified(COMPLIANCE, default=None)
     document_sha256: str | None = classified(COMPLIANCE, default=None)
+
+
+@strawberry.input(
+    description="A document to hold against the one recorded when the BAA was signed."
+)
+class BaaDocumentInput:
+    id: strawberry.ID = classified(PUBLIC)
+    document_base64: str | None = classified(COMPLIANCE, default=None)
+    document_sha256: str | None = classified(COMPLIANCE, default=None)
+
+
+@strawberry.type
+class BaaDocumentCheck:
+    matches: bool = classified(
+        COMPLIANCE, description="True only if the BAA was signed and the hashes are equal."
+    )
+    presented_sha256: str = classified(COMPLIANCE)
+    signed_sha256: str | None = classified(COMPLIANCE, description="Null if never signed.")
+
+
+@strawberry.input(description="A service that creates, receives, keeps or sends PHI.")
+class PhiServiceInput:
+    name: str = classified(COMPLIANCE)
+    vendor_name: str = classified(COMPLIANCE)
+    phi_categories: list[PhiCategory] = classified(COMPLIANCE)
+    description: str | None = classified(COMPLIANCE, default=None)
+
+
+@strawberry.type(description="A registered PHI service, and the active BAA covering it, if any.")
+class PhiService:
+    id: strawberry.ID = classified(PUBLIC)
+    name: str = classified(COMPLIANCE)
+    vendor_name: str = classified(COMPLIANCE)
+    description: str | None = classified(COMPLIANCE)
+    phi_categories: list[PhiCategory] = classified(COMPLIANCE)
+    covering_baa_id: strawberry.ID | None = classified(
+        COMPLIANCE, description="An ACTIVE, unexpired BAA with this vendor naming this service."
+    )
+
+    @classmethod
+    def from_row(cls, row: Row[Any], cover: uuid.UUID | None) -> PhiService:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            vendor_name=row.vendor_name,
+            description=row.description,
+            phi_categories=[PhiCategory(c) for c in row.phi_categories],
+            covering_baa_id=strawberry.ID(str(cover)) if cover else None,
+        )
+
+
+@strawberry.type
+class PhiServicePayload:
+    service: PhiService = classified(PUBLIC)

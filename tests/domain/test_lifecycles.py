@@ -94,3 +94,24 @@ def test_document_hash_is_sha256() -> None:
     assert (
         document_sha256(b"") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     )
+
+
+def test_a_baa_covers_a_service_only_while_active_in_date_and_naming_it() -> None:
+    from datetime import date
+
+    from domain.baas import BaaStatus, covers
+
+    base = {
+        "status": BaaStatus.ACTIVE,
+        "vendor_name": "Example  Claims Clearinghouse",
+        "services": ["Claims submission", "Eligibility checks"],
+        "expiry": date(2027, 1, 31),
+        "service_vendor": "example claims clearinghouse",
+        "service_name": "claims  SUBMISSION",
+        "today": date(2027, 1, 31),
+    }
+    assert covers(**base)
+    assert not covers(**{**base, "today": date(2027, 2, 1)})
+    assert not covers(**{**base, "status": BaaStatus.EXPIRED})
+    assert not covers(**{**base, "service_name": "Remittance advice"})
+    assert not covers(**{**base, "service_vendor": "Another Vendor"})

@@ -154,3 +154,105 @@ async def test_baas_filter_by_status(gql: GraphQLClient, seeded: int) -> None:
 
 def test_date_helper_is_today() -> None:
     assert isinstance(TODAY, date)
+
+
+VERIFY = """mutation($input: BaaDocumentInput!) {
+  baaVerifyDocument(input: $input) { matches presentedSha256 signedSha256 }
+}"""
+REGISTER = """mutation($input: PhiServiceInput!) {
+  phiServiceRegister(input: $input) { service { id name coveringBaaId } }
+}"""
+SERVICES = (
+    "query($only: Boolean!) { phiServices(uncoveredOnly: $only) { name vendorName coveringBaaId } }"
+)
+SIGNED = b"Synthetic business associate agreement, signed copy"
+
+
+async def test_a_presented_document_is_held_against_the_signed_hash(gql: GraphQLClient) -> None:
+    baa = await create_baa(gql)
+    unsigned = await gql(
+        VERIFY, {"input": {"id": baa["id"], "documentBase64": base64.b64encode(SIGNED).decode()}}
+    )
+    assert unsigned.ok()["baaVerifyDocument"]["matches"] is False
+    assert unsigned.ok()["baaVerifyDocument"]["signedSha256"] is None
+    (
+        await gql(
+            SIGN,
+            {
+                "input": {
+                    "id": baa["id"],
+                    "signedBy": "Jordan Example (synthetic)",
+                    "documentBase64": base64.b64encode(SIGNED).decode(),
+                }
+            },
+        )
+    ).ok()
+    same = await gql(
+        VERIFY, {"input": {"id": baa["id"], "documentSha256": hashlib.sha256(SIGNED).hexdigest()}}
+    )
+    assert same.ok()["baaVerifyDocument"]["matches"] is True
+    altered = await gql(
+        VERIFY,
+        {"input": {"id": baa["id"], "documentBase64": base64.b64encode(SIGNED + b".").decode()}},
+    )
+    assert altered.ok()["baaVerifyDocument"]["matches"] is False
+    malformed = await gql(VERIFY, {"input": {"id": baa["id"], "documentSha256": "abc"}})
+    assert malformed.codes == ["BAD_USER_INPUT"]
+
+
+async def test_services_handling_phi_without_an_active_baa_are_named(gql: GraphQLClient) -> None:
+    vendor = "Example Claims Clearinghouse (synthetic)"
+    baa = await create_baa(gql, vendorName=vendor, services=["Claims submission"])
+    (
+        await gql(
+            SIGN,
+            {"input": {"id": baa["id"], "signedBy": "Jordan Example", "documentSha256": "a" * 64}},
+        )
+    ).ok()
+    covered = await gql(
+        REGISTER,
+        {
+            "input": {
+                "name": "claims submission",
+                "vendorName": vendor,
+                "phiCategories": ["IDENTITY"],
+            }
+        },
+    )
+    assert covered.ok()["phiServiceRegister"]["service"]["coveringBaaId"] == baa["id"]
+    for name, service_vendor in (("Remittance advice", vendor), ("Claims submission", "Other Co")):
+        (
+            await gql(
+                REGISTER,
+                {
+                    "input": {
+                        "name": name,
+                        "vendorName": service_vendor,
+                        "phiCategories": ["FINANCIAL"],
+                    }
+                },
+            )
+        ).ok()
+    uncovered = (await gql(SERVICES, {"only": True})).ok()["phiServices"]
+    assert {(s["name"], s["vendorName"]) for s in uncovered} == {
+        ("Remittance advice", vendor),
+        ("Claims submission", "Other Co"),
+    }
+    assert len((await gql(SERVICES, {"only": False})).ok()["phiServices"]) == 3
+    duplicate = await gql(
+        REGISTER,
+        {
+            "input": {
+                "name": "claims submission",
+                "vendorName": vendor,
+                "phiCategories": ["IDENTITY"],
+            }
+        },
+    )
+    assert duplicate.codes == ["CONFLICT"]
+    empty = await gql(
+        REGISTER, {"input": {"name": "Fax relay", "vendorName": vendor, "phiCategories": []}}
+    )
+    assert empty.errors[0]["extensions"]["fields"] == [
+        {"field": "input.phiCategories", "rule": "must name at least one category of PHI"}
+    ]
