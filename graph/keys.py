@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
+from typing import Any
 
 from db.crypto import (
     BlindIndex,
@@ -14,6 +15,7 @@ from db.crypto import (
     LocalKeyProvider,
     generate_key,
 )
+from db.kms import kms_client, parse_wrapped, provider_from_kms
 from graph.settings import Settings, SettingsError
 
 
@@ -33,8 +35,18 @@ def _development_key(settings: Settings, name: str) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def key_provider(settings: Settings) -> LocalKeyProvider:
-    """PHIGATE_MASTER_KEY (or _FILE); in development, a generated key file."""
+def key_provider(settings: Settings, *, kms: Any = None) -> LocalKeyProvider:
+    """PHIGATE_KMS_WRAPPED_KEKS (decrypted by AWS KMS at start-up), PHIGATE_MASTER_KEY
+    (or _FILE); in development, a generated key file. ``kms`` replaces the boto3 client
+    (tests)."""
+    if settings.kms_wrapped_keks:
+        if settings.master_key:
+            raise SettingsError("set PHIGATE_KMS_WRAPPED_KEKS or PHIGATE_MASTER_KEY, not both")
+        try:
+            client = kms if kms is not None else kms_client(settings.kms_region)
+            return provider_from_kms(client, parse_wrapped(settings.kms_wrapped_keks))
+        except KeyConfigurationError as exc:
+            raise SettingsError(str(exc)) from None
     if settings.master_key:
         try:
             return LocalKeyProvider.from_base64(settings.master_key)
@@ -82,9 +94,9 @@ def configured_field_cipher(settings: Settings) -> FieldCipher | None:
 def add_development_key_version(settings: Settings) -> int:
     """`phigate keys rotate` in development: a new KEK version in the key file (old
     versions stay, so old ciphertexts keep opening). Returns the new version."""
-    if settings.master_key:
+    if settings.master_key or settings.kms_wrapped_keks:
         raise SettingsError(
-            "PHIGATE_MASTER_KEY is set: add the new version there (`1:<old>,2:<new>`)"
+            "keys come from the environment: add the new version there (`1:<old>,2:<new>`)"
             " and run `phigate keys rotate` again"
         )
     provider = key_provider(settings)

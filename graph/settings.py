@@ -59,6 +59,8 @@ class Settings:
     lockout_minutes: int = 30
     master_key: str | None = field(default=None, repr=False)
     blind_index_key: str | None = field(default=None, repr=False)
+    kms_wrapped_keks: str | None = None  # ciphertexts only: safe to show
+    kms_region: str | None = None
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19456
     argon2_parallelism: int = 1
@@ -144,6 +146,8 @@ class Settings:
             lockout_minutes=_int(env, "PHIGATE_LOCKOUT_MINUTES", 30, minimum=1, maximum=10080),
             master_key=_secret(env, "PHIGATE_MASTER_KEY"),
             blind_index_key=_secret(env, "PHIGATE_BLIND_INDEX_KEY"),
+            kms_wrapped_keks=env.get("PHIGATE_KMS_WRAPPED_KEKS") or None,
+            kms_region=env.get("PHIGATE_KMS_REGION") or None,
             argon2_time_cost=_int(env, "PHIGATE_ARGON2_TIME_COST", 2, minimum=1, maximum=20),
             argon2_memory_kib=_int(
                 env, "PHIGATE_ARGON2_MEMORY_KIB", 19456, minimum=8192, maximum=4194304
