@@ -98,9 +98,13 @@ async def _breaches(db: RequestDatabase, *, today: Any) -> dict[str, Any]:
     for row in await breach_repo.jurisdictions_for(db, ids):
         residents.setdefault(row.breach_id, {})[row.jurisdiction] = row.affected_count
     notices: dict[Any, list[tuple[NotificationRecipient, Any]]] = {}
+    sent_log: dict[Any, list[dict[str, str]]] = {}
     for row in await breach_repo.notifications_for(db, ids):
         notices.setdefault(row.breach_id, []).append(
             (NotificationRecipient(row.recipient), row.sent_on)
+        )
+        sent_log.setdefault(row.breach_id, []).append(
+            {"recipient": row.recipient, "method": row.method, "sent_on": row.sent_on.isoformat()}
         )
     listed = []
     tally: dict[str, int] = {status.value: 0 for status in DeadlineStatus}
@@ -130,7 +134,16 @@ async def _breaches(db: RequestDatabase, *, today: Any) -> dict[str, Any]:
             {
                 "id": str(row.id),
                 "status": row.status,
-                "discovered_on": row.discovered_at.date().isoformat(),
+                "timeline": {
+                    "occurred_on": row.occurred_at.date().isoformat() if row.occurred_at else None,
+                    "discovered_on": row.discovered_at.date().isoformat(),
+                    "risk_assessed_at": row.risk_assessed_at.isoformat()
+                    if row.risk_assessed_at
+                    else None,
+                    "risk_conclusion": row.risk_conclusion,
+                    "law_enforcement_delay_days": row.law_enforcement_delay_days,
+                    "notifications": sent_log.get(row.id, []),
+                },
                 "affected_count": row.affected_count,
                 "affected_by_state": residents.get(row.id, {}),
                 "phi_categories": list(row.phi_categories),
