@@ -29,7 +29,7 @@ from db.models import (
     Diagnosis,
     Patient,
 )
-from db.patients import seal_identifiers
+from db.patients import seal_diagnosis, seal_identifiers
 from db.visibility import SYSTEM_SCOPE
 
 NAMESPACE = uuid.UUID("5b3c6d5e-0f1a-4c2b-9d8e-7f6a5b4c3d2e")
@@ -139,7 +139,9 @@ async def seed_demo(
         batch = patient_rows[chunk : chunk + 1000]
         await connection.execute(insert(Patient).on_conflict_do_nothing(), batch)
         diagnoses = [
-            d for n, p in enumerate(batch, start=chunk + 1) for d in synthetic_diagnoses(n, p)
+            seal_diagnosis(cipher, d)
+            for n, p in enumerate(batch, start=chunk + 1)
+            for d in synthetic_diagnoses(n, p)
         ]
         await connection.execute(insert(Diagnosis).on_conflict_do_nothing(), diagnoses)
         consents = [

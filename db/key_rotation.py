@@ -14,7 +14,7 @@ from sqlalchemy import Column, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.crypto import Envelope, associated_data
-from db.models import Patient, SigningKey, User
+from db.models import Diagnosis, Patient, SigningKey, User
 from db.visibility import SYSTEM_SCOPE
 
 
@@ -36,6 +36,7 @@ SEALED_COLUMNS = (
     SealedColumn(
         Patient.__table__, "insurance_member_id_sealed", "id", "patients", "insurance_member_id"
     ),
+    SealedColumn(Diagnosis.__table__, "description_sealed", "id", "diagnoses", "description"),
     SealedColumn(User.__table__, "totp_secret_ciphertext", "id", "users", "totp_secret"),
     SealedColumn(
         SigningKey.__table__, "private_key_ciphertext", "kid", "signing_keys", "private_key"

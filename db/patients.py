@@ -40,6 +40,17 @@ def seal_identifiers(
     return stored
 
 
+def seal_diagnosis(cipher: FieldCipher, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A diagnosis as stored: its id fixed here (the AAD names it), text encrypted."""
+    stored = dict(values)
+    stored.setdefault("id", uuid.uuid4())
+    description = stored.pop("description", None)
+    stored["description_sealed"] = cipher.seal(
+        "diagnoses", "description", stored["id"], description
+    )
+    return stored
+
+
 async def patients_by_ssn(
     db: RequestDatabase, cipher: FieldCipher, ssn: str, scope: PatientScope
 ) -> Sequence[Row[Any]]:

@@ -194,7 +194,11 @@ async def create_patient(
             now=ctx.now,
             ends_at=None,
         )
-    await repo.insert_diagnoses(ctx.db, [{**d, "patient_id": patient_id} for d in diagnosis_rows])
+    cipher = ctx.require_cipher()
+    await repo.insert_diagnoses(
+        ctx.db,
+        [repo.seal_diagnosis(cipher, {**d, "patient_id": patient_id}) for d in diagnosis_rows],
+    )
     return await patient(ctx, patient_id)
 
 
@@ -225,7 +229,8 @@ async def update_patient(
         removed = await repo.delete_diagnoses(ctx.db, patient_id, remove_diagnosis_ids)
         if removed != len(set(remove_diagnosis_ids)):
             raise NotFound("diagnosis of this patient", "input.removeDiagnosisIds")
-    await repo.insert_diagnoses(ctx.db, new_diagnoses)
+    cipher = ctx.require_cipher()
+    await repo.insert_diagnoses(ctx.db, [repo.seal_diagnosis(cipher, d) for d in new_diagnoses])
     stored = repo.seal_identifiers(ctx.require_cipher(), patient_id, changes)
     updated = await repo.update_patient(ctx.db, patient_id, stored, now=ctx.now, scope=ctx.scope)
     if updated is None:

@@ -64,7 +64,8 @@ class Diagnosis(Base):
         ForeignKey("patients.id", ondelete="CASCADE"), index=True
     )
     icd10_code: Mapped[str] = mapped_column(String(8))
-    description: Mapped[str | None] = mapped_column(String(500))
+    # Free text, so encrypted like the identifiers (AAD "diagnoses.description:<id>").
+    description_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     onset_date: Mapped[date | None] = mapped_column(Date)
     recorded_by: Mapped[str | None] = mapped_column(String(100))
     recorded_at: Mapped[datetime] = utc_timestamp(server_now=True)

@@ -31,18 +31,24 @@ class Address:
 
 @strawberry.type(description="A diagnosis, coded in ICD-10-CM.")
 class Diagnosis:
+    description_sealed: strawberry.Private[bytes | None]
     id: strawberry.ID = classified(PUBLIC)
     icd10_code: str = phi(CLINICAL)
-    description: str | None = phi(CLINICAL)
     onset_date: date | None = phi(CLINICAL)
     recorded_at: datetime = phi(CLINICAL)
+
+    @phi(CLINICAL, description="Free text, stored encrypted; opened only when selected.")
+    def description(self, info: GraphInfo) -> str | None:
+        return info.context.require_cipher().open(
+            "diagnoses", "description", self.id, self.description_sealed
+        )
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Diagnosis:
         return cls(
             id=strawberry.ID(str(row.id)),
             icd10_code=row.icd10_code,
-            description=row.description,
+            description_sealed=row.description_sealed,
             onset_date=row.onset_date,
             recorded_at=row.recorded_at,
         )

@@ -41,6 +41,17 @@ async def test_identifiers_are_unreadable_at_rest_and_open_for_the_caller(
         assert plaintext not in row
     read = (await clinician(READ, {"id": patient_id})).ok()["patient"]
     assert (read["ssn"], read["insuranceMemberId"]) == (SSN, MEMBER)
+    # A diagnosis's free text too.
+    async with admin_engine.connect() as connection:
+        stored_diagnosis = await connection.scalar(
+            text("SELECT row_to_json(d)::text FROM phigate.diagnoses d WHERE patient_id = :id"),
+            {"id": patient_id},
+        )
+    assert "Synthetic diagnosis" not in stored_diagnosis
+    chart = await clinician(
+        "query($id: ID!) { patient(id: $id) { diagnoses { description } } }", {"id": patient_id}
+    )
+    assert chart.ok()["patient"]["diagnoses"] == [{"description": "Synthetic diagnosis"}]
 
 
 async def test_a_ciphertext_moved_or_altered_is_an_error_never_garbage(
