@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -23,11 +24,23 @@ from graph.authentication import BearerAuthentication
 from graph.identity import Identity, build_identity
 from graph.keys import field_cipher
 from graph.logs import configure_logging, describe_exception
-from graph.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from graph.middleware import (
+    RequestContextMiddleware,
+    RequestGuardMiddleware,
+    SecurityHeadersMiddleware,
+)
 from graph.routes.auth import AuthEndpoints
 from graph.schema import schema as default_schema
 from graph.settings import Settings, SettingsError
 from graph.view import GraphQLView
+
+CORS_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "X-Purpose-Of-Use",
+    "X-Break-Glass-Reason",
+    "X-Request-ID",
+]
 
 log = structlog.get_logger("phigate.app")
 READY_TIMEOUT_SECONDS = 2.0
@@ -87,6 +100,22 @@ def create_app(
         middleware=[
             Middleware(RequestContextMiddleware),
             Middleware(SecurityHeadersMiddleware),
+            *(
+                [
+                    Middleware(
+                        CORSMiddleware,
+                        allow_origins=list(settings.cors_origins),
+                        allow_methods=["GET", "POST"],
+                        allow_headers=CORS_HEADERS,
+                        expose_headers=["X-Request-ID"],
+                        allow_credentials=False,  # bearer tokens, never cookies
+                        max_age=600,
+                    )
+                ]
+                if settings.cors_origins
+                else []
+            ),
+            Middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes),
             Middleware(BearerAuthentication, identity=identity),
         ],
         lifespan=lifespan,

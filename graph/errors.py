@@ -40,6 +40,8 @@ PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 CONFLICT = "CONFLICT"
 AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
 DATA_INTEGRITY = "DATA_INTEGRITY"
+LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+TIMEOUT = "TIMEOUT"
 
 INTERNAL_MESSAGE = "Internal error. Quote the request id to your administrator."
 AUDIT_MESSAGE = (
@@ -124,7 +126,18 @@ def _literal_path(document: DocumentNode | None, target: Node | None) -> str | N
     return finder.found
 
 
+_LIMITS = (
+    (re.compile(r"exceeds maximum operation depth of (\d+)"), "depth"),
+    (re.compile(r"aliases found\. Allowed: (\d+)"), "aliases"),
+    (re.compile(r"Document contains more than (\d+) tokens"), "tokens"),
+)
+
+
 def _rewrite_pre_execution(error: GraphQLError, document: DocumentNode | None) -> tuple[str, str]:
+    for pattern, limit in _LIMITS:
+        hit = pattern.search(error.message)
+        if hit:
+            return LIMIT_EXCEEDED, f"The query exceeds the {limit} limit ({hit.group(1)})."
     if isinstance(error, GraphQLSyntaxError):
         return PARSE_FAILED, error.message
     message = error.message

@@ -9,6 +9,7 @@ import uuid
 
 import structlog
 from starlette.datastructures import MutableHeaders
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from resolvers.context import RequestMeta
@@ -73,10 +74,24 @@ class RequestContextMiddleware:
             structlog.contextvars.clear_contextvars()
 
 
+# API responses are data: nothing in them may load, run or be framed.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# The GraphiQL shell: its scripts and styles come from unpkg pinned by version with
+# Subresource Integrity; its one inline bootstrap script needs 'unsafe-inline'.
+GRAPHIQL_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline' https://unpkg.com;"
+    " style-src 'unsafe-inline' https://unpkg.com; font-src https://unpkg.com data:;"
+    " img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none';"
+    " form-action 'none'"
+)
+
+
 class SecurityHeadersMiddleware:
     """Headers every response carries. Responses may hold PHI, so none is cached."""
 
     HEADERS = {
+        # Browsers honour it over HTTPS only; sent always so a TLS front keeps it.
+        "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
         "Cache-Control": "no-store",
@@ -97,6 +112,72 @@ class SecurityHeadersMiddleware:
                 headers = MutableHeaders(scope=message)
                 for name, value in self.HEADERS.items():
                     headers.setdefault(name, value)
+                html = headers.get("content-type", "").startswith("text/html")
+                headers.setdefault("Content-Security-Policy", GRAPHIQL_CSP if html else API_CSP)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _plain_response(status: int, message: str) -> Response:
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": _STATUS_CODES[status]}}]},
+        status_code=status,
+    )
+
+
+_STATUS_CODES = {413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
+class RequestGuardMiddleware:
+    """Before the GraphQL layer parses anything: bodies over the limit are refused (413),
+    whether or not they declare their length, and GraphQL POSTs must be JSON (415), which
+    a cross-site form or a `text/plain` fetch cannot send without a CORS preflight."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/graphql":
+            media = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
+            if media != "application/json":
+                await _plain_response(415, "GraphQL requests must be POSTed as application/json.")(
+                    scope, receive, send
+                )
+                return
+        declared = header(scope, b"content-length")
+        too_large = _plain_response(
+            413, f"The request body must be at most {self.max_body_bytes} bytes."
+        )
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            await too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -10,6 +10,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from domain.policy import PHI
 from graph.extensions.authorization import Authorization
+from graph.extensions.limits import QueryLimitsExtension
 from graph.extensions.safe_errors import SafeErrors
 from graph.extensions.unit_of_work import UnauditedUnitOfWork, UnitOfWork
 from graph.mutations import Mutation
@@ -27,7 +28,12 @@ def build_schema(*, enforce: bool = True, audit: bool = True) -> PhigateSchema:
     """The schema. ``enforce=False`` and ``audit=False`` exist only so benchmarks can
     measure what enforcement and audit cost; nothing serves them."""
     unit_of_work = UnitOfWork if audit else UnauditedUnitOfWork
-    extensions: list[type] = [SafeErrors, unit_of_work, *([Authorization] if enforce else [])]
+    extensions: list[type] = [
+        SafeErrors,
+        unit_of_work,
+        QueryLimitsExtension,
+        *([Authorization] if enforce else []),
+    ]
     return PhigateSchema(
         query=Query,
         mutation=Mutation,

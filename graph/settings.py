@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -33,6 +34,14 @@ class Settings:
     db_pool_size: int = 10
     db_max_overflow: int = 5
     max_page_size: int = 100
+    max_depth: int = 10
+    max_aliases: int = 15
+    max_tokens: int = 2000
+    max_directives: int = 50
+    max_cost: int = 5000
+    max_body_bytes: int = 1024 * 1024
+    execution_timeout_seconds: int = 10
+    cors_origins: tuple[str, ...] = ()
     default_page_size: int = 20
     log_level: str = "INFO"
     log_format: str = "json"
@@ -95,6 +104,18 @@ class Settings:
             db_pool_size=_int(env, "PHIGATE_DB_POOL_SIZE", 10, minimum=1, maximum=200),
             db_max_overflow=_int(env, "PHIGATE_DB_MAX_OVERFLOW", 5, minimum=0, maximum=200),
             max_page_size=_int(env, "PHIGATE_MAX_PAGE_SIZE", 100, minimum=1, maximum=1000),
+            max_depth=_int(env, "PHIGATE_MAX_DEPTH", 10, minimum=2, maximum=100),
+            max_aliases=_int(env, "PHIGATE_MAX_ALIASES", 15, minimum=0, maximum=1000),
+            max_tokens=_int(env, "PHIGATE_MAX_TOKENS", 2000, minimum=100, maximum=100000),
+            max_directives=_int(env, "PHIGATE_MAX_DIRECTIVES", 50, minimum=0, maximum=1000),
+            max_cost=_int(env, "PHIGATE_MAX_COST", 5000, minimum=10, maximum=10_000_000),
+            max_body_bytes=_int(
+                env, "PHIGATE_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024
+            ),
+            cors_origins=_origins(env, "PHIGATE_CORS_ORIGINS"),
+            execution_timeout_seconds=_int(
+                env, "PHIGATE_EXECUTION_TIMEOUT_SECONDS", 10, minimum=1, maximum=300
+            ),
             default_page_size=_int(env, "PHIGATE_DEFAULT_PAGE_SIZE", 20, minimum=1, maximum=1000),
             log_level=_choice(
                 env, "PHIGATE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
@@ -272,3 +293,14 @@ def _enum(env: Mapping[str, str], name: str, enum: type[E], default: E) -> E:
         raise SettingsError(
             f"{name} must be one of {', '.join(member.value for member in enum)}"
         ) from None
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Exact origins (scheme://host[:port]); never a wildcard: responses carry PHI."""
+    origins = tuple(o.strip().rstrip("/") for o in (env.get(name) or "").split(",") if o.strip())
+    for origin in origins:
+        if "*" in origin or not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+            raise SettingsError(
+                f"{name} must list exact origins like https://app.example.org (no wildcard)"
+            )
+    return origins

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from cross_web import HTTPException
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
@@ -17,10 +19,12 @@ from db.crypto import FieldCipher
 from db.unit_of_work import RequestDatabase
 from domain.policy import Policy
 from graph.authentication import PRINCIPAL
-from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE
+from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE, TIMEOUT, masked
 from graph.middleware import REQUEST_META
 from graph.settings import Settings
-from resolvers.context import AccessRequest, PageLimits, RequestContext, RequestMeta
+from resolvers.context import AccessRequest, PageLimits, QueryLimits, RequestContext, RequestMeta
+
+log = structlog.get_logger("phigate.graphql")
 
 # A written reason: long enough to say something, short enough to be a reason.
 MIN_REASON = 10
@@ -59,6 +63,16 @@ class GraphQLView(GraphQL[RequestContext, None]):
         self._page_limits = PageLimits(
             default=settings.default_page_size, maximum=settings.max_page_size
         )
+        self._query_limits = QueryLimits(
+            max_depth=settings.max_depth,
+            max_aliases=settings.max_aliases,
+            max_tokens=settings.max_tokens,
+            max_directives=settings.max_directives,
+            max_cost=settings.max_cost,
+            default_page_size=settings.default_page_size,
+            max_page_size=settings.max_page_size,
+        )
+        self._timeout = settings.execution_timeout_seconds
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:
         state = request.scope.get("state", {})
@@ -78,15 +92,34 @@ class GraphQLView(GraphQL[RequestContext, None]):
             access=access,
             page_limits=self._page_limits,
             anomaly_limits=self._anomalies,
+            query_limits=self._query_limits,
             cipher=self._cipher,
         )
 
     async def execute_single(
         self, request: Any, request_adapter: Any, *args: Any, **kwargs: Any
     ) -> Any:
-        """A mutation sent over GET is a method problem (405), not a malformed request."""
+        """A mutation sent over GET is a method problem (405), not a malformed request.
+        An operation running past the execution timeout is cancelled: its transaction is
+        rolled back and nothing it read is returned."""
         try:
-            return await super().execute_single(request, request_adapter, *args, **kwargs)
+            async with asyncio.timeout(self._timeout):
+                return await super().execute_single(request, request_adapter, *args, **kwargs)
+        except TimeoutError:
+            state = request.scope.get("state", {})
+            meta = state.get(REQUEST_META) or RequestMeta(request_id="unknown")
+            log.warning("operation_timed_out", limit_seconds=self._timeout)
+            return ExecutionResult(
+                data=None,
+                errors=[
+                    masked(
+                        TIMEOUT,
+                        f"The operation took longer than {self._timeout} seconds and was"
+                        " stopped; nothing was written.",
+                        request_id=meta.request_id,
+                    )
+                ],
+            )
         except HTTPException as exc:
             if request_adapter.method == "GET" and isinstance(
                 exc.__cause__, InvalidOperationTypeError

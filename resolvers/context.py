@@ -63,7 +63,20 @@ class AccessRequest:
         return PatientScope(self.grant.row_scope, self.actor_id)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
+class QueryLimits:
+    """What one GraphQL document may ask for (see graph/extensions/limits.py)."""
+
+    max_depth: int = 10
+    max_aliases: int = 15
+    max_tokens: int = 2000
+    max_directives: int = 50
+    max_cost: int = 5000
+    default_page_size: int = 20
+    max_page_size: int = 100
+
+
+@dataclass
 class RequestContext:
     db: RequestDatabase
     meta: RequestMeta
@@ -71,6 +84,7 @@ class RequestContext:
     access: AccessRequest = field(default_factory=AccessRequest)
     page_limits: PageLimits = field(default_factory=PageLimits)
     anomaly_limits: AnomalyThresholds = field(default_factory=AnomalyThresholds)
+    query_limits: QueryLimits = field(default_factory=QueryLimits)
     # Set by the authorization extension before execution.
     purpose: Purpose | None = None
     decision: Decision | None = None

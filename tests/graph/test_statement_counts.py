@@ -26,7 +26,7 @@ AUDIT = 1
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(**TEST_KEYS, **FAST_HASHING, max_page_size=1000)
+    return Settings(**TEST_KEYS, **FAST_HASHING, max_page_size=1000, max_cost=1_000_000)
 
 
 @pytest.fixture
