@@ -73,11 +73,16 @@ def _tls_from_params(params: dict[str, str | tuple[str, ...]]) -> ssl.SSLContext
             "sslmode must be one of disable, allow, prefer, require, verify-ca, verify-full"
         )
     cafile = params.get("sslrootcert")
-    context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    try:
+        context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+        if "sslcert" in params:
+            context.load_cert_chain(str(params["sslcert"]), str(params.get("sslkey") or "") or None)
+    except (OSError, ssl.SSLError):
+        raise DatabaseUrlError(
+            "sslrootcert (and sslcert/sslkey, if given) must name readable PEM files"
+        ) from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = mode == "verify-full"
-    if "sslcert" in params:
-        context.load_cert_chain(str(params["sslcert"]), str(params.get("sslkey") or "") or None)
     return context
 
 

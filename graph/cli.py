@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from domain.policy import PolicyError
 from graph import cli_audit, cli_identity, cli_policy
 from graph.keys import configured_field_cipher, field_cipher
 from graph.logs import configure_logging
+from graph.serving import tls_context
 from graph.settings import Settings, SettingsError
 
 
@@ -123,7 +125,9 @@ def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_unsafe_serving(settings: Settings) -> None:
+def _refuse_unsafe_serving(settings: Settings, args: argparse.Namespace | None = None) -> None:
+    if args is not None and bool(args.tls_cert) != bool(args.tls_key):
+        raise CommandError("--tls-cert and --tls-key go together")
     if not settings.is_production:
         return
     if settings.uses_embedded_database:
@@ -138,12 +142,17 @@ def _refuse_unsafe_serving(settings: Settings) -> None:
             "PHIGATE_ENV=production refuses a remote database without verified TLS: add "
             "sslmode=verify-full&sslrootcert=/path/to/ca.pem to DATABASE_URL"
         )
+    if args is not None and not args.tls_cert and not args.behind_proxy:
+        raise CommandError(
+            "PHIGATE_ENV=production serves only over TLS: give --tls-cert and --tls-key, or"
+            " --behind-proxy (with --trusted-proxies) when a load balancer terminates TLS"
+        )
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    _refuse_unsafe_serving(settings)
+    _refuse_unsafe_serving(settings, args)
     database = open_database(settings)
     if database.embedded is not None:
         _migrate(settings, database)  # zero-setup: the embedded database is always current
@@ -153,7 +162,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         _emit(_seed(settings, database, args.demo_patients))
     _emit(
         {
-            "graphql": f"http://{args.host}:{args.port}/graphql",
+            "graphql": f"{'https' if args.tls_cert else 'http'}://{args.host}:{args.port}/graphql",
             "database": "embedded" if database.embedded else "DATABASE_URL",
         }
     )
@@ -166,7 +175,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
-        proxy_headers=False,
+        # Client addresses from X-Forwarded-For only when the peer is a trusted proxy.
+        proxy_headers=args.behind_proxy,
+        forwarded_allow_ips=args.trusted_proxies if args.behind_proxy else None,
+        ssl_certfile=args.tls_cert,
+        ssl_keyfile=args.tls_key,
+        ssl_context_factory=tls_context if args.tls_cert else None,
     )
     return 0
 
@@ -231,6 +245,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--tls-cert",
+        default=os.environ.get("PHIGATE_TLS_CERT_FILE"),
+        help="PEM certificate chain: serve HTTPS (TLS 1.2+) (env PHIGATE_TLS_CERT_FILE)",
+    )
+    serve.add_argument(
+        "--tls-key",
+        default=os.environ.get("PHIGATE_TLS_KEY_FILE"),
+        help="PEM private key for --tls-cert (env PHIGATE_TLS_KEY_FILE)",
+    )
+    serve.add_argument(
+        "--behind-proxy",
+        action="store_true",
+        default=os.environ.get("PHIGATE_BEHIND_PROXY") == "true",
+        help="a load balancer terminates TLS and forwards (env PHIGATE_BEHIND_PROXY=true)",
+    )
+    serve.add_argument(
+        "--trusted-proxies",
+        default=os.environ.get("PHIGATE_TRUSTED_PROXIES", "127.0.0.1"),
+        help="comma-separated addresses or CIDRs whose X-Forwarded-For is believed",
+    )
     serve.add_argument(
         "--demo", action="store_true", help="seed synthetic demo data before serving"
     )

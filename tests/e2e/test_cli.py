@@ -165,18 +165,32 @@ def test_secret_file_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             "127.0.0.1",
             "verified TLS",
         ),
+        (
+            {
+                "PHIGATE_ENV": "production",
+                "DATABASE_URL": "postgresql://app@db.example.test/phigate"
+                "?sslmode=verify-full&sslrootcert={ca}",
+            },
+            "127.0.0.1",
+            "serves only over TLS",
+        ),
+        ({"PHIGATE_TLS_CERT_FILE": "/tmp/cert.pem"}, "127.0.0.1", "go together"),
     ],
 )
 def test_serve_refuses_unsafe_setups(
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     env: dict,
     host: str,
     message: str,
 ) -> None:
+    from tests.tls import self_signed
+
+    ca, _ = self_signed(tmp_path)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     for key, value in env.items():
-        monkeypatch.setenv(key, value)
+        monkeypatch.setenv(key, value.replace("{ca}", str(ca)))
     assert main(["serve", "--host", host, "--port", "1"]) == 2
     assert message in capsys.readouterr().err
 

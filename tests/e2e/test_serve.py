@@ -3,6 +3,7 @@ directory starts the embedded PostgreSQL, migrates, seeds and answers GraphQL.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pyotp
+import pytest
 
 from db.demo import DEMO_PASSWORD, demo_totp_secret
 from db.embedded import EmbeddedDatabaseError, attach_embedded
@@ -92,3 +94,70 @@ def test_serve_demo_from_an_empty_data_directory(tmp_path: Path) -> None:
     except EmbeddedDatabaseError:
         pass
     assert (data_dir / "PG_VERSION").exists()
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
+def test_serve_over_tls_refuses_old_protocols_and_plain_http(
+    tmp_path: Path, postgres, database: str
+) -> None:
+    import ssl
+
+    from tests.conftest import BLIND_INDEX_KEY, MASTER_KEY
+    from tests.tls import self_signed
+
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres.app_target(database).url.render_as_string(hide_password=False),
+        "PHIGATE_MASTER_KEY": MASTER_KEY,
+        "PHIGATE_BLIND_INDEX_KEY": BLIND_INDEX_KEY,
+    }
+    script = Path(sys.executable).parent / "phigate"
+    process = subprocess.Popen(
+        [str(script), "serve", "--port", str(port), "--tls-cert", str(cert), "--tls-key", str(key)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"https://127.0.0.1:{port}"
+
+    def client(minimum: ssl.TLSVersion, maximum: ssl.TLSVersion) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(cert))
+        context.minimum_version, context.maximum_version = minimum, maximum
+        return context
+
+    try:
+        deadline = time.monotonic() + 60
+        modern = client(ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3)
+        while True:
+            try:
+                if httpx.get(f"{base}/health", verify=modern, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"serve failed: {process.stderr.read()[-2000:]}") from None
+                time.sleep(0.3)
+        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            response = httpx.get(f"{base}/health", verify=client(version, version), timeout=5)
+            assert response.status_code == 200
+            assert response.headers["strict-transport-security"].startswith("max-age=")
+        old = client(ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1)
+        with contextlib.suppress(ssl.SSLError):
+            old.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client at least offer TLS 1.1
+        try:
+            httpx.get(f"{base}/health", verify=old, timeout=5)
+            raise AssertionError("a TLS 1.1 client was served")
+        except httpx.TransportError:
+            pass
+        try:
+            plain = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+            raise AssertionError(f"plain HTTP was answered: {plain.status_code}")
+        except httpx.TransportError:
+            pass
+    finally:
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=60)
+    assert f"https://127.0.0.1:{port}/graphql" in stdout
