@@ -149,10 +149,31 @@ def _refuse_unsafe_serving(settings: Settings, args: argparse.Namespace | None =
         )
 
 
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    from graph.checks import configuration_problems, database_problems
+
+    problems = configuration_problems(settings)
+    if not args.no_database:
+        problems += asyncio.run(database_problems(settings))
+    _emit({"ok": not problems, "environment": settings.environment.value, "problems": problems})
+    return 1 if problems else 0
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     _refuse_unsafe_serving(settings, args)
+    if settings.is_production:
+        from graph.checks import configuration_problems
+
+        serving = {
+            **os.environ,
+            "PHIGATE_TLS_CERT_FILE": args.tls_cert or "",
+            "PHIGATE_TLS_KEY_FILE": args.tls_key or "",
+            "PHIGATE_BEHIND_PROXY": "true" if args.behind_proxy else "",
+        }
+        if problems := configuration_problems(settings, serving):
+            raise CommandError("refusing to serve: " + "; ".join(problems))
     database = open_database(settings)
     if database.embedded is not None:
         _migrate(settings, database)  # zero-setup: the embedded database is always current
@@ -236,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
         "PostgreSQL is started in PHIGATE_DATA_DIR (default ./var/pgdata).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check",
+        help="validate the configuration (and the database); exit 1 naming every problem",
+    )
+    check.add_argument("--no-database", action="store_true", help="configuration only")
+    check.set_defaults(handler=cmd_check)
 
     serve = commands.add_parser(
         "serve", help="run the gateway (migrates the embedded database first)"

@@ -355,3 +355,37 @@ def test_report_from_the_cli(
     assert document["audit_chain"]["verified"] is True
     assert document["breaches"]["count"] >= 1 and document["accounts"]["without_mfa"] == 0
     assert main(["report", "--from", "not-a-date"]) == 2
+
+
+def test_check_names_every_problem_of_a_production_setup(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for variable in ("DATABASE_URL", "PHIGATE_MASTER_KEY", "PHIGATE_BLIND_INDEX_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("PHIGATE_ENV", "production")
+    monkeypatch.setenv("PHIGATE_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("PHIGATE_TLS_CERT_FILE", "/nonexistent/cert.pem")
+    assert main(["check", "--no-database"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    problems = " | ".join(report["problems"])
+    for expected in (
+        "PHIGATE_MASTER_KEY",
+        "PHIGATE_BLIND_INDEX_KEY",
+        "PHIGATE_TLS_CERT_FILE names a file that does not exist",
+        "DATABASE_URL is unset",
+        "TLS is off",
+        "DEBUG",
+    ):
+        assert expected in problems, expected
+    assert report["ok"] is False
+
+
+def test_check_passes_a_sound_setup_and_sees_demo_accounts(
+    external_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "ok": True,
+        "environment": "development",
+        "problems": [],
+    }

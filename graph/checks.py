@@ -1,0 +1,87 @@
+"""`phigate check`: every reason this configuration is not fit to serve PHI, all at once.
+Run by hand, and by `phigate serve` before starting in production (which then refuses)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import text
+
+from db.engine import DatabaseUrlError, create_engine, parse_database_url
+from domain.permissions import Permission
+from graph.settings import Settings, SettingsError
+
+
+def configuration_problems(settings: Settings, environ: dict[str, str] | None = None) -> list[str]:
+    """Problems that need no database. Production rules apply in production only."""
+    from graph.app import load_policy
+    from graph.keys import blind_index, key_provider
+
+    env = dict(os.environ if environ is None else environ)
+    problems: list[str] = []
+    for name, build in (("key-encryption key", key_provider), ("blind-index key", blind_index)):
+        if settings.is_production or settings.master_key or settings.kms_wrapped_keks:
+            try:
+                build(settings)
+            except SettingsError as exc:
+                problems.append(f"{name}: {exc}")
+    try:
+        policy = load_policy(settings)
+    except SettingsError as exc:
+        problems.append(str(exc))
+    else:
+        granted = [grant for grant in (*policy.roles.values(), *policy.scopes.values())]
+        if all(Permission.INTROSPECT in grant.permissions for grant in granted):
+            problems.append("the policy opens introspection to every role and scope")
+    certificate, key = env.get("PHIGATE_TLS_CERT_FILE"), env.get("PHIGATE_TLS_KEY_FILE")
+    for variable, path in (("PHIGATE_TLS_CERT_FILE", certificate), ("PHIGATE_TLS_KEY_FILE", key)):
+        if path and not Path(path).is_file():
+            problems.append(f"{variable} names a file that does not exist")
+    if not settings.is_production:
+        return problems
+    if settings.uses_embedded_database:
+        problems.append("DATABASE_URL is unset: production needs a managed PostgreSQL")
+    else:
+        assert settings.database_url is not None
+        try:
+            target = parse_database_url(settings.database_url)
+            if not target.is_local and not target.verifies_server:
+                problems.append("DATABASE_URL must use sslmode=verify-full with sslrootcert")
+        except DatabaseUrlError as exc:
+            problems.append(f"DATABASE_URL: {exc}")
+    if not (certificate and key) and env.get("PHIGATE_BEHIND_PROXY") != "true":
+        problems.append(
+            "TLS is off: set PHIGATE_TLS_CERT_FILE and PHIGATE_TLS_KEY_FILE, or"
+            " PHIGATE_BEHIND_PROXY=true behind a TLS-terminating load balancer"
+        )
+    if settings.log_level == "DEBUG":
+        problems.append("PHIGATE_LOG_LEVEL=DEBUG is for development")
+    return problems
+
+
+async def database_problems(settings: Settings) -> list[str]:
+    """Problems found in the database itself: reachable, current, no demo accounts in
+    production."""
+    from db.migrate import current_revision, head_revision
+    from graph.app import database_target
+
+    problems: list[str] = []
+    if settings.uses_embedded_database:
+        return problems
+    engine = create_engine(database_target(settings), pool_size=1, max_overflow=0)
+    try:
+        if await current_revision(engine) != head_revision():
+            problems.append("the database schema is not current: run `phigate migrate`")
+            return problems
+        async with engine.connect() as connection:
+            demo = await connection.scalar(
+                text("SELECT count(*) FROM phigate.users WHERE demo AND status = 'ACTIVE'")
+            )
+        if settings.is_production and demo:
+            problems.append(f"{demo} demo account(s) are active: disable them")
+    except Exception as exc:  # unreachable, refused, wrong password: name the kind only
+        problems.append(f"the database cannot be used ({type(exc).__name__})")
+    finally:
+        await engine.dispose()
+    return problems
