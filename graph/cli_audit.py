@@ -244,6 +244,66 @@ def compliance_report(
     return 0 if document["audit_chain"]["verified"] else 1
 
 
+def operations_register(
+    settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
+) -> int:
+    """Register GraphQL documents (one per file, as the client sends it) by SHA-256,
+    after validating each against the schema."""
+    from graphql import GraphQLError, OperationDefinitionNode, parse, validate
+
+    from db import operations as store
+    from graph.persisted import digest
+    from graph.schema import schema
+
+    documents = []
+    for name in args.files:
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+            parsed = parse(text)
+        except OSError:
+            print(f"phigate: {name} cannot be read", file=sys.stderr)
+            return 2
+        except GraphQLError as exc:
+            print(f"phigate: {name}: {exc.message}", file=sys.stderr)
+            return 2
+        if errors := validate(schema._schema, parsed):
+            print(f"phigate: {name}: {errors[0].message}", file=sys.stderr)
+            return 2
+        operations = [
+            d.name.value if d.name else None
+            for d in parsed.definitions
+            if isinstance(d, OperationDefinitionNode)
+        ]
+        documents.append((name, digest(text), text, operations))
+
+    async def register(engine: Any) -> None:
+        for _, sha256, text, _ in documents:
+            await store.store(engine, sha256, text, source="REGISTERED", registered_by=operator())
+
+    _engine_run(app, register)
+    print(
+        json.dumps(
+            {
+                "registered": [
+                    {"file": name, "sha256": sha256, "operations": operations}
+                    for name, sha256, _, operations in documents
+                ]
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def operations_list(
+    settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
+) -> int:
+    from db import operations as store
+
+    print(json.dumps({"operations": _engine_run(app, store.listing)}, indent=2, default=str))
+    return 0
+
+
 def audit_partitions(
     settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
 ) -> int:
@@ -313,6 +373,21 @@ def add_parsers(commands: Any, handler: Any) -> None:
     report.add_argument("--to", dest="until", help="ISO date-time (default: now)")
     report.add_argument("--output", help="file to write (default: standard output)")
     report.set_defaults(handler=handler, action=compliance_report)
+
+    operations = commands.add_parser(
+        "operations",
+        help="persisted GraphQL operations (PHIGATE_OPERATIONS=strict runs only these)",
+    )
+    operation_actions = operations.add_subparsers(
+        dest="operations_command", required=True, metavar="ACTION"
+    )
+    register = operation_actions.add_parser(
+        "register", help="validate and register .graphql documents by their SHA-256"
+    )
+    register.add_argument("files", nargs="+", metavar="FILE.graphql")
+    register.set_defaults(handler=handler, action=operations_register)
+    listed = operation_actions.add_parser("list", help="registered and automatic operations")
+    listed.set_defaults(handler=handler, action=operations_list)
 
     parser = commands.add_parser("audit", help="the tamper-evident audit trail")
     actions = parser.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

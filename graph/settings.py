@@ -42,6 +42,8 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     execution_timeout_seconds: int = 10
     cors_origins: tuple[str, ...] = ()
+    operations: str = "open"  # "strict": registered operations only (see graph/persisted.py)
+    adhoc_roles: tuple[str, ...] = ("ANALYST",)
     default_page_size: int = 20
     log_level: str = "INFO"
     log_format: str = "json"
@@ -113,6 +115,13 @@ class Settings:
                 env, "PHIGATE_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024
             ),
             cors_origins=_origins(env, "PHIGATE_CORS_ORIGINS"),
+            operations=_choice(
+                env,
+                "PHIGATE_OPERATIONS",
+                ("open", "strict"),
+                "strict" if env.get("PHIGATE_ENV") == "production" else "open",
+            ),
+            adhoc_roles=_roles(env, "PHIGATE_ADHOC_ROLES", ("ANALYST",)),
             execution_timeout_seconds=_int(
                 env, "PHIGATE_EXECUTION_TIMEOUT_SECONDS", 10, minimum=1, maximum=300
             ),
@@ -304,3 +313,16 @@ def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
                 f"{name} must list exact origins like https://app.example.org (no wildcard)"
             )
     return origins
+
+
+def _roles(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    from domain.roles import Role
+
+    raw = env.get(name)
+    if raw is None:
+        return default
+    roles = tuple(part.strip().upper() for part in raw.split(",") if part.strip())
+    known = {role.value for role in Role}
+    if any(role not in known for role in roles):
+        raise SettingsError(f"{name} must list roles among {', '.join(sorted(known))}")
+    return roles

@@ -18,9 +18,11 @@ from db.audit_queries import AnomalyThresholds
 from db.crypto import FieldCipher
 from db.unit_of_work import RequestDatabase
 from domain.policy import Policy
+from domain.roles import Role
 from graph.authentication import PRINCIPAL
 from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE, TIMEOUT, masked
 from graph.middleware import REQUEST_META
+from graph.persisted import OperationsMode, PersistedOperations, Refused
 from graph.settings import Settings
 from resolvers.context import AccessRequest, PageLimits, QueryLimits, RequestContext, RequestMeta
 
@@ -73,6 +75,11 @@ class GraphQLView(GraphQL[RequestContext, None]):
             max_page_size=settings.max_page_size,
         )
         self._timeout = settings.execution_timeout_seconds
+        self._persisted = PersistedOperations(
+            engine,
+            OperationsMode(settings.operations),
+            frozenset(Role(role) for role in settings.adhoc_roles),
+        )
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:
         state = request.scope.get("state", {})
@@ -96,15 +103,37 @@ class GraphQLView(GraphQL[RequestContext, None]):
             cipher=self._cipher,
         )
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """A GET by persisted-query hash carries no `query`: it is an operation, not a
+        browser asking for GraphiQL."""
+        return (
+            super().should_render_graphql_ide(request)
+            and request.query_params.get("extensions") is None
+        )
+
     async def execute_single(
         self, request: Any, request_adapter: Any, *args: Any, **kwargs: Any
     ) -> Any:
         """A mutation sent over GET is a method problem (405), not a malformed request.
         An operation running past the execution timeout is cancelled: its transaction is
         rolled back and nothing it read is returned."""
+        call = dict(
+            zip(("sub_response", "context", "root_value", "request_data"), args, strict=False)
+        )
+        call.update(kwargs)
+        context = call["context"]
+        try:
+            call["request_data"] = await self._persisted.resolve(
+                call["request_data"], context.principal
+            )
+        except Refused as refused:
+            return ExecutionResult(
+                data=None,
+                errors=[masked(refused.code, refused.message, request_id=context.meta.request_id)],
+            )
         try:
             async with asyncio.timeout(self._timeout):
-                return await super().execute_single(request, request_adapter, *args, **kwargs)
+                return await super().execute_single(request, request_adapter, **call)
         except TimeoutError:
             state = request.scope.get("state", {})
             meta = state.get(REQUEST_META) or RequestMeta(request_id="unknown")

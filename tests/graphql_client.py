@@ -38,14 +38,17 @@ class GraphQLClient:
 
     async def __call__(
         self,
-        query: str,
+        query: str | None,
         variables: dict[str, Any] | None = None,
         *,
         headers: dict[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> GraphQLResponse:
-        payload: dict[str, Any] = {"query": query}
+        payload: dict[str, Any] = {} if query is None else {"query": query}
         if variables is not None:
             payload["variables"] = variables
+        if extensions is not None:
+            payload["extensions"] = extensions
         response = await self.http.post(
             "/graphql", json=payload, headers={**self.headers, **(headers or {})}
         )

@@ -10,6 +10,7 @@ from db.models.breach import (
 from db.models.care import BreakGlassEpisode, CareTeamMember
 from db.models.identity import (
     OAuthClient,
+    PersistedOperation,
     RateLimitCounter,
     RefreshToken,
     SigningKey,
@@ -39,6 +40,7 @@ __all__ = [
     "LegalHoldEvent",
     "OAuthClient",
     "Patient",
+    "PersistedOperation",
     "PhiService",
     "RateLimitCounter",
     "RefreshToken",

@@ -122,3 +122,19 @@ class RateLimitCounter(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     hits: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[datetime] = utc_timestamp()
+
+
+class PersistedOperation(Base):
+    """A GraphQL document addressed by the SHA-256 of its text."""
+
+    __tablename__ = "persisted_operations"
+    __table_args__ = (
+        CheckConstraint("source IN ('REGISTERED', 'AUTOMATIC')", name="source"),
+        CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="sha256_hex"),
+    )
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(20))
+    registered_by: Mapped[str | None] = mapped_column(String(100))
+    registered_at: Mapped[datetime] = utc_timestamp(server_now=True)

@@ -389,3 +389,22 @@ def test_check_passes_a_sound_setup_and_sees_demo_accounts(
         "environment": "development",
         "problems": [],
     }
+
+
+def test_operations_register_validates_and_prints_hashes(
+    external_database: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from graph.persisted import digest
+
+    good = tmp_path / "chart.graphql"
+    good.write_text("query Chart($id: ID!) { patient(id: $id) { givenName } }\n")
+    bad = tmp_path / "typo.graphql"
+    bad.write_text("query { patiens { edges { node { id } } } }\n")
+    assert main(["operations", "register", str(good)]) == 0
+    [entry] = json.loads(capsys.readouterr().out)["registered"]
+    assert entry == {"file": str(good), "sha256": digest(good.read_text()), "operations": ["Chart"]}
+    assert main(["operations", "register", str(bad)]) == 2
+    assert "patiens" in capsys.readouterr().err
+    assert main(["operations", "list"]) == 0
+    listed = json.loads(capsys.readouterr().out)["operations"]
+    assert [(o["sha256"], o["source"]) for o in listed] == [(entry["sha256"], "REGISTERED")]
