@@ -1,14 +1,22 @@
 # syntax=docker/dockerfile:1.7
 # phigate: multi-stage, slim, non-root. Serves against DATABASE_URL (a managed
 # PostgreSQL with sslmode=verify-full); the embedded database is not used in images.
+# Production mode: it serves only over TLS (PHIGATE_TLS_CERT_FILE/_KEY_FILE, mounted
+# secrets) or behind a TLS-terminating proxy (PHIGATE_BEHIND_PROXY=true with
+# PHIGATE_TRUSTED_PROXIES), and needs its keys (PHIGATE_MASTER_KEY_FILE or
+# PHIGATE_KMS_WRAPPED_KEKS, and PHIGATE_BLIND_INDEX_KEY_FILE). `phigate check` says
+# what is missing.
 #
 #   docker build -t phigate .
 #   docker run --rm -e PHIGATE_MIGRATION_DATABASE_URL=... phigate migrate
-#   docker run -p 8000:8000 -e DATABASE_URL=... phigate
+#   docker run -p 8000:8000 -e DATABASE_URL=... -e PHIGATE_TLS_CERT_FILE=... phigate
 
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+# Optional extras: "[kms]" adds boto3 for AWS KMS; "" for none.
+ARG PHIGATE_EXTRAS="[kms]"
 
 FROM ${PYTHON_IMAGE} AS build
+ARG PHIGATE_EXTRAS
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/phigate
@@ -18,7 +26,7 @@ COPY db ./db
 COPY resolvers ./resolvers
 COPY graph ./graph
 RUN /opt/phigate/bin/pip install --upgrade pip \
- && /opt/phigate/bin/pip install . \
+ && /opt/phigate/bin/pip install ".${PHIGATE_EXTRAS}" \
  && find /opt/phigate -name '__pycache__' -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE} AS runtime
@@ -34,7 +42,9 @@ ENV PATH=/opt/phigate/bin:$PATH \
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 8000
+# Liveness over loopback: HTTPS when the container terminates TLS itself (the probe
+# carries no data, so it does not verify the certificate), else HTTP.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status != 200)"]
+  CMD ["python", "-c", "import os, ssl, sys, urllib.request as u; tls = bool(os.environ.get('PHIGATE_TLS_CERT_FILE')); sys.exit(u.urlopen(('https' if tls else 'http') + '://127.0.0.1:8000/health', timeout=2, context=ssl._create_unverified_context() if tls else None).status != 200)"]
 ENTRYPOINT ["phigate"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]

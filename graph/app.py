@@ -14,7 +14,8 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from db import audit
 from db.embedded import attach_embedded
@@ -32,7 +33,7 @@ from graph.middleware import (
 from graph.routes.auth import AuthEndpoints
 from graph.schema import schema as default_schema
 from graph.settings import Settings, SettingsError
-from graph.view import GraphQLView
+from graph.view import GRAPHIQL_ASSETS_PATH, GraphQLView
 
 CORS_HEADERS = [
     "Authorization",
@@ -95,11 +96,25 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            *(
+                [
+                    Mount(
+                        GRAPHIQL_ASSETS_PATH,
+                        app=StaticFiles(directory=settings.graphiql_assets),
+                        name="graphiql-assets",
+                    )
+                ]
+                if settings.graphiql_assets is not None
+                else []
+            ),
             *AuthEndpoints(identity).routes(),
         ],
         middleware=[
             Middleware(RequestContextMiddleware),
-            Middleware(SecurityHeadersMiddleware),
+            Middleware(
+                SecurityHeadersMiddleware,
+                self_hosted_graphiql=settings.graphiql_assets is not None,
+            ),
             *(
                 [
                     Middleware(

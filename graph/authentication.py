@@ -34,12 +34,16 @@ def bearer_token(scope: Scope) -> str | None:
 
 
 def _is_ide_shell(scope: Scope) -> bool:
-    """The GraphiQL page itself: a static shell with no data and no schema in it. Every
-    request it then sends carries the token the user pastes into it."""
+    """The GraphiQL page itself (and its self-hosted scripts and styles): a static shell
+    with no data and no schema in it. Every request it then sends carries the token the
+    user pastes into it."""
+    if scope["method"] == "GET" and scope["path"].startswith("/graphiql-assets/"):
+        return True
     return (
         scope["method"] == "GET"
         and scope["path"] == "/graphql"
         and b"query=" not in scope.get("query_string", b"")
+        and b"extensions=" not in scope.get("query_string", b"")
         and "text/html" in (header(scope, b"accept") or "")
     )
 

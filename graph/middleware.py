@@ -99,8 +99,13 @@ class SecurityHeadersMiddleware:
         "Cross-Origin-Opener-Policy": "same-origin",
     }
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, self_hosted_graphiql: bool = False) -> None:
         self.app = app
+        self.graphiql_csp = (
+            GRAPHIQL_CSP.replace("https://unpkg.com", "'self'")
+            if self_hosted_graphiql
+            else GRAPHIQL_CSP
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -113,7 +118,9 @@ class SecurityHeadersMiddleware:
                 for name, value in self.HEADERS.items():
                     headers.setdefault(name, value)
                 html = headers.get("content-type", "").startswith("text/html")
-                headers.setdefault("Content-Security-Policy", GRAPHIQL_CSP if html else API_CSP)
+                headers.setdefault(
+                    "Content-Security-Policy", self.graphiql_csp if html else API_CSP
+                )
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -44,6 +44,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     operations: str = "open"  # "strict": registered operations only (see graph/persisted.py)
     adhoc_roles: tuple[str, ...] = ("ANALYST",)
+    graphiql_assets: Path | None = None
     default_page_size: int = 20
     log_level: str = "INFO"
     log_format: str = "json"
@@ -122,6 +123,7 @@ class Settings:
                 "strict" if env.get("PHIGATE_ENV") == "production" else "open",
             ),
             adhoc_roles=_roles(env, "PHIGATE_ADHOC_ROLES", ("ANALYST",)),
+            graphiql_assets=_directory(env, "PHIGATE_GRAPHIQL_ASSETS"),
             execution_timeout_seconds=_int(
                 env, "PHIGATE_EXECUTION_TIMEOUT_SECONDS", 10, minimum=1, maximum=300
             ),
@@ -326,3 +328,12 @@ def _roles(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple
     if any(role not in known for role in roles):
         raise SettingsError(f"{name} must list roles among {', '.join(sorted(known))}")
     return roles
+
+
+def _directory(env: Mapping[str, str], name: str) -> Path | None:
+    if not env.get(name):
+        return None
+    path = Path(env[name])
+    if not path.is_dir():
+        raise SettingsError(f"{name} must name a directory")
+    return path

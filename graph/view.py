@@ -27,6 +27,7 @@ from graph.settings import Settings
 from resolvers.context import AccessRequest, PageLimits, QueryLimits, RequestContext, RequestMeta
 
 log = structlog.get_logger("phigate.graphql")
+GRAPHIQL_ASSETS_PATH = "/graphiql-assets"
 
 # A written reason: long enough to say something, short enough to be a reason.
 MIN_REASON = 10
@@ -75,6 +76,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             max_page_size=settings.max_page_size,
         )
         self._timeout = settings.execution_timeout_seconds
+        self._self_hosted_assets = settings.graphiql_assets is not None
         self._persisted = PersistedOperations(
             engine,
             OperationsMode(settings.operations),
@@ -102,6 +104,15 @@ class GraphQLView(GraphQL[RequestContext, None]):
             query_limits=self._query_limits,
             cipher=self._cipher,
         )
+
+    @property
+    def graphql_ide_html(self) -> str:
+        """Strawberry's GraphiQL page (assets pinned by version, with Subresource
+        Integrity), pointed at /graphiql-assets/ when the operator self-hosts them."""
+        html = super().graphql_ide_html
+        if self._self_hosted_assets:
+            html = html.replace("https://unpkg.com/", f"{GRAPHIQL_ASSETS_PATH}/")
+        return html
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         """A GET by persisted-query hash carries no `query`: it is an operation, not a
