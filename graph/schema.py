@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
+from strawberry.extensions import ValidationCache
 from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 
 from domain.policy import PHI
 from graph.extensions.authorization import Authorization
+from graph.extensions.caches import PARSE_CACHE_SIZE, ParseCache
 from graph.extensions.limits import QueryLimitsExtension
 from graph.extensions.safe_errors import SafeErrors
 from graph.extensions.unit_of_work import UnauditedUnitOfWork, UnitOfWork
@@ -28,8 +30,12 @@ def build_schema(*, enforce: bool = True, audit: bool = True) -> PhigateSchema:
     """The schema. ``enforce=False`` and ``audit=False`` exist only so benchmarks can
     measure what enforcement and audit cost; nothing serves them."""
     unit_of_work = UnitOfWork if audit else UnauditedUnitOfWork
-    extensions: list[type] = [
+    extensions: list[Any] = [
         SafeErrors,
+        # A repeated document is parsed and validated once (keys: its text; the document
+        # and the rules), which is most of what a small query costs.
+        ParseCache,
+        lambda: ValidationCache(maxsize=PARSE_CACHE_SIZE),
         unit_of_work,
         QueryLimitsExtension,
         *([Authorization] if enforce else []),

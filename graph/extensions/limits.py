@@ -8,6 +8,7 @@ Depth and aliases use Strawberry's own validators; tokens, graphql-core's parser
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -52,6 +53,13 @@ def limit_error(limit: str, maximum: int, request_id: str) -> GraphQLError:
     )
 
 
+@functools.cache
+def _rules(max_depth: int, max_aliases: int) -> tuple[type, ...]:
+    """The same rule classes for the same limits, so Strawberry's ValidationCache (keyed
+    on the document and the rules) hits for a repeated document."""
+    return depth_validator(max_depth, _introspection), aliases_validator(max_aliases)
+
+
 def _introspection(context: IgnoreContext) -> bool:
     # GraphiQL's own schema query nests ofType deeply; introspection has its permission.
     return context.field_name in ("__schema", "__type")
@@ -67,8 +75,7 @@ class QueryLimitsExtension(SchemaExtension):
         context.parse_options["max_tokens"] = limits.max_tokens
         context.validation_rules = (
             *context.validation_rules,
-            depth_validator(limits.max_depth, _introspection),
-            aliases_validator(limits.max_aliases),
+            *_rules(limits.max_depth, limits.max_aliases),
         )
         yield
 
