@@ -9,10 +9,15 @@ import sys
 from pathlib import Path
 
 from graph.logs import configure_logging
-from tests.bench import bench_compliance, bench_encryption
+from tests.bench import bench_caches, bench_compliance, bench_encryption, bench_load
 from tests.bench.harness import database, machine
 
-BENCHES = {"compliance": bench_compliance.run, "encryption": bench_encryption.run}
+BENCHES = {
+    "caches": bench_caches.run,
+    "compliance": bench_compliance.run,
+    "encryption": bench_encryption.run,
+    "load": bench_load.run,
+}
 
 
 def main() -> int:
