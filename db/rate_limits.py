@@ -34,13 +34,15 @@ class PostgresStorage(Storage):
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__(wrap_exceptions=False)
         self._engine = engine
+        # The increment is one atomic statement: no BEGIN and COMMIT round trips.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def base_exceptions(self) -> type[Exception]:
         return SQLAlchemyError
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        async with self._engine.begin() as connection:
+        async with self._autocommit.connect() as connection:
             result = await connection.execute(
                 _INCREMENT, {"key": key, "amount": amount, "expiry": expiry}
             )
