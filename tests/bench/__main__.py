@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 from graph.logs import configure_logging
-from tests.bench import bench_caches, bench_compliance, bench_encryption, bench_load
+from tests.bench import bench_baseline, bench_caches, bench_compliance, bench_encryption, bench_load
 from tests.bench.harness import database, machine
 
 BENCHES = {
+    "baseline": bench_baseline.run,
     "caches": bench_caches.run,
     "compliance": bench_compliance.run,
     "encryption": bench_encryption.run,
