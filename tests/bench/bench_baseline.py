@@ -20,7 +20,7 @@ from domain.roles import Role
 from graph.app import create_app, engine_of, identity_of
 from graph.settings import Settings
 from tests.bench.harness import BENCH_KEYS, Database
-from tests.e2e.test_serve import free_port
+from tests.e2e.test_serve import free_port, wait_ready
 from tests.identity import issue_token
 
 SIZES = (1, 10, 100, 1000)
@@ -77,7 +77,7 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
     )  # fmt: skip
     results: dict[str, Any] = {}
     try:
-        _wait(f"http://127.0.0.1:{phigate_port}/health", phigate)
+        wait_ready(f"http://127.0.0.1:{phigate_port}", phigate)  # type: ignore[arg-type]
         _wait(f"http://127.0.0.1:{raw_port}/patients", raw)
         headers = {"Authorization": f"Bearer {token}", "X-Purpose-Of-Use": "COMPLIANCE"}
         async with (

@@ -29,7 +29,7 @@ from domain.roles import Role
 from graph.app import create_app, engine_of, identity_of
 from graph.settings import Settings
 from tests.bench.harness import BENCH_KEYS, Database
-from tests.e2e.test_serve import free_port
+from tests.e2e.test_serve import free_port, wait_ready
 from tests.identity import issue_token
 
 QUERY = "query One($id: ID!) { patient(id: $id) { id givenName familyName } }"
@@ -186,16 +186,7 @@ async def run(db: Database, *, rounds: int, patients: int = 10_000) -> dict[str,
     base = f"http://127.0.0.1:{port}"
     engine = create_engine(db.admin, pool_size=1, max_overflow=0)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:  # noqa: ASYNC210
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("phigate serve did not start")
-            await asyncio.sleep(0.3)
+        wait_ready(base, server)  # type: ignore[arg-type]
         await _drive(base, tokens, patients, 16, 200)  # warm-up: connections, caches
         async with engine.connect() as connection:
             before = await connection.scalar(text("SELECT coalesce(max(id), 0) FROM audit.events"))

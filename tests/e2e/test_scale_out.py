@@ -25,7 +25,7 @@ from domain.roles import Role
 from graph.app import identity_of
 from tests.conftest import BLIND_INDEX_KEY, MASTER_KEY
 from tests.e2e.test_login import PASSWORD, code
-from tests.e2e.test_serve import free_port
+from tests.e2e.test_serve import free_port, wait_ready
 from tests.identity import create_user
 
 QUERY = {"query": "{ baas { id } }"}
@@ -61,17 +61,8 @@ def gateways(
     processes = [start(port, env, tmp_path) for port in ports]
     bases = tuple(f"http://127.0.0.1:{port}" for port in ports)
     try:
-        deadline = time.monotonic() + 60
         for base, process in zip(bases, processes, strict=True):
-            while True:
-                try:
-                    if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"serve failed: {process.stderr.read()[-2000:]}")
-                time.sleep(0.3)
+            wait_ready(base, process)
         yield bases  # type: ignore[misc]
     finally:
         for process in processes:
