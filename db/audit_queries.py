@@ -184,14 +184,17 @@ class AnomalyThresholds:
     unreviewed_hours: int = 24
 
 
+def _window(minutes: int) -> Any:
+    """The fixed window an entry falls in (windows of this many minutes)."""
+    return func.date_bin(
+        timedelta(minutes=minutes), events.c.occurred_at, text("'2000-01-01'::timestamptz")
+    )
+
+
 async def bulk_access(
     db: RequestDatabase, *, since: datetime, limits: AnomalyThresholds
 ) -> Sequence[Row[Any]]:
-    bucket = func.date_bin(
-        timedelta(minutes=limits.bulk_minutes),
-        events.c.occurred_at,
-        text("'2000-01-01'::timestamptz"),
-    )
+    bucket = _window(limits.bulk_minutes)
     return await db.rows(
         select(
             events.c.actor_id,
@@ -214,11 +217,7 @@ async def bulk_access(
 async def denial_bursts(
     db: RequestDatabase, *, since: datetime, limits: AnomalyThresholds
 ) -> Sequence[Row[Any]]:
-    bucket = func.date_bin(
-        timedelta(minutes=limits.denial_minutes),
-        events.c.occurred_at,
-        text("'2000-01-01'::timestamptz"),
-    )
+    bucket = _window(limits.denial_minutes)
     return await db.rows(
         select(
             events.c.actor_id,

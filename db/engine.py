@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ssl
+import weakref
 from dataclasses import dataclass
 
 from sqlalchemy.engine import URL, make_url
@@ -105,3 +106,15 @@ def create_engine(
         pool_recycle=1800,
         connect_args=connect_args,
     )
+
+
+_AUTOCOMMIT: weakref.WeakKeyDictionary[AsyncEngine, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, without BEGIN and COMMIT round trips: for single statements that
+    are atomic on their own (on every request's path: the session check, the rate-limit
+    counter). Built once per engine."""
+    if engine not in _AUTOCOMMIT:
+        _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return _AUTOCOMMIT[engine]

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.engine import autocommit
 from db.models import RateLimitCounter
 
 counters = RateLimitCounter.__table__
@@ -35,7 +36,7 @@ class PostgresStorage(Storage):
         super().__init__(wrap_exceptions=False)
         self._engine = engine
         # The increment is one atomic statement: no BEGIN and COMMIT round trips.
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._autocommit = autocommit(engine)
 
     @property
     def base_exceptions(self) -> type[Exception]:

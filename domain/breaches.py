@@ -166,6 +166,39 @@ def first_sent(
     return earliest
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduledNotice:
+    deadline: Deadline
+    sent_on: date | None  # the first notice to that recipient
+    status: DeadlineStatus
+
+
+def notification_schedule(
+    discovered_on: date,
+    *,
+    affected_count: int,
+    residents: Mapping[str, int],
+    law_enforcement_delay_days: int,
+    notices: Iterable[tuple[NotificationRecipient, date]],
+    today: date,
+) -> list[ScheduledNotice]:
+    """Every deadline owed, with the first notice sent for it and how it stands today."""
+    sent = first_sent(notices)
+    return [
+        ScheduledNotice(
+            deadline,
+            sent.get(deadline.recipient),
+            deadline.status(sent.get(deadline.recipient), today=today),
+        )
+        for deadline in notification_deadlines(
+            discovered_on,
+            affected_count=affected_count,
+            residents=residents,
+            law_enforcement_delay_days=law_enforcement_delay_days,
+        )
+    ]
+
+
 def law_enforcement_delay_rule(days: int | None) -> str | None:
     if days is not None and not 1 <= days <= MAX_LAW_ENFORCEMENT_DELAY_DAYS:
         return f"must be between 1 and {MAX_LAW_ENFORCEMENT_DELAY_DAYS} days"

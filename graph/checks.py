@@ -31,8 +31,8 @@ def configuration_problems(settings: Settings, environ: dict[str, str] | None = 
     except SettingsError as exc:
         problems.append(str(exc))
     else:
-        granted = [grant for grant in (*policy.roles.values(), *policy.scopes.values())]
-        if all(Permission.INTROSPECT in grant.permissions for grant in granted):
+        grants = (*policy.roles.values(), *policy.scopes.values())
+        if all(Permission.INTROSPECT in grant.permissions for grant in grants):
             problems.append("the policy opens introspection to every role and scope")
     certificate, key = env.get("PHIGATE_TLS_CERT_FILE"), env.get("PHIGATE_TLS_KEY_FILE")
     for variable, path in (("PHIGATE_TLS_CERT_FILE", certificate), ("PHIGATE_TLS_KEY_FILE", key)):

@@ -87,6 +87,15 @@ def _record_patient(info: GraphInfo, patient_id: object) -> None:
     info.context.trail.returned(f"{path}.patient", [patient_id])  # type: ignore[list-item]
 
 
+async def _change_hold(info: GraphInfo, input: LegalHoldInput, *, held: bool) -> PatientPayload:
+    patient_id = parse_id(input.patient_id, "input.patientId")
+    row = await retention.change_legal_hold(
+        info.context, patient_id, held=held, reason=input.reason
+    )
+    info.context.trail.returned(f"{response_path(info)}.patient", [patient_id])
+    return PatientPayload(patient=Patient.from_row(row))
+
+
 @strawberry.type
 class Mutation:
     @classified(
@@ -98,23 +107,13 @@ class Mutation:
     async def legal_hold_set(
         self, info: GraphInfo, input: Annotated[LegalHoldInput, classified_arg(PUBLIC)]
     ) -> PatientPayload:
-        patient_id = parse_id(input.patient_id, "input.patientId")
-        row = await retention.change_legal_hold(
-            info.context, patient_id, held=True, reason=input.reason
-        )
-        info.context.trail.returned(f"{response_path(info)}.patient", [patient_id])
-        return PatientPayload(patient=Patient.from_row(row))
+        return await _change_hold(info, input, held=True)
 
     @classified(PUBLIC, requires=Permission.RETENTION_MANAGE, description="Release a legal hold.")
     async def legal_hold_release(
         self, info: GraphInfo, input: Annotated[LegalHoldInput, classified_arg(PUBLIC)]
     ) -> PatientPayload:
-        patient_id = parse_id(input.patient_id, "input.patientId")
-        row = await retention.change_legal_hold(
-            info.context, patient_id, held=False, reason=input.reason
-        )
-        info.context.trail.returned(f"{response_path(info)}.patient", [patient_id])
-        return PatientPayload(patient=Patient.from_row(row))
+        return await _change_hold(info, input, held=False)
 
     @classified(
         PUBLIC,

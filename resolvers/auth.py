@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import audit, clients, sessions, users
 from db.crypto import associated_data
+from db.engine import autocommit
 from db.unit_of_work import RequestDatabase
 from domain.principals import Human, Principal, Service
 from domain.roles import Role, ServiceScope
@@ -334,7 +335,7 @@ async def authenticate(ctx: AuthContext, token: str) -> Principal:
     claims = await ctx.tokens.verify(token, now=ctx.now)
     # One statement per check, each atomic on its own: no BEGIN and COMMIT round trips
     # on the path every request takes.
-    db = RequestDatabase(ctx.engine.execution_options(isolation_level="AUTOCOMMIT"))
+    db = RequestDatabase(autocommit(ctx.engine))
     try:
         if "sid" in claims:
             try:

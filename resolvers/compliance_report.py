@@ -19,9 +19,8 @@ from domain.breaches import (
     DeadlineStatus,
     NotificationRecipient,
     RiskConclusion,
-    first_sent,
-    notification_deadlines,
     notification_required,
+    notification_schedule,
 )
 from domain.errors import FieldViolation, InvalidInput
 
@@ -112,22 +111,22 @@ async def _breaches(db: RequestDatabase, *, today: Any) -> dict[str, Any]:
         conclusion = RiskConclusion(row.risk_conclusion) if row.risk_conclusion else None
         deadlines = []
         if notification_required(conclusion, BreachStatus(row.status)):
-            sent = first_sent(notices.get(row.id, []))
-            for deadline in notification_deadlines(
+            for notice in notification_schedule(
                 row.discovered_at.date(),
                 affected_count=row.affected_count,
                 residents=residents.get(row.id, {}),
                 law_enforcement_delay_days=row.law_enforcement_delay_days or 0,
+                notices=notices.get(row.id, []),
+                today=today,
             ):
-                status = deadline.status(sent.get(deadline.recipient), today=today)
-                tally[status.value] += 1
+                tally[notice.status.value] += 1
                 deadlines.append(
                     {
-                        "recipient": deadline.recipient.value,
-                        "jurisdiction": deadline.jurisdiction,
-                        "due_on": deadline.due_on.isoformat(),
-                        "status": status.value,
-                        "citation": deadline.citation,
+                        "recipient": notice.deadline.recipient.value,
+                        "jurisdiction": notice.deadline.jurisdiction,
+                        "due_on": notice.deadline.due_on.isoformat(),
+                        "status": notice.status.value,
+                        "citation": notice.deadline.citation,
                     }
                 )
         listed.append(

@@ -7,8 +7,7 @@ from typing import Any
 import strawberry
 from sqlalchemy.engine import Row
 
-from domain import breaches as rules
-from domain.breaches import first_sent, notification_deadlines, notification_required
+from domain.breaches import notification_required, notification_schedule
 from domain.data_classes import DataClass
 from graph.directives import PhiCategory, classified
 from graph.types.common import GraphInfo, response_path
@@ -126,30 +125,32 @@ class BreachIncident:
         if not self.notification_required:
             return []
         loaders = info.context.loaders
-        residents = {
-            r.jurisdiction: r.affected_count for r in await loaders.jurisdictions.load(self.row_id)
-        }
-        sent = first_sent(
-            (rules.NotificationRecipient(r.recipient), r.sent_on)
-            for r in await loaders.notifications.load(self.row_id)
-        )
         today = info.context.today
+        schedule = notification_schedule(
+            self.discovered_on,
+            affected_count=self.affected_count,
+            residents={
+                r.jurisdiction: r.affected_count
+                for r in await loaders.jurisdictions.load(self.row_id)
+            },
+            law_enforcement_delay_days=self.law_enforcement_delay_days or 0,
+            notices=(
+                (NotificationRecipient(r.recipient), r.sent_on)
+                for r in await loaders.notifications.load(self.row_id)
+            ),
+            today=today,
+        )
         return [
             NotificationDeadline(
-                recipient=NotificationRecipient(deadline.recipient),
-                jurisdiction=deadline.jurisdiction,
-                due_on=deadline.due_on,
-                citation=deadline.citation,
-                status=DeadlineStatus(deadline.status(sent.get(deadline.recipient), today=today)),
-                sent_on=sent.get(deadline.recipient),
-                days_left=(deadline.due_on - today).days,
+                recipient=notice.deadline.recipient,
+                jurisdiction=notice.deadline.jurisdiction,
+                due_on=notice.deadline.due_on,
+                citation=notice.deadline.citation,
+                status=notice.status,
+                sent_on=notice.sent_on,
+                days_left=(notice.deadline.due_on - today).days,
             )
-            for deadline in notification_deadlines(
-                self.discovered_on,
-                affected_count=self.affected_count,
-                residents=residents,
-                law_enforcement_delay_days=self.law_enforcement_delay_days or 0,
-            )
+            for notice in schedule
         ]
 
     @classmethod

@@ -17,8 +17,8 @@ from graph.extensions.caches import _cached_parse
 from graph.extensions.limits import _rules
 from graph.schema import schema
 from resolvers.context import AccessRequest, QueryLimits
-from tests.bench.bench_compliance import QUERY, READER
-from tests.bench.harness import Database
+from tests.bench.bench_compliance import QUERY
+from tests.bench.harness import READER, Database
 
 cached_validate = _get_validate_cache(1024)
 

@@ -6,16 +6,11 @@ is measured by the encryption benchmark)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from db.engine import create_engine
-from db.unit_of_work import RequestDatabase
-from domain.principals import Service
-from domain.roles import ServiceScope
 from graph.schema import build_schema
-from resolvers.context import AccessRequest, RequestContext, RequestMeta
-from tests.bench.harness import Database, bench_cipher, interleaved, ratio, summary
+from tests.bench.harness import Database, in_process, interleaved, ratio, summary
 
 QUERY = """
 query Hundred {
@@ -27,7 +22,6 @@ query Hundred {
   }
 }
 """
-READER = Service(client_id="bench", scopes=frozenset({ServiceScope.PATIENTS_READ}))
 
 
 async def run(db: Database, *, rounds: int) -> dict[str, Any]:
@@ -37,26 +31,13 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
         "no_audit": build_schema(audit=False),
         "neither": build_schema(audit=False, enforce=False),
     }
-    access = AccessRequest(principal=READER, purpose_header="TREATMENT")
-    cipher = bench_cipher()
-
-    def execute(schema: Any) -> Any:
-        async def once() -> None:
-            context = RequestContext(
-                db=RequestDatabase(engine, settings=access.scope.settings()),
-                meta=RequestMeta(request_id="bench"),
-                now=datetime.now(UTC),
-                access=access,
-                cipher=cipher,
-            )
-            result = await schema.execute(QUERY, context_value=context)
-            assert not result.errors and len(result.data["patients"]["edges"]) == 100, result.errors
-
-        return once
-
     try:
+        for schema in schemas.values():  # every case returns the whole page
+            result = await in_process(engine, schema, QUERY)()
+            assert len(result.data["patients"]["edges"]) == 100
         results = await interleaved(
-            {name: execute(schema) for name, schema in schemas.items()}, rounds=rounds
+            {name: in_process(engine, schema, QUERY) for name, schema in schemas.items()},
+            rounds=rounds,
         )
     finally:
         await engine.dispose()

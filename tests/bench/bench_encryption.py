@@ -6,21 +6,15 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from db.engine import create_engine
-from db.unit_of_work import RequestDatabase
-from domain.principals import Service
-from domain.roles import ServiceScope
 from graph.schema import build_schema
-from resolvers.context import AccessRequest, RequestContext, RequestMeta
-from tests.bench.harness import Database, bench_cipher, interleaved, ratio, summary
+from tests.bench.harness import Database, bench_cipher, in_process, interleaved, ratio, summary
 
 FIELDS = "id mrn givenName familyName dateOfBirth phone email address { state } retentionClass"
 WITH = f"{{ patients(first: 100) {{ edges {{ node {{ {FIELDS} ssn insuranceMemberId }} }} }} }}"
 WITHOUT = f"{{ patients(first: 100) {{ edges {{ node {{ {FIELDS} createdAt updatedAt }} }} }} }}"
-READER = Service(client_id="bench", scopes=frozenset({ServiceScope.PATIENTS_READ}))
 
 
 def per_value_us(samples: int = 20_000, repeats: int = 7) -> float:
@@ -39,26 +33,13 @@ def per_value_us(samples: int = 20_000, repeats: int = 7) -> float:
 async def run(db: Database, *, rounds: int) -> dict[str, Any]:
     engine = create_engine(db.app, pool_size=2, max_overflow=0)
     schema = build_schema()
-    cipher = bench_cipher()
-    access = AccessRequest(principal=READER, purpose_header="TREATMENT")
-
-    def execute(query: str) -> Any:
-        async def once() -> None:
-            context = RequestContext(
-                db=RequestDatabase(engine, settings=access.scope.settings()),
-                meta=RequestMeta(request_id="bench"),
-                now=datetime.now(UTC),
-                access=access,
-                cipher=cipher,
-            )
-            result = await schema.execute(query, context_value=context)
-            assert not result.errors, result.errors
-
-        return once
-
     try:
         results = await interleaved(
-            {"with_encrypted": execute(WITH), "without": execute(WITHOUT)}, rounds=rounds
+            {
+                "with_encrypted": in_process(engine, schema, WITH),
+                "without": in_process(engine, schema, WITHOUT),
+            },
+            rounds=rounds,
         )
     finally:
         await engine.dispose()

@@ -21,8 +21,13 @@ from db.demo import seed_demo
 from db.embedded import EmbeddedPostgres, start_embedded
 from db.engine import DatabaseTarget, create_engine
 from db.migrate import upgrade
+from db.unit_of_work import RequestDatabase
+from domain.principals import Service
+from domain.roles import ServiceScope
 
 BENCH_KEYS = (generate_key(), generate_key())
+# A service with patients:read: the caller of the in-process cases.
+READER = Service(client_id="bench", scopes=frozenset({ServiceScope.PATIENTS_READ}))
 
 
 def bench_cipher() -> FieldCipher:
@@ -117,3 +122,26 @@ def database(patients: int) -> Database:
 
     asyncio.run(seed())
     return Database(server, server.app_target("bench"), server.admin_target("bench"))
+
+
+def in_process(engine: Any, schema: Any, query: str) -> Callable[[], Awaitable[Any]]:
+    """One execution of a document through a schema, as a service reading for
+    TREATMENT, in its own request context: what a request costs without HTTP."""
+    from resolvers.context import AccessRequest, RequestContext, RequestMeta
+
+    access = AccessRequest(principal=READER, purpose_header="TREATMENT")
+    cipher = bench_cipher()
+
+    async def once() -> Any:
+        context = RequestContext(
+            db=RequestDatabase(engine, settings=access.scope.settings()),
+            meta=RequestMeta(request_id="bench"),
+            now=datetime.now(UTC),
+            access=access,
+            cipher=cipher,
+        )
+        result = await schema.execute(query, context_value=context)
+        assert not result.errors, result.errors
+        return result
+
+    return once
