@@ -10,7 +10,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import TextClause, and_, exists, insert, or_, select, text
+from sqlalchemy import (
+    TextClause,
+    and_,
+    bindparam,
+    exists,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.models import AuditEvent, ChainLink, Checkpoint, RetentionCut
@@ -28,8 +39,9 @@ SEQUENCER_LOCK = 0x50484941  # "PHIA"
 LATE_COMMIT_MARGIN = timedelta(minutes=10)
 
 
-# Every column but the generated id, in table order, for COPY.
-_COLUMNS = tuple(column.name for column in events.columns if column.name != "id")
+# Every column the gateway writes: not the generated id, not the writing transaction's
+# id (the database sets it, so the sequencer can trust it).
+_COLUMNS = tuple(column.name for column in events.columns if column.name not in ("id", "txid"))
 _POSITION = {name: index for index, name in enumerate(_COLUMNS)}
 _TEMPLATE: list[Any] = [
     False if name == "break_glass" else [] if name == "record_ids" else None for name in _COLUMNS
@@ -44,10 +56,10 @@ def _record(row: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 async def append(db: RequestDatabase, rows: Sequence[Mapping[str, Any]]) -> None:
-    """All of a request's entries in one COPY, inside its transaction: one round trip
-    whatever their number."""
+    """All of a request's entries inside its transaction, in one round trip whatever
+    their number."""
     if rows:
-        await db.copy("audit", "events", _COLUMNS, [_record(row) for row in rows])
+        await db.insert_many("audit", "events", _COLUMNS, [_record(row) for row in rows])
 
 
 async def ensure_partitions(engine: AsyncEngine, months_ahead: int = 2) -> int:
@@ -57,38 +69,103 @@ async def ensure_partitions(engine: AsyncEngine, months_ahead: int = 2) -> int:
         )
 
 
-async def _head(connection: AsyncConnection) -> tuple[int, str, datetime | None]:
+@dataclass(frozen=True)
+class _Head:
+    seq: int
+    chain_hash: str
+    event_id: int | None = None
+    event_txid: int | None = None
+    event_occurred_at: datetime | None = None
+
+
+async def _head(connection: AsyncConnection) -> _Head:
     last = (
         await connection.execute(
-            select(chain.c.seq, chain.c.chain_hash, chain.c.event_occurred_at)
+            select(
+                chain.c.seq,
+                chain.c.chain_hash,
+                chain.c.event_id,
+                chain.c.event_txid,
+                chain.c.event_occurred_at,
+            )
             .order_by(chain.c.seq.desc())
             .limit(1)
         )
     ).first()
-    if last is None:
-        return 0, GENESIS, None
-    return last.seq, last.chain_hash, last.event_occurred_at
+    return _Head(0, GENESIS) if last is None else _Head(**last._mapping)
+
+
+# Entries whose transaction has finished (below the oldest transaction still running,
+# as of this statement's snapshot), after the last one sealed: nothing can appear
+# behind them any more, so each pass reads only what is new.
+_HORIZON = literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+_FINISHED_AFTER = (
+    select(events)
+    .where(
+        events.c.txid < _HORIZON,
+        tuple_(events.c.txid, events.c.id) > tuple_(bindparam("txid"), bindparam("id")),
+        # Only while a gateway older than revision 0014 also seals (a rolling upgrade)
+        # can an entry past the position already be in the chain: one index probe each.
+        ~exists(select(1).where(chain.c.event_id == events.c.id)),
+    )
+    .order_by(events.c.txid, events.c.id)
+    .limit(bindparam("batch"))
+)
+
+
+async def _unsealed(connection: AsyncConnection, head: _Head, batch: int) -> list[Any]:
+    if head.event_txid is None:
+        # Entries written before they carried a txid (revision 0014) are sealed first,
+        # the old way: by time, compared against the chain, with a late-commit margin.
+        legacy = select(events).where(
+            events.c.txid.is_(None), ~exists(select(1).where(chain.c.event_id == events.c.id))
+        )
+        if head.event_occurred_at is not None:
+            legacy = legacy.where(
+                events.c.occurred_at >= head.event_occurred_at - LATE_COMMIT_MARGIN
+            )
+        rows = (
+            await connection.execute(
+                legacy.order_by(events.c.occurred_at, events.c.id).limit(batch)
+            )
+        ).all()
+        if rows:
+            return list(rows)
+    if head.event_txid is not None:
+        position = head
+    else:
+        # The chain's head is a legacy link (or one an older gateway appended during a
+        # rolling upgrade): resume after the last link sealed by transaction.
+        last = (
+            await connection.execute(
+                select(chain.c.event_txid, chain.c.event_id)
+                .where(chain.c.event_txid.is_not(None))
+                .order_by(chain.c.seq.desc())
+                .limit(1)
+            )
+        ).first()
+        position = (
+            _Head(0, GENESIS, event_id=last.event_id, event_txid=last.event_txid)
+            if last
+            else _Head(0, GENESIS)
+        )
+    after = {"txid": position.event_txid or 0, "id": position.event_id or 0}
+    return list((await connection.execute(_FINISHED_AFTER, {**after, "batch": batch})).all())
 
 
 async def seal(engine: AsyncEngine, *, batch: int = 5000) -> int:
-    """Append unsealed entries to the chain, oldest first; returns how many. Returns 0 at
-    once if another process is sealing: requests never wait for the chain."""
+    """Append unsealed entries to the chain, in the order their transactions wrote them;
+    returns how many. Returns 0 at once if another process is sealing: requests never
+    wait for the chain."""
     async with engine.begin() as connection:
         if not await connection.scalar(
             text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SEQUENCER_LOCK}
         ):
             return 0
-        seq, previous, last_time = await _head(connection)
-        unsealed = select(events).where(~exists(select(1).where(chain.c.event_id == events.c.id)))
-        if last_time is not None:
-            unsealed = unsealed.where(events.c.occurred_at >= last_time - LATE_COMMIT_MARGIN)
-        rows = (
-            await connection.execute(
-                unsealed.order_by(events.c.occurred_at, events.c.id).limit(batch)
-            )
-        ).all()
+        head = await _head(connection)
+        seq, previous = head.seq, head.chain_hash
         links = []
-        for row in rows:
+        for row in await _unsealed(connection, head, batch):
             digest = entry_digest(row._mapping)
             previous = chain_link(previous, digest)
             seq += 1
@@ -96,6 +173,7 @@ async def seal(engine: AsyncEngine, *, batch: int = 5000) -> int:
                 {
                     "seq": seq,
                     "event_id": row.id,
+                    "event_txid": row.txid,
                     "event_occurred_at": row.occurred_at,
                     "entry_hash": digest,
                     "chain_hash": previous,
@@ -202,8 +280,8 @@ async def verify(engine: AsyncEngine) -> VerifyReport:
 
 async def head(engine: AsyncEngine) -> tuple[int, str]:
     async with engine.connect() as connection:
-        seq, previous, _ = await _head(connection)
-    return seq, previous
+        last = await _head(connection)
+    return last.seq, last.chain_hash
 
 
 async def store_checkpoint(engine: AsyncEngine, *, count: int, head_hash: str, signed: str) -> None:

@@ -43,6 +43,8 @@ class AuditEvent(AuditBase):
             postgresql_where=text("record_id IS NOT NULL"),
         ),
         Index("ix_events_record_ids", "record_ids", postgresql_using="gin"),
+        # The sequencer's reading order (see db/audit.seal).
+        Index("ix_events_txid_id", "txid", "id"),
         {"postgresql_partition_by": "RANGE (occurred_at)"},
     )
 
@@ -78,6 +80,11 @@ class AuditEvent(AuditBase):
     subject_hash: Mapped[str | None] = mapped_column(String(64))
     # The data class of field_path (IDENTIFIER, CLINICAL, ...): for filtering by category.
     data_class: Mapped[str | None] = mapped_column(String(20))
+    # The writing transaction's id, set by the database: the sequencer seals entries in
+    # this order once their transaction has finished. Not part of the entry's digest.
+    txid: Mapped[int | None] = mapped_column(
+        BigInteger, server_default=text("pg_current_xact_id()::text::bigint")
+    )
 
 
 class ChainLink(AuditBase):
@@ -85,10 +92,15 @@ class ChainLink(AuditBase):
     hash = SHA-256(previous hash || entry hash). Append-only, like the events."""
 
     __tablename__ = "chain"
+    __table_args__ = (
+        Index("ix_chain_seq_by_txid", "seq", postgresql_where=text("event_txid IS NOT NULL")),
+    )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     event_id: Mapped[int] = mapped_column(BigInteger, unique=True)
     event_occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Where the sequencer resumes: (event_txid, event_id) of the last link.
+    event_txid: Mapped[int | None] = mapped_column(BigInteger)
     entry_hash: Mapped[str] = mapped_column(String(64))
     chain_hash: Mapped[str] = mapped_column(String(64))
     sealed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import exists, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import audit
 from db.embedded import EmbeddedPostgres
+from domain.audit import chain_link, entry_digest
 
 INSERT = text(
     "INSERT INTO audit.events (category, action, outcome, actor_id, field_path, record_id, request_id)"
@@ -155,6 +156,107 @@ async def test_concurrent_writers_and_sealers_make_one_valid_chain(
         assert report.ok and report.links == 240 and report.unsealed == 0
     finally:
         await other.dispose()
+
+
+async def test_an_entry_committed_late_is_sealed_and_nothing_behind_it_is_skipped(
+    app_engine: AsyncEngine,
+) -> None:
+    """A transaction that wrote an entry and has not committed holds the sequencer back
+    (entries of later transactions wait too); once it commits, all are sealed in order."""
+    await write(app_engine, 3)
+    async with app_engine.connect() as slow:
+        await slow.begin()
+        await slow.execute(INSERT, {"count": 1})
+        await write(app_engine, 4)  # committed after the slow one began writing
+        assert await audit.seal_all(app_engine) == 3
+        await slow.commit()
+    assert await audit.seal_all(app_engine) == 5
+    report = await audit.verify(app_engine)
+    assert report.ok and report.links == 8 and report.unsealed == 0
+
+
+async def test_sealing_reads_only_what_is_new(app_engine: AsyncEngine) -> None:
+    """Each pass starts after the last link: the plan reads the (txid, id) index, not the
+    trail compared against the chain."""
+    await write(app_engine, 10)
+    await audit.seal_all(app_engine)
+    async with app_engine.connect() as connection:
+        plan = "\n".join(
+            row[0]
+            for row in await connection.execute(
+                text(
+                    "EXPLAIN SELECT * FROM audit.events"
+                    " WHERE txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+                    " AND (txid, id) > (1, 1) ORDER BY txid, id LIMIT 5000"
+                )
+            )
+        )
+    assert "ix_events_txid_id" in plan or "txid_id_idx" in plan, plan
+    assert "chain" not in plan
+
+
+async def test_entries_written_before_they_carried_a_txid_are_sealed_first(
+    app_engine: AsyncEngine,
+) -> None:
+    """Entries from before revision 0014 have no txid: sealed once, the old way, and the
+    sequencer then carries on by transaction."""
+    async with app_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO audit.events (category, action, outcome, request_id, txid)"
+                " SELECT 'SECURITY', 'LOGIN', 'ALLOWED', 'legacy-' || n, NULL"
+                " FROM generate_series(1, 3) AS n"
+            )
+        )
+    await write(app_engine, 2)
+    assert await audit.seal_all(app_engine) == 5
+    await write(app_engine, 2)
+    assert await audit.seal_all(app_engine) == 2
+    report = await audit.verify(app_engine)
+    assert report.ok and report.links == 7 and report.unsealed == 0
+
+
+async def sealed_by_an_older_gateway(engine: AsyncEngine) -> int:
+    """What a gateway from before revision 0014 does while a rolling upgrade runs: seal
+    by time, comparing against the chain, recording no txid."""
+    events, chain = audit.events, audit.chain
+    async with engine.begin() as connection:
+        head = await audit._head(connection)
+        seq, previous = head.seq, head.chain_hash
+        rows = await connection.execute(
+            select(events)
+            .where(~exists(select(1).where(chain.c.event_id == events.c.id)))
+            .order_by(events.c.occurred_at, events.c.id)
+        )
+        links = []
+        for row in rows:
+            digest = entry_digest(row._mapping)
+            previous = chain_link(previous, digest)
+            seq += 1
+            links.append(
+                {
+                    "seq": seq,
+                    "event_id": row.id,
+                    "event_occurred_at": row.occurred_at,
+                    "entry_hash": digest,
+                    "chain_hash": previous,
+                }
+            )
+        await connection.execute(insert(chain), links)
+    return len(links)
+
+
+async def test_a_rolling_upgrade_with_an_older_sealer_seals_nothing_twice(
+    app_engine: AsyncEngine,
+) -> None:
+    await write(app_engine, 3)
+    assert await audit.seal_all(app_engine) == 3
+    await write(app_engine, 4)
+    assert await sealed_by_an_older_gateway(app_engine) == 4
+    await write(app_engine, 2)
+    assert await audit.seal_all(app_engine) == 2
+    report = await audit.verify(app_engine)
+    assert report.ok and report.links == 9 and report.unsealed == 0
 
 
 async def test_whole_expired_months_are_dropped_and_the_chain_still_verifies(
