@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cachetools import TLRUCache
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet
@@ -25,6 +26,13 @@ TOKEN_TYPE = "at+jwt"  # RFC 9068: an access token, not any JWT
 LEEWAY_SECONDS = 30
 KEY_CACHE_SECONDS = 60
 MIN_FORCED_RELOAD_SECONDS = 5
+
+
+VERIFIED_TOKENS = 4096
+
+
+def _until_expiry(_token: str, verified: tuple[str | None, dict[str, Any]], _now: float) -> float:
+    return float(verified[1].get("exp", 0)) + LEEWAY_SECONDS
 
 
 class TokenRejected(Exception):
@@ -61,6 +69,10 @@ class TokenService:
         self.access_ttl = access_ttl
         self._keys: list[_Key] = []
         self._loaded_at = 0.0
+        # token -> (kid, claims) for signatures already checked, kept until expiry.
+        self._verified: TLRUCache[str, tuple[str | None, dict[str, Any]]] = TLRUCache(
+            maxsize=VERIFIED_TOKENS, ttu=_until_expiry, timer=time.time
+        )
 
     # -- keys -------------------------------------------------------------------------
     async def _load(self) -> None:
@@ -191,20 +203,15 @@ class TokenService:
 
     async def verify(self, token: str, *, now: datetime) -> dict[str, Any]:
         """Signature (ES256 only), type, issuer, audience, expiry and not-before."""
-        try:
-            kid = extract_compact(token.encode()).headers().get("kid")
-        except JoseError:
-            raise TokenRejected("malformed") from None
         keys = self._verifying(await self._current_keys(), now)
-        if kid not in {k.kid for k in keys}:
-            # Perhaps a key another process created since our last look.
-            keys = self._verifying(await self._current_keys(force=True), now)
-        try:
-            decoded = jwt.decode(token, KeySet([k.public for k in keys]), algorithms=[ALGORITHM])
-        except (JoseError, ValueError):
-            raise TokenRejected("bad_signature") from None
-        if decoded.header.get("typ") != TOKEN_TYPE:
-            raise TokenRejected("wrong_token_type")
+        verified = self._verified.get(token)
+        # The same string carries the same signature: it is checked once, and again only
+        # if its key stops verifying. The claims (expiry first) are checked every time.
+        fresh = verified is None or verified[0] not in {k.kid for k in keys}
+        if fresh:
+            kid, claims = await self._check_signature(token, keys, now)
+        else:
+            kid, claims = verified
         registry = jwt.JWTClaimsRegistry(
             now=int(now.timestamp()),
             leeway=LEEWAY_SECONDS,
@@ -215,7 +222,27 @@ class TokenService:
             jti={"essential": True},
         )
         try:
-            registry.validate(decoded.claims)
+            registry.validate(claims)
         except JoseError as error:
             raise TokenRejected(f"claims_{error.error}") from None
-        return decoded.claims
+        if fresh:
+            self._verified[token] = (kid, claims)
+        return dict(claims)
+
+    async def _check_signature(
+        self, token: str, keys: list[_Key], now: datetime
+    ) -> tuple[str | None, dict[str, Any]]:
+        try:
+            kid = extract_compact(token.encode()).headers().get("kid")
+        except JoseError:
+            raise TokenRejected("malformed") from None
+        if kid not in {k.kid for k in keys}:
+            # Perhaps a key another process created since our last look.
+            keys = self._verifying(await self._current_keys(force=True), now)
+        try:
+            decoded = jwt.decode(token, KeySet([k.public for k in keys]), algorithms=[ALGORITHM])
+        except (JoseError, ValueError):
+            raise TokenRejected("bad_signature") from None
+        if decoded.header.get("typ") != TOKEN_TYPE:
+            raise TokenRejected("wrong_token_type")
+        return kid, decoded.claims

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from cachetools import LRUCache
 from graphql import (
     DirectiveNode,
     FieldNode,
@@ -36,6 +37,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.types import ExecutionResult
 
 from graph.errors import LIMIT_EXCEEDED
+from graph.extensions.caches import PARSE_CACHE_SIZE
 from resolvers.context import QueryLimits
 
 LIST_FACTOR = 10  # a list without a `first` argument is assumed to hold this many
@@ -86,7 +88,7 @@ class QueryLimitsExtension(SchemaExtension):
             request = context.context
             limits: QueryLimits = request.query_limits
             exceeded: tuple[str, int] | None = None
-            if count_directives(document) > limits.max_directives:
+            if _directives_in(document) > limits.max_directives:
                 exceeded = ("directives", limits.max_directives)
             elif (
                 operation_cost(
@@ -104,6 +106,20 @@ class QueryLimitsExtension(SchemaExtension):
                     data=None, errors=[limit_error(*exceeded, request.meta.request_id)]
                 )
         yield
+
+
+_DIRECTIVE_COUNTS: LRUCache[str, int] = LRUCache(maxsize=PARSE_CACHE_SIZE)
+
+
+def _directives_in(document: Any) -> int:
+    """count_directives, once per document text (a repeated query is the common case)."""
+    if document.loc is None:
+        return count_directives(document)
+    body = document.loc.source.body
+    count = _DIRECTIVE_COUNTS.get(body)
+    if count is None:
+        count = _DIRECTIVE_COUNTS[body] = count_directives(document)
+    return count
 
 
 def count_directives(document: Any) -> int:

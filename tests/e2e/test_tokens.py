@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 
 from domain.roles import Role
 from graph.app import identity_of
-from resolvers.tokens import TokenService
+from resolvers.tokens import TokenRejected, TokenService
 from tests.e2e.test_login import claims_of
 from tests.identity import issue_token
 
@@ -177,3 +177,36 @@ async def test_another_process_sees_a_rotation(app: Starlette, valid: str) -> No
     other._loaded_at -= 10  # past the minimum interval between forced reloads
     token = await issue_token(identity, Role.NURSE)
     assert (await other.verify(token, now=datetime.now(UTC)))["sub"]
+
+
+async def test_a_token_verified_before_is_still_checked_for_expiry(
+    app: Starlette, valid: str
+) -> None:
+    """Signatures already checked are remembered; the claims are checked every time."""
+    tokens = identity_of(app).tokens
+    now = datetime.now(UTC)
+    assert (await tokens.verify(valid, now=now))["sub"]
+    assert valid in tokens._verified
+    with pytest.raises(TokenRejected, match="claims_"):
+        await tokens.verify(valid, now=now + timedelta(hours=1))
+
+
+async def test_a_remembered_token_is_refused_once_its_key_stops_verifying(
+    app: Starlette, valid: str
+) -> None:
+    tokens = identity_of(app).tokens
+    now = datetime.now(UTC)
+    await tokens.verify(valid, now=now)
+    # Rotated long ago: the key that signed `valid` is past its grace period.
+    await tokens.rotate(now=now - timedelta(hours=2))
+    with pytest.raises(TokenRejected):
+        await tokens.verify(valid, now=now)
+
+
+async def test_a_changed_token_is_never_taken_from_the_cache(app: Starlette, valid: str) -> None:
+    tokens = identity_of(app).tokens
+    await tokens.verify(valid, now=datetime.now(UTC))
+    header, _payload, signature = valid.split(".")
+    promoted = b64({**claims_of(valid)[1], "sid": str(uuid.uuid4())})
+    with pytest.raises(TokenRejected, match="bad_signature"):
+        await tokens.verify(f"{header}.{promoted}.{signature}", now=datetime.now(UTC))
