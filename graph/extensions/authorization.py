@@ -7,10 +7,10 @@ purpose, shape of the inputs), so enforcement costs nothing per result row."""
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from typing import Any
 
+from cachetools import LRUCache
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
 from graphql.language import DocumentNode
@@ -29,23 +29,19 @@ MAX_REPORTED_DENIALS = 50
 
 class DecisionCache:
     def __init__(self, entries: int = CACHE_ENTRIES) -> None:
-        self._entries = entries
-        self._decisions: OrderedDict[Hashable, tuple[Purpose | None, Decision]] = OrderedDict()
+        self._decisions: LRUCache[Hashable, tuple[Purpose | None, Decision]] = LRUCache(entries)
         self.hits = 0
         self.misses = 0
 
     def get(self, key: Hashable) -> tuple[Purpose | None, Decision] | None:
         found = self._decisions.get(key)
         if found is not None:
-            self._decisions.move_to_end(key)
             self.hits += 1
         return found
 
     def put(self, key: Hashable, value: tuple[Purpose | None, Decision]) -> None:
         self.misses += 1
         self._decisions[key] = value
-        if len(self._decisions) > self._entries:
-            self._decisions.popitem(last=False)
 
 
 DECISIONS = DecisionCache()
