@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 from graph.logs import configure_logging
-from tests.bench import bench_baseline, bench_caches, bench_compliance, bench_encryption, bench_load
+from tests.bench import (
+    bench_baseline,
+    bench_caches,
+    bench_compliance,
+    bench_encryption,
+    bench_http_overhead,
+    bench_load,
+)
 from tests.bench.harness import database, machine
 
 BENCHES = {
@@ -17,6 +24,7 @@ BENCHES = {
     "caches": bench_caches.run,
     "compliance": bench_compliance.run,
     "encryption": bench_encryption.run,
+    "http": bench_http_overhead.run,
     "load": bench_load.run,
 }
 

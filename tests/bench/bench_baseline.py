@@ -5,7 +5,6 @@ json.dumps. One request at a time, interleaved; medians and their ratio."""
 
 from __future__ import annotations
 
-import os
 import signal
 import statistics
 import subprocess
@@ -17,9 +16,7 @@ from typing import Any
 import httpx
 
 from domain.roles import Role
-from graph.app import create_app, engine_of, identity_of
-from graph.settings import Settings
-from tests.bench.harness import BENCH_KEYS, Database
+from tests.bench.harness import Database, bench_identity, server_env
 from tests.e2e.test_serve import free_port, wait_ready
 from tests.identity import issue_token
 
@@ -45,29 +42,19 @@ def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 async def run(db: Database, *, rounds: int) -> dict[str, Any]:
-    master, index = BENCH_KEYS
-    settings = Settings(master_key=master, blind_index_key=index, access_token_ttl_seconds=3600)
-    app = create_app(settings, target=db.app)
-    try:
-        token = await issue_token(identity_of(app), Role.COMPLIANCE_OFFICER)
-    finally:
-        await engine_of(app).dispose()
+    async with bench_identity(db) as identity:
+        token = await issue_token(identity, Role.COMPLIANCE_OFFICER)
     phigate_port, raw_port = free_port(), free_port()
     url = db.admin.url
-    env = {
-        **os.environ,
-        "DATABASE_URL": db.app.url.render_as_string(hide_password=False),
-        "PHIGATE_MASTER_KEY": master,
-        "PHIGATE_BLIND_INDEX_KEY": index,
-        "PHIGATE_RATE_LIMIT_GRAPHQL": "1000000/minute",
-        "PHIGATE_LOG_LEVEL": "WARNING",
-        "PHIGATE_MAX_PAGE_SIZE": "1000",
-        "PHIGATE_MAX_COST": "100000",
-        "RAW_USER": str(url.username),
-        "RAW_DATABASE": str(url.database),
-        "RAW_HOST": str(url.query["host"]),
-        "RAW_PORT": str(url.query["port"]),
-    }
+    env = server_env(
+        db,
+        PHIGATE_MAX_PAGE_SIZE="1000",
+        PHIGATE_MAX_COST="100000",
+        RAW_USER=str(url.username),
+        RAW_DATABASE=str(url.database),
+        RAW_HOST=str(url.query["host"]),
+        RAW_PORT=str(url.query["port"]),
+    )
     bin_dir = Path(sys.executable).parent
     phigate = _start([str(bin_dir / "phigate"), "serve", "--port", str(phigate_port)], env)
     raw = _start(

@@ -8,7 +8,6 @@ the machine's cores with the server: figures are pessimistic on a 2-core box."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import shutil
 import signal
@@ -26,9 +25,7 @@ from sqlalchemy import text
 from db.demo import demo_id
 from db.engine import create_engine
 from domain.roles import Role
-from graph.app import create_app, engine_of, identity_of
-from graph.settings import Settings
-from tests.bench.harness import BENCH_KEYS, Database
+from tests.bench.harness import Database, bench_identity, server_env
 from tests.e2e.test_serve import free_port, wait_ready
 from tests.identity import issue_token
 
@@ -157,25 +154,10 @@ def _wrk(base: str, tokens: list[str], patients: int, clients: int, seconds: int
 
 
 async def run(db: Database, *, rounds: int, patients: int = 10_000) -> dict[str, Any]:
-    master, index = BENCH_KEYS
-    settings = Settings(master_key=master, blind_index_key=index, access_token_ttl_seconds=3600)
-    app = create_app(settings, target=db.app)
-    try:
-        tokens = [
-            await issue_token(identity_of(app), Role.COMPLIANCE_OFFICER) for _ in range(USERS)
-        ]
-    finally:
-        await engine_of(app).dispose()
+    async with bench_identity(db) as identity:
+        tokens = [await issue_token(identity, Role.COMPLIANCE_OFFICER) for _ in range(USERS)]
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": db.app.url.render_as_string(hide_password=False),
-        "PHIGATE_MASTER_KEY": master,
-        "PHIGATE_BLIND_INDEX_KEY": index,
-        "PHIGATE_RATE_LIMIT_GRAPHQL": "1000000/minute",
-        "PHIGATE_LOG_LEVEL": "WARNING",
-        "PHIGATE_DB_POOL_SIZE": "20",
-    }
+    env = server_env(db, PHIGATE_DB_POOL_SIZE="20")
     script = Path(sys.executable).parent / "phigate"
     server = subprocess.Popen(  # noqa: ASYNC220 (a one-shot benchmark)
         [str(script), "serve", "--workers", "2", "--port", str(port)],

@@ -5,12 +5,14 @@ ratios measured side by side in one run are what we quote)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
 import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,8 +90,6 @@ def summary(results: dict[str, Measurement]) -> dict[str, dict[str, float]]:
 
 
 def machine() -> dict[str, str]:
-    import os
-
     return {
         "date": datetime.now(UTC).date().isoformat(),
         "python": platform.python_version(),
@@ -122,6 +122,36 @@ def database(patients: int) -> Database:
 
     asyncio.run(seed())
     return Database(server, server.app_target("bench"), server.admin_target("bench"))
+
+
+@contextlib.asynccontextmanager
+async def bench_identity(db: Database) -> AsyncIterator[Any]:
+    """The gateway's identity service on the bench database: to mint callers' tokens."""
+    from graph.app import create_app, engine_of, identity_of
+    from graph.settings import Settings
+
+    master, index = BENCH_KEYS
+    settings = Settings(master_key=master, blind_index_key=index, access_token_ttl_seconds=3600)
+    app = create_app(settings, target=db.app)
+    try:
+        yield identity_of(app)
+    finally:
+        await engine_of(app).dispose()
+
+
+def server_env(db: Database, **extra: str) -> dict[str, str]:
+    """The environment a gateway process under benchmark runs with: the bench database
+    and keys, no rate limit in the way, warnings only."""
+    master, index = BENCH_KEYS
+    return {
+        **os.environ,
+        "DATABASE_URL": db.app.url.render_as_string(hide_password=False),
+        "PHIGATE_MASTER_KEY": master,
+        "PHIGATE_BLIND_INDEX_KEY": index,
+        "PHIGATE_RATE_LIMIT_GRAPHQL": "1000000/minute",
+        "PHIGATE_LOG_LEVEL": "WARNING",
+        **extra,
+    }
 
 
 def in_process(engine: Any, schema: Any, query: str) -> Callable[[], Awaitable[Any]]:
