@@ -1,9 +1,12 @@
 """Throughput and tail latency over real HTTP: `phigate serve --workers 2` on the
-benchmark database, driven by a bounded asyncio/httpx client on loopback at 16, 64 and
-256 concurrent clients. Each request reads one patient's name (two PHI fields, so two
-audit entries). Reports requests/s, p50/p99, errors, audit entries written against
-those expected, and worker memory as requests accumulate. The load generator shares
-the machine's cores with the server: figures are pessimistic on a 2-core box."""
+benchmark database at 16, 64 and 256 concurrent clients (wrk when installed, else a
+bounded asyncio/httpx client; loopback only), each stage followed by the same load on
+the raw baseline (a bare Starlette route doing one asyncpg query and json.dumps, also
+two uvicorn workers): what the same machine serves with no gateway at all. Each phigate
+request reads one patient's name (two PHI fields, so two audit entries). Reports
+requests/s, p50/p99 and errors for both, audit entries written against those expected,
+and worker memory sampled over 10,000 further requests. The load generator shares the
+machine's cores with the server: figures are pessimistic on a 2-core box."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from sqlalchemy import text
 from db.demo import demo_id
 from db.engine import create_engine
 from domain.roles import Role
+from tests.bench.bench_baseline import _start, _wait
 from tests.bench.harness import Database, bench_identity, server_env
 from tests.e2e.test_serve import free_port, wait_ready
 from tests.identity import issue_token
@@ -32,6 +37,8 @@ from tests.identity import issue_token
 QUERY = "query One($id: ID!) { patient(id: $id) { id givenName familyName } }"
 LEVELS = (16, 64, 256)
 USERS = 64
+MEMORY_REQUESTS = 10_000
+MEMORY_SAMPLES = 5
 
 
 def _rss_kib(pid: int) -> int:
@@ -42,14 +49,44 @@ def _rss_kib(pid: int) -> int:
 
 
 def _workers(pid: int) -> list[int]:
+    """uvicorn's worker processes (not multiprocessing's resource tracker)."""
     children: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        text_ = (task / "children").read_text().split()
-        children += [int(c) for c in text_]
+        for child in (task / "children").read_text().split():
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                children.append(int(child))
     return children
 
 
-async def _drive(base: str, tokens: list[str], patients: int, clients: int, requests: int) -> dict:
+def _worker_rss_mib(server: subprocess.Popen[bytes]) -> list[float]:
+    return [round(_rss_kib(pid) / 1024, 1) for pid in _workers(server.pid)]
+
+
+Send = Callable[[httpx.AsyncClient, int, random.Random], Any]
+
+
+def _graphql(tokens: list[str], patients: int) -> Send:
+    async def send(http: httpx.AsyncClient, number: int, rng: random.Random) -> bool:
+        # Each client is a different signed-in user, as in a clinic.
+        headers = {
+            "Authorization": f"Bearer {tokens[number % len(tokens)]}",
+            "X-Purpose-Of-Use": "COMPLIANCE",
+        }
+        patient = str(demo_id("patient", rng.randrange(1, patients + 1)))
+        response = await http.post(
+            "/graphql", json={"query": QUERY, "variables": {"id": patient}}, headers=headers
+        )
+        return response.status_code == 200 and "errors" not in response.json()
+
+    return send
+
+
+async def _raw(http: httpx.AsyncClient, _number: int, _rng: random.Random) -> bool:
+    response = await http.get("/patients", params={"first": 1})
+    return response.status_code == 200 and len(response.json()["data"]["patients"]) == 1
+
+
+async def _drive(base: str, send: Send, clients: int, requests: int) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     queue = list(range(requests))
@@ -59,22 +96,11 @@ async def _drive(base: str, tokens: list[str], patients: int, clients: int, requ
         async def client(number: int) -> None:
             nonlocal errors
             rng = random.Random()
-            # Each client is a different signed-in user, as in a clinic.
-            headers = {
-                "Authorization": f"Bearer {tokens[number % len(tokens)]}",
-                "X-Purpose-Of-Use": "COMPLIANCE",
-            }
             while queue:
                 queue.pop()
-                patient = str(demo_id("patient", rng.randrange(1, patients + 1)))
                 started = time.perf_counter()
                 try:
-                    response = await http.post(
-                        "/graphql",
-                        json={"query": QUERY, "variables": {"id": patient}},
-                        headers=headers,
-                    )
-                    ok = response.status_code == 200 and "errors" not in response.json()
+                    ok = await send(http, number, rng)
                 except httpx.HTTPError:
                     ok = False
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -86,6 +112,7 @@ async def _drive(base: str, tokens: list[str], patients: int, clients: int, requ
     ordered = sorted(latencies)
     return {
         "clients": clients,
+        "generator": "httpx",
         "requests": requests,
         "requests_per_second": round(requests / elapsed, 1),
         "p50_ms": round(statistics.median(ordered), 2),
@@ -94,7 +121,15 @@ async def _drive(base: str, tokens: list[str], patients: int, clients: int, requ
     }
 
 
-WRK_SCRIPT = r"""
+WRK_DONE = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %.3f %.3f\n", summary.requests,
+    e.status + e.timeout + e.read + e.connect + e.write, summary.duration,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+WRK_GRAPHQL = r"""
 local ids = { @IDS@ }
 local tokens = { @TOKENS@ }
 wrk.method = "POST"
@@ -106,39 +141,34 @@ request = function()
   return wrk.format(nil, "/graphql", nil,
     '{"query": "@QUERY@", "variables": {"id": "' .. id .. '"}}')
 end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %d %d %d %.3f %.3f\n", summary.requests,
-    e.status + e.timeout + e.read + e.connect + e.write, summary.duration,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+"""
+WRK_RAW = r"""
+request = function()
+  return wrk.format("GET", "/patients?first=1")
 end
 """
 
 
-def _wrk(base: str, tokens: list[str], patients: int, clients: int, seconds: int) -> dict:
-    """wrk (C, light on the CPU the server needs) when installed: `apt install wrk`."""
+def _wrk_script(tokens: list[str], patients: int) -> tuple[Path, Path]:
+    """(phigate script, raw baseline script)."""
     ids = ", ".join(f'"{demo_id("patient", n)}"' for n in range(1, min(patients, 2000) + 1))
-    script = Path(tempfile.mkdtemp()) / "load.lua"
-    script.write_text(
-        WRK_SCRIPT.replace("@IDS@", ids)
+    folder = Path(tempfile.mkdtemp())
+    graphql, raw = folder / "graphql.lua", folder / "raw.lua"
+    graphql.write_text(
+        WRK_GRAPHQL.replace("@IDS@", ids)
         .replace("@TOKENS@", ", ".join(f'"{t}"' for t in tokens))
         .replace("@QUERY@", QUERY.replace('"', '\\"'))
+        + WRK_DONE
     )
+    raw.write_text(WRK_RAW + WRK_DONE)
+    return graphql, raw
+
+
+def _wrk(base: str, script: Path, clients: int, seconds: int) -> dict[str, Any]:
+    """wrk (C, light on the CPU the server needs) when installed: `apt install wrk`."""
+    command = ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s"]
     out = subprocess.run(
-        [
-            "wrk",
-            "-t2",
-            f"-c{clients}",
-            f"-d{seconds}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(script),
-            base,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+        [*command, "-s", str(script), base], capture_output=True, text=True, check=True
     ).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT"))
     _, requests, errors, duration_us, p50, p99 = line.split()
@@ -153,41 +183,71 @@ def _wrk(base: str, tokens: list[str], patients: int, clients: int, seconds: int
     }
 
 
+class _Load:
+    """One way to put load on a server: wrk with a script, or the httpx client."""
+
+    def __init__(self, base: str, script: Path, send: Send, per_stage: int) -> None:
+        self.base, self.script, self.send, self.per_stage = base, script, send, per_stage
+
+    async def stage(self, clients: int, *, seconds: int = 15) -> dict[str, Any]:
+        if shutil.which("wrk"):
+            return _wrk(self.base, self.script, clients, seconds)
+        return await _drive(self.base, self.send, clients, self.per_stage)
+
+
 async def run(db: Database, *, rounds: int, patients: int = 10_000) -> dict[str, Any]:
     async with bench_identity(db) as identity:
         tokens = [await issue_token(identity, Role.COMPLIANCE_OFFICER) for _ in range(USERS)]
-    port = free_port()
-    env = server_env(db, PHIGATE_DB_POOL_SIZE="20")
-    script = Path(sys.executable).parent / "phigate"
-    server = subprocess.Popen(  # noqa: ASYNC220 (a one-shot benchmark)
-        [str(script), "serve", "--workers", "2", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    port, raw_port = free_port(), free_port()
+    url = db.admin.url
+    env = server_env(
+        db,
+        PHIGATE_DB_POOL_SIZE="20",
+        RAW_USER=str(url.username),
+        RAW_DATABASE=str(url.database),
+        RAW_HOST=str(url.query["host"]),
+        RAW_PORT=str(url.query["port"]),
     )
-    base = f"http://127.0.0.1:{port}"
+    bin_dir = Path(sys.executable).parent
+    server = _start([str(bin_dir / "phigate"), "serve", "--workers", "2", "--port", str(port)], env)
+    raw_server = _start(
+        [str(bin_dir / "uvicorn"), "tests.bench.raw_app:app", "--workers", "2",
+         "--port", str(raw_port), "--log-level", "warning"],
+        env,
+    )  # fmt: skip
+    base, raw_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{raw_port}"
+    graphql_script, raw_script = _wrk_script(tokens, patients)
+    per_stage = max(rounds * 10, 1000)
+    gateway = _Load(base, graphql_script, _graphql(tokens, patients), per_stage)
+    raw = _Load(raw_base, raw_script, _raw, per_stage)
     engine = create_engine(db.admin, pool_size=1, max_overflow=0)
     try:
         wait_ready(base, server)  # type: ignore[arg-type]
-        await _drive(base, tokens, patients, 16, 200)  # warm-up: connections, caches
+        _wait(f"{raw_base}/patients", raw_server)
+        # Warm-up: connections, caches.
+        await _drive(base, _graphql(tokens, patients), 16, 200)
+        await _drive(raw_base, _raw, 16, 200)
         async with engine.connect() as connection:
             before = await connection.scalar(text("SELECT coalesce(max(id), 0) FROM audit.events"))
         stages = []
         served = 0
-        load_started = time.perf_counter()
-        per_level = max(rounds * 10, 1000)
         for clients in LEVELS:
-            if shutil.which("wrk"):
-                stage = _wrk(base, tokens, patients, clients, seconds=15)
-                served += stage["requests"] - stage["errors"]
-            else:
-                stage = await _drive(base, tokens, patients, clients, per_level)
-                served += per_level - stage["errors"]
-            stage["worker_rss_mib"] = [
-                round(_rss_kib(pid) / 1024, 1) for pid in _workers(server.pid)
-            ]
-            stages.append(stage)
-        load_seconds = time.perf_counter() - load_started
+            stage = await gateway.stage(clients)
+            served += stage["requests"] - stage["errors"]
+            baseline = await raw.stage(clients)
+            stages.append(
+                {
+                    "clients": clients,
+                    "phigate": stage,
+                    "raw_baseline": baseline,
+                    "p99_ratio": round(stage["p99_ms"] / baseline["p99_ms"], 2),
+                    "throughput_ratio": round(
+                        baseline["requests_per_second"] / stage["requests_per_second"], 2
+                    ),
+                }
+            )
+        memory = await _memory(gateway, server)
+        served += memory["requests"] - memory["errors"]
         async with engine.connect() as connection:
             entries = await connection.scalar(
                 text(
@@ -197,19 +257,50 @@ async def run(db: Database, *, rounds: int, patients: int = 10_000) -> dict[str,
                 {"before": before},
             )
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=60)
+        for process in (server, raw_server):
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=60)
         await engine.dispose()
     return {
         "case": "one patient (2 PHI fields, audited) per request, phigate serve --workers 2,"
-        f" {USERS} signed-in users",
+        f" {USERS} signed-in users; raw baseline: one asyncpg row, 2 uvicorn workers",
         "stages": stages,
         "p99_target_ms_at_64_clients": 50,
+        "memory": memory,
         # Requests still in flight when a stage's clock stops complete (and are audited)
         # without being counted as served, so written may exceed expected, never trail it.
         "audit_entries_written": int(entries),
         "audit_entries_for_counted_requests": 2 * served,
         "audit_entries_missing": max(0, 2 * served - int(entries)),
-        # Sustained through all stages: every entry durable before its response left.
-        "audit_entries_per_second": round(int(entries) / load_seconds, 1),
+        # Sustained through the stages: every entry durable before its response left.
+        "audit_entries_per_second": _entries_per_second(stages),
+    }
+
+
+def _entries_per_second(stages: list[dict[str, Any]]) -> float:
+    served = [s["phigate"] for s in stages]
+    seconds = sum(s["requests"] / s["requests_per_second"] for s in served)
+    return round(sum(2 * (s["requests"] - s["errors"]) for s in served) / seconds, 1)
+
+
+async def _memory(gateway: _Load, server: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """Worker RSS sampled while MEMORY_REQUESTS more requests are served at 64 clients:
+    a leak shows as growth between the middle and the last sample."""
+    samples = [_worker_rss_mib(server)]
+    requests = errors = 0
+    while requests < MEMORY_REQUESTS:
+        chunk = await gateway.stage(64, seconds=5)
+        requests += chunk["requests"]
+        errors += chunk["errors"]
+        if len(samples) <= MEMORY_SAMPLES or requests >= MEMORY_REQUESTS:
+            samples.append(_worker_rss_mib(server))
+    middle = samples[len(samples) // 2]
+    return {
+        "requests": requests,
+        "errors": errors,
+        "worker_rss_mib_samples": samples,
+        "peak_worker_rss_mib": max(max(s) for s in samples),
+        "growth_second_half_mib": round(
+            max(b - a for a, b in zip(middle, samples[-1], strict=True)), 1
+        ),
     }
