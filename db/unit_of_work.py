@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Executable, TextClause, text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import CursorResult, Result, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -96,17 +95,16 @@ class RequestDatabase:
         assert isinstance(result, CursorResult)
         return result.rowcount
 
-    async def insert_many(
+    async def copy(
         self, schema: str, table: str, columns: Sequence[str], records: Sequence[Sequence[Any]]
     ) -> None:
-        """Insert rows inside the request's transaction in one round trip whatever their
-        number: one prepared statement, its executions pipelined (a COPY takes two round
-        trips, a multi-row INSERT hits PostgreSQL's parameter limit)."""
+        """COPY rows into a table inside the request's transaction: one round trip
+        whatever the number of rows (an INSERT is split by PostgreSQL's parameter limit)."""
         async with self._lock:
             connection = await self._connect()
             raw = await connection.get_raw_connection()
-            await raw.driver_connection.executemany(
-                _insert_statement(schema, table, tuple(columns)), records
+            await raw.driver_connection.copy_records_to_table(
+                table, schema_name=schema, columns=list(columns), records=records
             )
 
     async def commit(self) -> None:
@@ -124,15 +122,6 @@ class RequestDatabase:
             connection, self._connection = self._connection, None
             if connection is not None:
                 await connection.close()
-
-
-@functools.cache
-def _insert_statement(schema: str, table: str, columns: tuple[str, ...]) -> str:
-    # Names from our own code, quoted as identifiers; values only ever as parameters.
-    quote = postgresql.dialect().identifier_preparer.quote
-    names = ", ".join(quote(column) for column in columns)
-    values = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
-    return f"INSERT INTO {quote(schema)}.{quote(table)} ({names}) VALUES ({values})"  # noqa: S608
 
 
 @functools.cache

@@ -197,20 +197,19 @@ class StatementCounter:
 
 @pytest.fixture
 def statements(app: Starlette, monkeypatch: pytest.MonkeyPatch) -> Iterator[StatementCounter]:
-    """Counts every SQL statement the application's engine sends, pipelined inserts
-    (the audit entries) included, each as one."""
+    """Counts every SQL statement the application's engine sends, COPYs included."""
     counter = StatementCounter()
     sync_engine = engine_of(app).sync_engine
     event.listen(sync_engine, "before_cursor_execute", counter)
-    original = RequestDatabase.insert_many
+    original_copy = RequestDatabase.copy
 
-    async def counted(
+    async def counted_copy(
         self: RequestDatabase, schema: str, table: str, *args: object, **kwargs: object
     ) -> None:
-        counter.statements.append(f"INSERT {schema}.{table}")
-        await original(self, schema, table, *args, **kwargs)
+        counter.statements.append(f"COPY {schema}.{table}")
+        await original_copy(self, schema, table, *args, **kwargs)
 
-    monkeypatch.setattr(RequestDatabase, "insert_many", counted)
+    monkeypatch.setattr(RequestDatabase, "copy", counted_copy)
     yield counter
     event.remove(sync_engine, "before_cursor_execute", counter)
 

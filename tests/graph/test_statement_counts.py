@@ -19,7 +19,7 @@ from tests.graphql_client import GraphQLClient
 SIZES = (1, 10, 100, 1000)
 # Every authenticated request: the caller's liveness check, the rate-limit counter,
 # and the transaction-local row scope that row-level security reads; every request that
-# reads PHI: one pipelined INSERT of its audit entries.
+# reads PHI: one COPY of its audit entries.
 AUTHENTICATION = 3
 AUDIT = 1
 
