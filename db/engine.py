@@ -47,15 +47,15 @@ class DatabaseTarget:
         return self.url.render_as_string(hide_password=True)
 
 
-def parse_database_url(raw: str) -> DatabaseTarget:
+def parse_database_url(raw: str, variable: str = "DATABASE_URL") -> DatabaseTarget:
     """Accept a libpq-style URL (``postgresql://...?sslmode=verify-full&sslrootcert=ca.pem``)
     and turn it into an asyncpg URL plus an SSL context."""
     try:
         url = make_url(raw)
     except Exception as exc:  # sqlalchemy raises ArgumentError with the raw URL inside
-        raise DatabaseUrlError("DATABASE_URL is not a valid database URL") from exc
+        raise DatabaseUrlError(f"{variable} is not a valid database URL") from exc
     if url.get_backend_name() != "postgresql":
-        raise DatabaseUrlError("DATABASE_URL must point to PostgreSQL (postgresql://...)")
+        raise DatabaseUrlError(f"{variable} must point to PostgreSQL (postgresql://...)")
     url = url.set(drivername="postgresql+asyncpg")
     query = dict(url.query)
     tls_params = {key: query.pop(key) for key in _TLS_PARAMS if key in query}

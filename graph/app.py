@@ -54,6 +54,7 @@ def create_app(
         target, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
     )
     identity = build_identity(settings, engine)
+    audit_reads = audit_read_engine(settings)
 
     async def health(_: Request) -> JSONResponse:
         # Liveness only: says nothing about versions, configuration or data.
@@ -83,10 +84,13 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await sequencer
             await engine.dispose()
+            if audit_reads is not None:
+                await audit_reads.dispose()
 
     graphql = GraphQLView(
         schema,
         engine=engine,
+        audit_read_engine=audit_reads,
         settings=settings,
         policy=load_policy(settings),
         cipher=field_cipher(settings),
@@ -136,6 +140,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.engine = engine
+    app.state.audit_read_engine = audit_reads
     app.state.identity = identity
     return app
 
@@ -170,6 +175,20 @@ def load_policy(settings: Settings) -> Policy:
         raise SettingsError("PHIGATE_POLICY_FILE names a file that cannot be read") from None
     except PolicyError as error:
         raise SettingsError(f"PHIGATE_POLICY_FILE is not a valid policy: {error}") from None
+
+
+def audit_read_engine(settings: Settings) -> AsyncEngine | None:
+    """The replica the audit review queries read, when one is configured: a smaller
+    pool (review is occasional), the same TLS rules as DATABASE_URL."""
+    if settings.audit_read_database_url is None:
+        return None
+    target = parse_database_url(settings.audit_read_database_url, "PHIGATE_AUDIT_READ_DATABASE_URL")
+    return create_engine(
+        target,
+        pool_size=max(2, settings.db_pool_size // 4),
+        max_overflow=settings.db_max_overflow,
+        application_name="phigate-audit-review",
+    )
 
 
 def database_target(settings: Settings) -> DatabaseTarget:

@@ -42,14 +42,19 @@ def configuration_problems(settings: Settings, environ: dict[str, str] | None = 
         return problems
     if settings.uses_embedded_database:
         problems.append("DATABASE_URL is unset: production needs a managed PostgreSQL")
-    else:
-        assert settings.database_url is not None
+    for variable, raw in (
+        ("DATABASE_URL", settings.database_url),
+        ("PHIGATE_AUDIT_READ_DATABASE_URL", settings.audit_read_database_url),
+    ):
+        if raw is None:
+            continue
         try:
-            target = parse_database_url(settings.database_url)
+            target = parse_database_url(raw, variable)
             if not target.is_local and not target.verifies_server:
-                problems.append("DATABASE_URL must use sslmode=verify-full with sslrootcert")
+                problems.append(f"{variable} must use sslmode=verify-full with sslrootcert")
         except DatabaseUrlError as exc:
-            problems.append(f"DATABASE_URL: {exc}")
+            message = str(exc)
+            problems.append(message if message.startswith(variable) else f"{variable}: {message}")
     if not (certificate and key) and env.get("PHIGATE_BEHIND_PROXY") != "true":
         problems.append(
             "TLS is off: set PHIGATE_TLS_CERT_FILE and PHIGATE_TLS_KEY_FILE, or"

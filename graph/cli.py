@@ -135,13 +135,18 @@ def _refuse_unsafe_serving(settings: Settings, args: argparse.Namespace | None =
             "PHIGATE_ENV=production needs DATABASE_URL (a managed PostgreSQL); the embedded "
             "database is for development and demos"
         )
-    assert settings.database_url is not None
-    target = parse_database_url(settings.database_url)
-    if not target.is_local and not target.verifies_server:
-        raise CommandError(
-            "PHIGATE_ENV=production refuses a remote database without verified TLS: add "
-            "sslmode=verify-full&sslrootcert=/path/to/ca.pem to DATABASE_URL"
-        )
+    for variable, raw in (
+        ("DATABASE_URL", settings.database_url),
+        ("PHIGATE_AUDIT_READ_DATABASE_URL", settings.audit_read_database_url),
+    ):
+        if raw is None:
+            continue
+        target = parse_database_url(raw, variable)
+        if not target.is_local and not target.verifies_server:
+            raise CommandError(
+                "PHIGATE_ENV=production refuses a remote database without verified TLS: add "
+                f"sslmode=verify-full&sslrootcert=/path/to/ca.pem to {variable}"
+            )
     if args is not None and not args.tls_cert and not args.behind_proxy:
         raise CommandError(
             "PHIGATE_ENV=production serves only over TLS: give --tls-cert and --tls-key, or"

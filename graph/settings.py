@@ -30,6 +30,9 @@ class Settings:
     environment: Environment = Environment.DEVELOPMENT
     database_url: str | None = field(default=None, repr=False)
     migration_database_url: str | None = field(default=None, repr=False)
+    # A read replica for the audit review queries (auditEvents, accounting of
+    # disclosures, statistics, anomalies): they scan the trail; requests keep the primary.
+    audit_read_database_url: str | None = field(default=None, repr=False)
     data_dir: Path = Path("var/pgdata")
     db_pool_size: int = 10
     db_max_overflow: int = 5
@@ -103,6 +106,7 @@ class Settings:
             environment=_enum(env, "PHIGATE_ENV", Environment, Environment.DEVELOPMENT),
             database_url=_secret(env, "DATABASE_URL"),
             migration_database_url=_secret(env, "PHIGATE_MIGRATION_DATABASE_URL"),
+            audit_read_database_url=_secret(env, "PHIGATE_AUDIT_READ_DATABASE_URL"),
             data_dir=Path(env.get("PHIGATE_DATA_DIR") or "var/pgdata"),
             db_pool_size=_int(env, "PHIGATE_DB_POOL_SIZE", 10, minimum=1, maximum=200),
             db_max_overflow=_int(env, "PHIGATE_DB_MAX_OVERFLOW", 5, minimum=0, maximum=200),
@@ -212,11 +216,19 @@ class Settings:
 
     def describe(self) -> dict[str, str]:
         """Settings without secrets, for `phigate check` and start-up logs."""
-        hidden = {"database_url", "migration_database_url", "master_key", "blind_index_key"}
+        hidden = {
+            "database_url",
+            "migration_database_url",
+            "audit_read_database_url",
+            "master_key",
+            "blind_index_key",
+        }
         described = {
             f.name: str(getattr(self, f.name)) for f in fields(self) if f.name not in hidden
         }
         described["database"] = "embedded" if self.uses_embedded_database else "DATABASE_URL"
+        if self.audit_read_database_url:
+            described["audit_reads"] = "PHIGATE_AUDIT_READ_DATABASE_URL"
         return described
 
 

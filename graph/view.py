@@ -40,6 +40,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         schema: Any,
         *,
         engine: AsyncEngine,
+        audit_read_engine: AsyncEngine | None = None,
         settings: Settings,
         policy: Policy,
         cipher: FieldCipher,
@@ -51,6 +52,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             multipart_uploads_enabled=False,
         )
         self._engine = engine
+        self._audit_read_engine = audit_read_engine
         self._policy = policy
         self._cipher = cipher
         self._break_glass = timedelta(minutes=settings.break_glass_minutes)
@@ -94,8 +96,14 @@ class GraphQLView(GraphQL[RequestContext, None]):
             policy=self._policy,
             break_glass_duration=self._break_glass,
         )
+        row_settings = access.scope.settings()
         return RequestContext(
-            db=RequestDatabase(self._engine, settings=access.scope.settings()),
+            db=RequestDatabase(self._engine, settings=row_settings),
+            audit_replica=(
+                RequestDatabase(self._audit_read_engine, settings=row_settings)
+                if self._audit_read_engine is not None
+                else None
+            ),
             meta=meta,
             now=datetime.now(UTC),
             access=access,

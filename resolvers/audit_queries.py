@@ -63,7 +63,7 @@ async def events(
         parse_id(where.patient_id, "filter.patientId")
     limit = page_size(first, ctx.page_limits)
     before = _decode_event_cursor(after) if after else None
-    rows = await repo.event_page(ctx.db, where, limit=limit, before=before)
+    rows = await repo.event_page(ctx.audit_reads, where, limit=limit, before=before)
     ctx.trail.note("AUDIT_QUERY", "Query.auditEvents", where.patient_id)
     return EventPage(rows[:limit], len(rows) > limit)
 
@@ -71,7 +71,7 @@ async def events(
 async def access_summary(ctx: RequestContext, user_id: str, days: int) -> Sequence[Row[Any]]:
     since = ctx.now - _days(days)
     ctx.trail.note("AUDIT_QUERY", "Query.phiAccessSummary", None)
-    return await repo.access_summary(ctx.db, user_id, since=since)
+    return await repo.access_summary(ctx.audit_reads, user_id, since=since)
 
 
 async def disclosures(
@@ -81,7 +81,7 @@ async def disclosures(
     if since >= until:
         raise InvalidInput([FieldViolation("to", "must be after from")])
     ctx.trail.note("AUDIT_QUERY", "Query.accountingOfDisclosures", patient_id)
-    return await repo.disclosures(ctx.db, patient_id, since=since, until=until)
+    return await repo.disclosures(ctx.audit_reads, patient_id, since=since, until=until)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,7 @@ class Statistics:
 
 async def statistics(ctx: RequestContext, days: int) -> Statistics:
     since = ctx.now - _days(days)
-    db = ctx.db
+    db = ctx.audit_reads
     ctx.trail.note("AUDIT_QUERY", "Query.complianceStatistics", None)
     security = await repo.counts_by(
         db, "action", since=since, where=repo.events.c.category == "SECURITY"
@@ -133,7 +133,7 @@ async def anomalies(ctx: RequestContext, days: int, limits: AnomalyThresholds) -
     since = ctx.now - _days(days)
     ctx.trail.note("AUDIT_QUERY", "Query.auditAnomalies", None)
     found: list[Anomaly] = []
-    for row in await repo.bulk_access(ctx.db, since=since, limits=limits):
+    for row in await repo.bulk_access(ctx.audit_reads, since=since, limits=limits):
         found.append(
             Anomaly(
                 "BULK_ACCESS",
@@ -144,7 +144,7 @@ async def anomalies(ctx: RequestContext, days: int, limits: AnomalyThresholds) -
                 f"more than {limits.bulk_patients} patients within {limits.bulk_minutes} minutes",
             )
         )
-    for row in await repo.off_hours(ctx.db, since=since, limits=limits):
+    for row in await repo.off_hours(ctx.audit_reads, since=since, limits=limits):
         start, end = limits.business_hours
         found.append(
             Anomaly(
@@ -156,7 +156,7 @@ async def anomalies(ctx: RequestContext, days: int, limits: AnomalyThresholds) -
                 f"PHI accessed outside {start:02d}:00-{end:02d}:00 {limits.timezone}",
             )
         )
-    for row in await repo.denial_bursts(ctx.db, since=since, limits=limits):
+    for row in await repo.denial_bursts(ctx.audit_reads, since=since, limits=limits):
         found.append(
             Anomaly(
                 "DENIAL_BURST",
@@ -168,7 +168,7 @@ async def anomalies(ctx: RequestContext, days: int, limits: AnomalyThresholds) -
             )
         )
     for row in await repo.unreviewed_break_glass(
-        ctx.db, older_than=ctx.now - timedelta(hours=limits.unreviewed_hours)
+        ctx.audit_reads, older_than=ctx.now - timedelta(hours=limits.unreviewed_hours)
     ):
         found.append(
             Anomaly(

@@ -93,10 +93,18 @@ class RequestContext:
     trail: AuditTrail = field(default_factory=AuditTrail)
     # Opens and seals encrypted columns; None only where no PHI identifiers are touched.
     cipher: FieldCipher | None = None
+    # A read replica's connection for the audit review queries, when one is configured.
+    audit_replica: RequestDatabase | None = None
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.db, self.access.scope)
+
+    @property
+    def audit_reads(self) -> RequestDatabase:
+        """Where the audit review queries read: the replica when there is one. What the
+        review itself adds to the trail is written with the request, on the primary."""
+        return self.audit_replica or self.db
 
     def require_cipher(self) -> FieldCipher:
         if self.cipher is None:

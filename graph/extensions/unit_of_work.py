@@ -58,6 +58,8 @@ class UnitOfWork(SchemaExtension):
                 await _quietly(request.db.rollback())
         finally:
             await request.db.close()
+            if request.audit_replica is not None:
+                await _quietly(request.audit_replica.close())  # read-only: nothing to keep
 
     @staticmethod
     def _trail_entries(context: Any, request: RequestContext, result: Any) -> list[dict[str, Any]]:

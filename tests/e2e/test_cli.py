@@ -365,6 +365,9 @@ def test_check_names_every_problem_of_a_production_setup(
     monkeypatch.setenv("PHIGATE_ENV", "production")
     monkeypatch.setenv("PHIGATE_LOG_LEVEL", "DEBUG")
     monkeypatch.setenv("PHIGATE_TLS_CERT_FILE", "/nonexistent/cert.pem")
+    monkeypatch.setenv(
+        "PHIGATE_AUDIT_READ_DATABASE_URL", "postgresql://reader@replica.example.org/phigate"
+    )
     assert main(["check", "--no-database"]) == 1
     report = json.loads(capsys.readouterr().out)
     problems = " | ".join(report["problems"])
@@ -373,6 +376,7 @@ def test_check_names_every_problem_of_a_production_setup(
         "PHIGATE_BLIND_INDEX_KEY",
         "PHIGATE_TLS_CERT_FILE names a file that does not exist",
         "DATABASE_URL is unset",
+        "PHIGATE_AUDIT_READ_DATABASE_URL must use sslmode=verify-full",
         "TLS is off",
         "DEBUG",
     ):
