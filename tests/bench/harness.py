@@ -75,7 +75,10 @@ async def interleaved(
 
 
 def ratio(results: dict[str, Measurement], numerator: str, denominator: str) -> float:
-    return round(results[numerator].median / results[denominator].median, 3)
+    """The median of per-round ratios: each round times both cases back to back, so a
+    slow spell of the machine falls on both sides of a ratio instead of on one median."""
+    pairs = zip(results[numerator].samples_ms, results[denominator].samples_ms, strict=True)
+    return round(statistics.median(a / b for a, b in pairs), 3)
 
 
 def summary(results: dict[str, Measurement]) -> dict[str, dict[str, float]]:
