@@ -155,6 +155,27 @@ async def _unsealed(connection: AsyncConnection, head: _Head, batch: int) -> lis
     return list((await connection.execute(_FINISHED_AFTER, {**after, "batch": batch})).all())
 
 
+def chain_links(head: _Head, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """The links that append ``rows`` (audit entries, in sealing order) after ``head``."""
+    seq, previous = head.seq, head.chain_hash
+    links = []
+    for row in rows:
+        digest = entry_digest(row._mapping)
+        previous = chain_link(previous, digest)
+        seq += 1
+        links.append(
+            {
+                "seq": seq,
+                "event_id": row.id,
+                "event_txid": row.txid,
+                "event_occurred_at": row.occurred_at,
+                "entry_hash": digest,
+                "chain_hash": previous,
+            }
+        )
+    return links
+
+
 async def seal(engine: AsyncEngine, *, batch: int = 5000) -> int:
     """Append unsealed entries to the chain, in the order their transactions wrote them;
     returns how many. Returns 0 at once if another process is sealing: requests never
@@ -165,22 +186,7 @@ async def seal(engine: AsyncEngine, *, batch: int = 5000) -> int:
         ):
             return 0
         head = await _head(connection)
-        seq, previous = head.seq, head.chain_hash
-        links = []
-        for row in await _unsealed(connection, head, batch):
-            digest = entry_digest(row._mapping)
-            previous = chain_link(previous, digest)
-            seq += 1
-            links.append(
-                {
-                    "seq": seq,
-                    "event_id": row.id,
-                    "event_txid": row.txid,
-                    "event_occurred_at": row.occurred_at,
-                    "entry_hash": digest,
-                    "chain_hash": previous,
-                }
-            )
+        links = chain_links(head, await _unsealed(connection, head, batch))
         if links:
             await connection.execute(insert(chain), links)
         return len(links)

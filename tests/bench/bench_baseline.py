@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from domain.roles import Role
-from tests.bench.harness import Database, bench_identity, server_env
+from tests.bench.harness import Database, bench_identity, raw_env, server_env
 from tests.e2e.test_serve import free_port, wait_ready
 from tests.identity import issue_token
 
@@ -45,16 +45,7 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
     async with bench_identity(db) as identity:
         token = await issue_token(identity, Role.COMPLIANCE_OFFICER)
     phigate_port, raw_port = free_port(), free_port()
-    url = db.admin.url
-    env = server_env(
-        db,
-        PHIGATE_MAX_PAGE_SIZE="1000",
-        PHIGATE_MAX_COST="100000",
-        RAW_USER=str(url.username),
-        RAW_DATABASE=str(url.database),
-        RAW_HOST=str(url.query["host"]),
-        RAW_PORT=str(url.query["port"]),
-    )
+    env = server_env(db, PHIGATE_MAX_PAGE_SIZE="1000", PHIGATE_MAX_COST="100000", **raw_env(db))
     bin_dir = Path(sys.executable).parent
     phigate = _start([str(bin_dir / "phigate"), "serve", "--port", str(phigate_port)], env)
     raw = _start(

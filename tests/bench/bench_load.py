@@ -30,7 +30,7 @@ from db.demo import demo_id
 from db.engine import create_engine
 from domain.roles import Role
 from tests.bench.bench_baseline import _start, _wait
-from tests.bench.harness import Database, bench_identity, server_env
+from tests.bench.harness import Database, bench_identity, raw_env, server_env
 from tests.e2e.test_serve import free_port, wait_ready
 from tests.identity import issue_token
 
@@ -199,15 +199,7 @@ async def run(db: Database, *, rounds: int, patients: int = 10_000) -> dict[str,
     async with bench_identity(db) as identity:
         tokens = [await issue_token(identity, Role.COMPLIANCE_OFFICER) for _ in range(USERS)]
     port, raw_port = free_port(), free_port()
-    url = db.admin.url
-    env = server_env(
-        db,
-        PHIGATE_DB_POOL_SIZE="20",
-        RAW_USER=str(url.username),
-        RAW_DATABASE=str(url.database),
-        RAW_HOST=str(url.query["host"]),
-        RAW_PORT=str(url.query["port"]),
-    )
+    env = server_env(db, PHIGATE_DB_POOL_SIZE="20", **raw_env(db))
     bin_dir = Path(sys.executable).parent
     server = _start([str(bin_dir / "phigate"), "serve", "--workers", "2", "--port", str(port)], env)
     raw_server = _start(

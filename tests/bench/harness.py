@@ -157,6 +157,17 @@ def server_env(db: Database, **extra: str) -> dict[str, str]:
     }
 
 
+def raw_env(db: Database) -> dict[str, str]:
+    """Where the raw baseline (tests/bench/raw_app.py) finds the bench database."""
+    url = db.admin.url
+    return {
+        "RAW_USER": str(url.username),
+        "RAW_DATABASE": str(url.database),
+        "RAW_HOST": str(url.query["host"]),
+        "RAW_PORT": str(url.query["port"]),
+    }
+
+
 def in_process(engine: Any, schema: Any, query: str) -> Callable[[], Awaitable[Any]]:
     """One execution of a document through a schema, as a service reading for
     TREATMENT, in its own request context: what a request costs without HTTP."""

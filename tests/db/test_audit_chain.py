@@ -105,7 +105,7 @@ async def test_a_consistent_rewrite_is_caught_by_the_checkpoint(
 ) -> None:
     """A superuser who alters an entry and recomputes every later link defeats the chain
     alone; a checkpoint taken before (and kept elsewhere) does not agree any more."""
-    from domain.audit import GENESIS, chain_link, entry_digest
+    from domain.audit import GENESIS
 
     await write(app_engine, 10)
     await audit.seal_all(app_engine)
@@ -222,26 +222,12 @@ async def sealed_by_an_older_gateway(engine: AsyncEngine) -> int:
     events, chain = audit.events, audit.chain
     async with engine.begin() as connection:
         head = await audit._head(connection)
-        seq, previous = head.seq, head.chain_hash
         rows = await connection.execute(
             select(events)
             .where(~exists(select(1).where(chain.c.event_id == events.c.id)))
             .order_by(events.c.occurred_at, events.c.id)
         )
-        links = []
-        for row in rows:
-            digest = entry_digest(row._mapping)
-            previous = chain_link(previous, digest)
-            seq += 1
-            links.append(
-                {
-                    "seq": seq,
-                    "event_id": row.id,
-                    "event_occurred_at": row.occurred_at,
-                    "entry_hash": digest,
-                    "chain_hash": previous,
-                }
-            )
+        links = [{**link, "event_txid": None} for link in audit.chain_links(head, rows.all())]
         await connection.execute(insert(chain), links)
     return len(links)
 
