@@ -15,6 +15,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
+    func,
     insert,
     literal_column,
     or_,
@@ -37,6 +38,7 @@ cuts = RetentionCut.__table__
 SEQUENCER_LOCK = 0x50484941  # "PHIA"
 # How far before the last sealed entry to look for entries that committed late.
 LATE_COMMIT_MARGIN = timedelta(minutes=10)
+SEALING_LAG_LIMIT = timedelta(hours=1)
 
 
 # Every column the gateway writes: not the generated id, not the writing transaction's
@@ -151,8 +153,17 @@ async def _unsealed(connection: AsyncConnection, head: _Head, batch: int) -> lis
             if last
             else _Head(0, GENESIS)
         )
-    after = {"txid": position.event_txid or 0, "id": position.event_id or 0}
-    return list((await connection.execute(_FINISHED_AFTER, {**after, "batch": batch})).all())
+    after = {"txid": position.event_txid or 0, "id": position.event_id or 0, "batch": batch}
+    rows = (await connection.execute(_FINISHED_AFTER, after)).all()
+    if (
+        not rows
+        and position.event_txid
+        and position.event_txid >= await connection.scalar(select(_HORIZON))
+    ):
+        # Transaction ids went backwards (the trail was restored into another cluster):
+        # start from the beginning again; what is sealed already is skipped.
+        rows = (await connection.execute(_FINISHED_AFTER, {**after, "txid": 0, "id": 0})).all()
+    return list(rows)
 
 
 def chain_links(head: _Head, rows: Sequence[Any]) -> list[dict[str, Any]]:
@@ -204,6 +215,9 @@ class VerifyReport:
     links: int = 0
     first_broken: str | None = None
     unsealed: int = 0
+    # Unsealed for longer than SEALING_LAG_LIMIT: the sequencer is held back (a
+    # long-running writing transaction) or stuck, and these entries are unprotected.
+    unsealed_overdue: int = 0
     checkpoints: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -275,14 +289,21 @@ async def verify(engine: AsyncEngine) -> VerifyReport:
                         f"checkpoint {checkpoint.id} (at link {checkpoint.count})"
                         " no longer matches the chain"
                     )
-        report.unsealed = int(
-            await connection.scalar(
-                select(text("count(*)"))
-                .select_from(events)
-                .where(~exists(select(1).where(chain.c.event_id == events.c.id)))
+        unsealed = (
+            await connection.execute(
+                select(
+                    func.count(),
+                    func.count().filter(events.c.occurred_at < func.now() - SEALING_LAG_LIMIT),
+                ).where(~exists(select(1).where(chain.c.event_id == events.c.id)))
             )
-            or 0
-        )
+        ).one()
+        report.unsealed, report.unsealed_overdue = int(unsealed[0]), int(unsealed[1])
+        if report.unsealed_overdue:
+            report.problems.append(
+                f"{report.unsealed_overdue} entries written more than"
+                f" {SEALING_LAG_LIMIT.total_seconds() / 3600:g} hour(s) ago are not sealed:"
+                " a long-running transaction holds the sequencer back, or it is stuck"
+            )
     return report
 
 

@@ -57,9 +57,11 @@ class UnitOfWork(SchemaExtension):
                 _fail(result, request, INTERNAL_ERROR, INTERNAL_MESSAGE, exc)
                 await _quietly(request.db.rollback())
         finally:
-            await request.db.close()
-            if request.audit_replica is not None:
-                await _quietly(request.audit_replica.close())  # read-only: nothing to keep
+            try:
+                await request.db.close()
+            finally:
+                if request.audit_replica is not None:
+                    await _quietly(request.audit_replica.close())  # read-only: nothing kept
 
     @staticmethod
     def _trail_entries(context: Any, request: RequestContext, result: Any) -> list[dict[str, Any]]:

@@ -106,6 +106,7 @@ class Database:
     server: EmbeddedPostgres
     app: DatabaseTarget
     admin: DatabaseTarget
+    patients: int
 
 
 def database(patients: int) -> Database:
@@ -124,7 +125,9 @@ def database(patients: int) -> Database:
             await engine.dispose()
 
     asyncio.run(seed())
-    return Database(server, server.app_target("bench"), server.admin_target("bench"))
+    return Database(
+        server, server.app_target("bench"), server.admin_target("bench"), patients=patients
+    )
 
 
 @contextlib.asynccontextmanager

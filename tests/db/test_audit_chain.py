@@ -196,24 +196,76 @@ async def test_sealing_reads_only_what_is_new(app_engine: AsyncEngine) -> None:
 
 
 async def test_entries_written_before_they_carried_a_txid_are_sealed_first(
-    app_engine: AsyncEngine,
+    app_engine: AsyncEngine, admin_engine: AsyncEngine
 ) -> None:
     """Entries from before revision 0014 have no txid: sealed once, the old way, and the
     sequencer then carries on by transaction."""
-    async with app_engine.begin() as connection:
-        await connection.execute(
-            text(
-                "INSERT INTO audit.events (category, action, outcome, request_id, txid)"
-                " SELECT 'SECURITY', 'LOGIN', 'ALLOWED', 'legacy-' || n, NULL"
-                " FROM generate_series(1, 3) AS n"
-            )
-        )
+    await as_superuser_bypassing_triggers(
+        admin_engine,
+        "INSERT INTO audit.events (category, action, outcome, request_id, txid)"
+        " SELECT 'SECURITY', 'LOGIN', 'ALLOWED', 'legacy-' || n, NULL"
+        " FROM generate_series(1, 3) AS n",
+    )
     await write(app_engine, 2)
     assert await audit.seal_all(app_engine) == 5
     await write(app_engine, 2)
     assert await audit.seal_all(app_engine) == 2
     report = await audit.verify(app_engine)
     assert report.ok and report.links == 7 and report.unsealed == 0
+
+
+async def test_a_writer_cannot_choose_an_entrys_txid(app_engine: AsyncEngine) -> None:
+    """An entry filed below the sequencer's position would never be sealed: the
+    database, not the writer, says which transaction wrote it."""
+    await write(app_engine, 2)
+    await audit.seal_all(app_engine)
+    async with app_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO audit.events (category, action, outcome, request_id, txid)"
+                " VALUES ('ACCESS', 'READ', 'ALLOWED', 'request-forged', 1)"
+            )
+        )
+    async with app_engine.connect() as connection:
+        txid = await connection.scalar(
+            text("SELECT txid FROM audit.events WHERE request_id = 'request-forged'")
+        )
+    assert txid is not None and txid > 1
+    assert await audit.seal_all(app_engine) == 1
+
+
+async def test_entries_left_unsealed_too_long_fail_verification(
+    app_engine: AsyncEngine, admin_engine: AsyncEngine
+) -> None:
+    async with app_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO audit.events (occurred_at, category, action, outcome, request_id)"
+                " VALUES (now() - interval '2 hours', 'ACCESS', 'READ', 'ALLOWED', 'request-old')"
+            )
+        )
+    report = await audit.verify(app_engine)
+    assert not report.ok and report.unsealed_overdue == 1
+    assert "not sealed" in report.problems[0]
+    await audit.seal_all(app_engine)
+    assert (await audit.verify(app_engine)).ok
+
+
+async def test_sealing_resumes_when_transaction_ids_went_backwards(
+    app_engine: AsyncEngine,
+) -> None:
+    """After the trail is restored into another cluster its transaction ids start lower
+    than the last link's: the sequencer starts over rather than wait forever."""
+    await write(app_engine, 1)
+    async with app_engine.begin() as connection:
+        head = await audit._head(connection)
+        rows = (await connection.execute(select(audit.events))).all()
+        links = [{**link, "event_txid": 2**62} for link in audit.chain_links(head, rows)]
+        await connection.execute(insert(audit.chain), links)
+    await write(app_engine, 2)
+    assert await audit.seal_all(app_engine) == 2
+    report = await audit.verify(app_engine)
+    assert report.ok and report.links == 3 and report.unsealed == 0
 
 
 async def sealed_by_an_older_gateway(engine: AsyncEngine) -> int:

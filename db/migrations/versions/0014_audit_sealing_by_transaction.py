@@ -9,6 +9,9 @@ entries against the chain to catch late commits, which under sustained load made
 sealing the largest CPU cost in PostgreSQL. Entries written before this revision keep
 no txid and are sealed (once) the old way.
 
+Upgrading: the new index is built over the whole trail, and while it is built audit
+writes (so requests) wait; on a large trail, apply this revision in a maintenance window.
+
 Revision ID: 0014
 Revises: 0013
 """
