@@ -125,6 +125,19 @@ def cmd_seed_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_CONCURRENCY = 1000
+
+
+def _at_least_one(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
+    return number
+
+
 def _refuse_unsafe_serving(settings: Settings, args: argparse.Namespace | None = None) -> None:
     if args is not None and bool(args.tls_cert) != bool(args.tls_key):
         raise CommandError("--tls-cert and --tls-key go together")
@@ -198,6 +211,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        # Past this many open connections or requests in a worker, new requests get an
+        # immediate 503 instead of joining a queue whose wait would be the outage.
+        limit_concurrency=args.limit_concurrency,
         log_config=None,
         access_log=False,
         server_header=False,
@@ -278,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--limit-concurrency",
+        type=_at_least_one,
+        default=os.environ.get("PHIGATE_LIMIT_CONCURRENCY", str(DEFAULT_CONCURRENCY)),
+        help="open connections or requests per worker before new requests get 503"
+        f" (env PHIGATE_LIMIT_CONCURRENCY, default {DEFAULT_CONCURRENCY})",
+    )
     serve.add_argument(
         "--tls-cert",
         default=os.environ.get("PHIGATE_TLS_CERT_FILE"),

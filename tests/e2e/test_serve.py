@@ -161,3 +161,42 @@ def test_serve_over_tls_refuses_old_protocols_and_plain_http(
         process.send_signal(signal.SIGINT)
         stdout, _ = process.communicate(timeout=60)
     assert f"https://127.0.0.1:{port}/graphql" in stdout
+
+
+def test_a_worker_past_its_concurrency_limit_answers_503_at_once(
+    tmp_path: Path, postgres, database: str
+) -> None:
+    """Overload is refused immediately instead of queued: with --limit-concurrency 3,
+    three open connections fill the worker and the next request gets a 503."""
+    from tests.conftest import BLIND_INDEX_KEY, MASTER_KEY
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres.app_target(database).url.render_as_string(hide_password=False),
+        "PHIGATE_MASTER_KEY": MASTER_KEY,
+        "PHIGATE_BLIND_INDEX_KEY": BLIND_INDEX_KEY,
+    }
+    script = Path(sys.executable).parent / "phigate"
+    process = subprocess.Popen(
+        [str(script), "serve", "--port", str(port), "--limit-concurrency", "3"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, process)
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        time.sleep(0.5)  # accepted by the worker
+        refused = httpx.get(f"{base}/health", timeout=5)
+        assert refused.status_code == 503
+        for connection in idle:
+            connection.close()
+        time.sleep(0.5)
+        assert httpx.get(f"{base}/health", timeout=5).status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
