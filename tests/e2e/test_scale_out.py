@@ -5,10 +5,7 @@ client may be sent to either process."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,42 +20,27 @@ from db import audit
 from db.embedded import EmbeddedPostgres
 from domain.roles import Role
 from graph.app import identity_of
-from tests.conftest import BLIND_INDEX_KEY, MASTER_KEY
 from tests.e2e.test_login import PASSWORD, code
-from tests.e2e.test_serve import free_port, wait_ready
+from tests.e2e.test_serve import free_port, gateway_env, start_gateway, wait_ready
 from tests.identity import create_user
 
 QUERY = {"query": "{ baas { id } }"}
-
-
-def start(port: int, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    script = Path(sys.executable).parent / "phigate"
-    return subprocess.Popen(
-        [str(script), "serve", "--port", str(port)],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @pytest.fixture
 def gateways(
     tmp_path: Path, postgres: EmbeddedPostgres, database: str
 ) -> Iterator[tuple[str, str]]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": postgres.app_target(database).url.render_as_string(hide_password=False),
-        "PHIGATE_MASTER_KEY": MASTER_KEY,
-        "PHIGATE_BLIND_INDEX_KEY": BLIND_INDEX_KEY,
-        "PHIGATE_RATE_LIMIT_GRAPHQL": "8/minute",
-        "PHIGATE_AUDIT_SEAL_SECONDS": "1",
-        "PHIGATE_ARGON2_TIME_COST": "1",
-        "PHIGATE_ARGON2_MEMORY_KIB": "8192",
-    }
+    env = gateway_env(
+        postgres,
+        database,
+        PHIGATE_RATE_LIMIT_GRAPHQL="8/minute",
+        PHIGATE_AUDIT_SEAL_SECONDS="1",
+        PHIGATE_ARGON2_TIME_COST="1",
+        PHIGATE_ARGON2_MEMORY_KIB="8192",
+    )
     ports = free_port(), free_port()
-    processes = [start(port, env, tmp_path) for port in ports]
+    processes = [start_gateway(port, env, tmp_path) for port in ports]
     bases = tuple(f"http://127.0.0.1:{port}" for port in ports)
     try:
         for base, process in zip(bases, processes, strict=True):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyotp
@@ -40,6 +41,33 @@ def wait_ready(base: str, process: subprocess.Popen[str], timeout: float = 90) -
             pass
         time.sleep(0.3)
     raise AssertionError("phigate serve did not become ready")
+
+
+def gateway_env(postgres: Any, database: str, **extra: str) -> dict[str, str]:
+    """A gateway process's environment on a test database, with the test keys."""
+    from tests.conftest import BLIND_INDEX_KEY, MASTER_KEY
+
+    return {
+        **os.environ,
+        "DATABASE_URL": postgres.app_target(database).url.render_as_string(hide_password=False),
+        "PHIGATE_MASTER_KEY": MASTER_KEY,
+        "PHIGATE_BLIND_INDEX_KEY": BLIND_INDEX_KEY,
+        **extra,
+    }
+
+
+def start_gateway(
+    port: int, env: dict[str, str], cwd: Path, *options: str
+) -> subprocess.Popen[str]:
+    script = Path(sys.executable).parent / "phigate"
+    return subprocess.Popen(
+        [str(script), "serve", "--port", str(port), *options],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_serve_demo_from_an_empty_data_directory(tmp_path: Path) -> None:
@@ -102,26 +130,12 @@ def test_serve_over_tls_refuses_old_protocols_and_plain_http(
 ) -> None:
     import ssl
 
-    from tests.conftest import BLIND_INDEX_KEY, MASTER_KEY
     from tests.tls import self_signed
 
     cert, key = self_signed(tmp_path)
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": postgres.app_target(database).url.render_as_string(hide_password=False),
-        "PHIGATE_MASTER_KEY": MASTER_KEY,
-        "PHIGATE_BLIND_INDEX_KEY": BLIND_INDEX_KEY,
-    }
-    script = Path(sys.executable).parent / "phigate"
-    process = subprocess.Popen(
-        [str(script), "serve", "--port", str(port), "--tls-cert", str(cert), "--tls-key", str(key)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    env = gateway_env(postgres, database)
+    process = start_gateway(port, env, tmp_path, "--tls-cert", str(cert), "--tls-key", str(key))
     base = f"https://127.0.0.1:{port}"
 
     def client(minimum: ssl.TLSVersion, maximum: ssl.TLSVersion) -> ssl.SSLContext:
@@ -168,24 +182,9 @@ def test_a_worker_past_its_concurrency_limit_answers_503_at_once(
 ) -> None:
     """Overload is refused immediately instead of queued: with --limit-concurrency 3,
     three open connections fill the worker and the next request gets a 503."""
-    from tests.conftest import BLIND_INDEX_KEY, MASTER_KEY
-
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": postgres.app_target(database).url.render_as_string(hide_password=False),
-        "PHIGATE_MASTER_KEY": MASTER_KEY,
-        "PHIGATE_BLIND_INDEX_KEY": BLIND_INDEX_KEY,
-    }
-    script = Path(sys.executable).parent / "phigate"
-    process = subprocess.Popen(
-        [str(script), "serve", "--port", str(port), "--limit-concurrency", "3"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    env = gateway_env(postgres, database)
+    process = start_gateway(port, env, tmp_path, "--limit-concurrency", "3")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, process)
