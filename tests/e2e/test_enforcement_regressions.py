@@ -1,0 +1,218 @@
+"""Regression tests for three holes found by trying the core promises as an attacker
+would (issue: enforcement by construction). Each is over HTTP, the way it was found:
+
+1. writes through a variable's default value skipped the decision and the audit;
+2. an unauthenticated GET ran operations when its parameter name was percent-encoded;
+3. reads through an open break-glass episode were recorded as ordinary reads.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from domain.purposes import Purpose
+from domain.roles import Role
+from tests.conftest import AsRole, count_rows
+from tests.graph.queries import CREATE_PATIENT, patient_input
+from tests.graphql_client import GraphQLClient
+
+REASON = "Unresponsive on arrival, no care team on shift (synthetic)"
+GET_NAMES = "query($id: ID!) { patient(id: $id) { id givenName phone } }"
+
+
+async def _register(as_role: AsRole, mrn: str) -> tuple[str, GraphQLClient]:
+    """A patient on the care team of a clinician acting for TREATMENT."""
+    alice = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
+    created = await alice(CREATE_PATIENT, {"input": patient_input(mrn=mrn)})
+    return created.ok()["patientCreate"]["patient"]["id"], alice
+
+
+def _without_purpose(caller: GraphQLClient) -> GraphQLClient:
+    return GraphQLClient(caller.http, {"Authorization": caller.headers["Authorization"]})
+
+
+async def _phone_of(alice: GraphQLClient, patient_id: str) -> str:
+    return (await alice(GET_NAMES, {"id": patient_id})).ok()["patient"]["phone"]
+
+
+async def _write_entries(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int(
+            (
+                await connection.execute(
+                    text("SELECT count(*) FROM audit.events WHERE action = 'WRITE'")
+                )
+            ).scalar_one()
+        )
+
+
+def _sneaky_update(patient_id: str, **fields: object) -> str:
+    values = ", ".join(
+        f"{name}: {value}" for name, value in {"id": f'"{patient_id}"', **fields}.items()
+    )
+    return (
+        f"mutation Sneaky($in: PatientUpdateInput! = {{{values}}})"
+        " { patientUpdate(input: $in) { patient { id } } }"
+    )
+
+
+async def test_a_default_value_cannot_write_without_a_purpose(
+    as_role: AsRole, admin_engine: AsyncEngine
+) -> None:
+    patient_id, alice = await _register(as_role, "DEMO-REG-001")
+    before = await _write_entries(admin_engine)
+    no_purpose = _without_purpose(alice)
+    sneaky = _sneaky_update(
+        patient_id, phone='"+15555550188"', addDiagnoses='[{icd10Code: "Z00.01"}]'
+    )
+    refused = await no_purpose(sneaky)
+    assert refused.data is None
+    assert set(refused.codes) == {"PURPOSE_REQUIRED"}
+    fields = {error["extensions"]["field"] for error in refused.errors}
+    assert {"PatientUpdateInput.phone", "PatientUpdateInput.addDiagnoses"} <= fields
+    assert await _phone_of(alice, patient_id) == "+16175550100"
+    assert await _write_entries(admin_engine) == before
+
+
+async def test_a_default_value_cannot_write_a_class_the_role_may_not(
+    as_role: AsRole, admin_engine: AsyncEngine
+) -> None:
+    patient_id, alice = await _register(as_role, "DEMO-REG-002")
+    billing = await as_role(Role.BILLING, Purpose.PAYMENT)
+    refused = await billing(_sneaky_update(patient_id, givenName='"Renamed"'))
+    assert refused.data is None
+    assert refused.codes == ["FORBIDDEN_FIELD"]
+    assert refused.errors[0]["extensions"]["field"] == "PatientUpdateInput.givenName"
+    names = (await alice(GET_NAMES, {"id": patient_id})).ok()["patient"]
+    assert names["givenName"] == "Alpha"
+    # What billing may write still goes through a default value, and is audited.
+    allowed = await billing(_sneaky_update(patient_id, insurancePayer='"Example Payer (synthetic)"'))
+    assert allowed.ok()["patientUpdate"]["patient"]["id"] == patient_id
+    async with admin_engine.connect() as connection:
+        written = (
+            await connection.execute(
+                text(
+                    "SELECT field_path, record_ids FROM audit.events"
+                    " WHERE action = 'WRITE' AND role = 'BILLING'"
+                )
+            )
+        ).all()
+    assert [(row.field_path, [str(r) for r in row.record_ids]) for row in written] == [
+        ("PatientUpdateInput.insurancePayer", [patient_id])
+    ]
+
+
+async def test_a_default_value_cannot_create_a_patient_without_a_purpose(
+    as_role: AsRole, admin_engine: AsyncEngine
+) -> None:
+    before = await count_rows(admin_engine, "patients")
+    billing = await as_role(Role.BILLING)
+    document = (
+        'mutation Sneaky($in: PatientCreateInput! = {mrn: "DEMO-REG-003", givenName: "Beta",'
+        ' familyName: "Synthetic-Test", dateOfBirth: "1970-01-01", ssn: "987-65-4321",'
+        ' diagnoses: [{icd10Code: "Z00.01"}]}) { patientCreate(input: $in) { patient { id } } }'
+    )
+    refused = await billing(document)
+    assert refused.data is None
+    assert "PURPOSE_REQUIRED" in refused.codes
+    assert await count_rows(admin_engine, "patients") == before
+
+
+async def test_a_default_list_item_and_a_nested_default_are_decided_too(
+    as_role: AsRole,
+) -> None:
+    """Single values coerced to lists and defaults inside nested inputs."""
+    patient_id, _ = await _register(as_role, "DEMO-REG-004")
+    billing = await as_role(Role.BILLING, Purpose.PAYMENT)
+    # A single object where a list is expected is coerced to a list of one.
+    single = await billing(
+        "mutation($d: DiagnosisInput! = {icd10Code: \"Z00.01\"}) {"
+        f' patientUpdate(input: {{id: "{patient_id}", addDiagnoses: $d}}) {{ patient {{ id }} }} }}'
+    )
+    assert single.data is None
+    assert "FORBIDDEN_FIELD" in single.codes
+    # A variable the document declares with a default but the request leaves out.
+    nested = await billing(
+        'mutation($a: AddressInput = {city: "Testville"}) {'
+        f' patientUpdate(input: {{id: "{patient_id}", address: $a}}) {{ patient {{ id }} }} }}'
+    )
+    assert nested.data is None
+    assert "FORBIDDEN_FIELD" in nested.codes
+
+
+@pytest.mark.parametrize(
+    "query_string",
+    [
+        "%71uery=%7B__typename%7D",  # "query" with its first letter percent-encoded
+        "query=%7B__typename%7D",
+        "qu%65ry=%7B__typename%7D",
+        "QUERY=%7B__typename%7D&query=%7B__typename%7D",
+        "extensions=%7B%7D&%71uery=%7B__typename%7D",
+        "query=%7B__schema%7BqueryType%7Bname%7D%7D%7D",
+    ],
+)
+async def test_an_unauthenticated_get_never_executes(
+    client: httpx.AsyncClient, query_string: str
+) -> None:
+    page = await client.get(f"/graphql?{query_string}", headers={"Accept": "text/html"})
+    assert '"data"' not in page.text
+    assert "__typename" not in page.text.replace("%7B__typename%7D", "")
+    if page.status_code == 200:
+        assert page.headers["content-type"].startswith("text/html")
+    else:
+        assert page.status_code == 401
+    plain = await client.get(f"/graphql?{query_string}")
+    assert plain.status_code == 401
+    assert '"data"' not in plain.text
+
+
+async def test_an_unauthenticated_post_never_executes(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"Accept": "text/html"}
+    )
+    assert response.status_code == 401
+
+
+async def test_reads_through_an_open_episode_are_recorded_as_break_glass(
+    as_role: AsRole, token_for: object, client: httpx.AsyncClient
+) -> None:
+    patient_id, _ = await _register(as_role, "DEMO-REG-005")
+    token = await token_for(Role.CLINICIAN)  # type: ignore[operator]
+    emergency = {
+        "Authorization": f"Bearer {token}",
+        "X-Purpose-Of-Use": "EMERGENCY",
+        "X-Break-Glass-Reason": REASON,
+    }
+    opened = await client.post(
+        "/graphql", json={"query": GET_NAMES, "variables": {"id": patient_id}}, headers=emergency
+    )
+    assert opened.json()["data"]["patient"]["id"] == patient_id
+    treatment = {"Authorization": f"Bearer {token}", "X-Purpose-Of-Use": "TREATMENT"}
+    later = await client.post(
+        "/graphql",
+        json={"query": GET_NAMES, "variables": {"id": patient_id}, "operationName": None},
+        headers={**treatment, "X-Request-ID": "regression-after-glass"},
+    )
+    assert later.json()["data"]["patient"]["id"] == patient_id
+
+    compliance = await as_role(Role.COMPLIANCE_OFFICER, Purpose.COMPLIANCE)
+    [episode] = (await compliance("{ breakGlassEpisodes { id patientId accesses } }")).ok()[
+        "breakGlassEpisodes"
+    ]
+    assert episode["patientId"] == patient_id
+    assert episode["accesses"] == 2  # the read that opened it and the later one
+    disclosures = (
+        await compliance(
+            "query($p: ID!) { accountingOfDisclosures(patientId: $p,"
+            ' from: "2000-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z")'
+            " { requestId purpose breakGlass breakGlassEpisodeId } }",
+            {"p": patient_id},
+        )
+    ).ok()["accountingOfDisclosures"]
+    [after] = [d for d in disclosures if d["requestId"] == "regression-after-glass"]
+    assert after["breakGlass"] is True
+    assert after["breakGlassEpisodeId"] == episode["id"]
+    assert after["purpose"] == "TREATMENT"  # what was declared, kept as declared
