@@ -3,6 +3,7 @@ statistics and anomalies. Aggregations happen in PostgreSQL, over indexed column
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -114,6 +115,22 @@ async def access_summary(
     )
 
 
+async def episode_accesses(
+    db: RequestDatabase, episode_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """How many requests read or wrote PHI through each break-glass episode."""
+    rows = await db.rows(
+        select(events.c.break_glass_episode_id, func.count(func.distinct(events.c.request_id)))
+        .where(
+            events.c.break_glass_episode_id.in_(episode_ids),
+            events.c.category == "ACCESS",
+            events.c.outcome == "ALLOWED",
+        )
+        .group_by(events.c.break_glass_episode_id)
+    )
+    return {episode: count for episode, count in rows}
+
+
 async def disclosures(
     db: RequestDatabase, patient_id: str, *, since: datetime, until: datetime
 ) -> Sequence[Row[Any]]:
@@ -128,6 +145,9 @@ async def disclosures(
             events.c.role,
             events.c.purpose,
             func.bool_or(events.c.break_glass).label("break_glass"),
+            func.max(sa_cast(events.c.break_glass_episode_id, Text)).label(
+                "break_glass_episode_id"
+            ),
             events.c.outcome,
             func.array_agg(func.distinct(events.c.action)).label("actions"),
             func.array_agg(func.distinct(events.c.field_path)).label("fields"),

@@ -30,7 +30,7 @@ from db.models import (
     Patient,
 )
 from db.patients import seal_diagnosis, seal_identifiers
-from db.visibility import SYSTEM_SCOPE
+from db.visibility import require_owner
 
 NAMESPACE = uuid.UUID("5b3c6d5e-0f1a-4c2b-9d8e-7f6a5b4c3d2e")
 GIVEN_NAMES = (
@@ -130,7 +130,7 @@ async def seed_demo(
     now: datetime | None = None,
 ) -> SeedReport:
     now = now or datetime.now(UTC)
-    await connection.execute(SYSTEM_SCOPE)
+    await require_owner(connection)
     patient_rows = [
         seal_identifiers(cipher, row["id"], row)
         for row in (synthetic_patient(n, now=now) for n in range(1, patients + 1))
@@ -288,7 +288,7 @@ async def seed_care_team(
     connection: AsyncConnection, *, user_id: uuid.UUID, patients: range
 ) -> None:
     """Put a demo clinician or nurse on the care team of some demo patients."""
-    await connection.execute(SYSTEM_SCOPE)
+    await require_owner(connection)
     wanted = [demo_id("patient", n) for n in patients]
     # Fewer demo patients than the team would cover (`seed-demo --patients 3`): those there are.
     present = set(

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.crypto import Envelope, associated_data
 from db.models import Diagnosis, Patient, SigningKey, User
-from db.visibility import SYSTEM_SCOPE
+from db.visibility import require_owner
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ async def stale_counts(engine: AsyncEngine, current: int) -> dict[str, int]:
     """How many values per column are still wrapped under an older KEK version."""
     counts: dict[str, int] = {}
     async with engine.begin() as connection:
-        await connection.execute(SYSTEM_SCOPE)
+        await require_owner(connection)
         for spec in SEALED_COLUMNS:
             column = spec.table.c[spec.column]
             counts[spec.name] = int(
@@ -80,7 +80,7 @@ async def rewrap_all(
         done[spec.name] = 0
         while True:
             async with engine.begin() as connection:
-                await connection.execute(SYSTEM_SCOPE)
+                await require_owner(connection)
                 rows = (
                     await connection.execute(
                         select(key, column)

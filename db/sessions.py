@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.models import RefreshToken, UserSession
 from db.unit_of_work import RequestDatabase
@@ -19,47 +23,99 @@ refresh_tokens = RefreshToken.__table__
 # Activity is written at most this often: the idle clock is this precise.
 TOUCH_INTERVAL = timedelta(seconds=15)
 
-# Liveness of a session and its user in one round trip; refreshes last_seen_at when
-# it is older than the touch interval. Returns the user's current role (the database,
-# not the token, is the authority on roles).
-_LIVE_SESSION = text(
-    """
-    WITH live AS (
-        SELECT s.id, u.role
-        FROM phigate.sessions s JOIN phigate.users u ON u.id = s.user_id
-        WHERE s.id = :session_id AND s.user_id = :user_id
-          AND s.revoked_at IS NULL AND s.expires_at > :now
-          AND s.last_seen_at > :now - make_interval(secs => :idle_seconds)
-          AND u.status = 'ACTIVE'
-    ), touched AS (
-        UPDATE phigate.sessions SET last_seen_at = :now
-        WHERE id IN (SELECT id FROM live)
-          AND last_seen_at < :now - make_interval(secs => :touch_seconds)
-        RETURNING id
-    )
-    SELECT role FROM live
-    """
+# The access-token claim carrying the session's secret.
+SECRET_CLAIM = "ssk"  # noqa: S105 - a claim name, not a secret
+
+
+def new_secret() -> tuple[str, bytes]:
+    """A session secret for its tokens, and the SHA-256 the database keeps."""
+    secret = secrets.token_urlsafe(32)
+    return secret, secret_hash(secret)
+
+
+def secret_hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+class SessionEnded(Exception):
+    """The database found no live session for the secret presented (revoked, expired,
+    idle, its user or client disabled, or a secret that is not the session's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedSession:
+    """What the database established when it opened a request's transaction."""
+
+    subject_kind: str  # USER, SERVICE or EXTERNAL
+    actor: str
+    role: str | None
+    granted_scopes: tuple[str, ...]
+    row_scope: str
+    # Open break-glass episodes of the user, by patient, for patients not on their care
+    # team: a read of one of those patients is a read through the episode.
+    episodes: Mapping[uuid.UUID, uuid.UUID]
+
+
+_BEGIN_REQUEST = text(
+    "SELECT subject_kind, actor, role, granted_scopes, row_scope, episode_ids, episode_patients"
+    " FROM phigate.begin_request(:session_id, :secret, :scopes, :idle, :touch)"
 )
 
 
-async def live_session_role(
-    db: RequestDatabase,
-    *,
-    session_id: uuid.UUID,
-    user_id: uuid.UUID,
-    now: datetime,
-    idle: timedelta,
-) -> str | None:
-    return await db.scalar(
-        _LIVE_SESSION,
-        {
+class SessionOpening:
+    """Run by a request's connection right after each BEGIN: the database checks the
+    session and records the transaction's row context (see migration 0016). The first
+    result is kept; a later transaction of the same request must find the same session
+    live, or it fails."""
+
+    def __init__(
+        self,
+        session_id: uuid.UUID,
+        secret: str,
+        *,
+        scopes: tuple[str, ...] = (),
+        idle: timedelta,
+    ) -> None:
+        self._parameters = {
             "session_id": session_id,
-            "user_id": user_id,
-            "now": now,
-            "idle_seconds": idle.total_seconds(),
-            "touch_seconds": TOUCH_INTERVAL.total_seconds(),
-        },
+            "secret": secret,
+            "scopes": list(scopes),
+            "idle": idle.total_seconds(),
+            "touch": TOUCH_INTERVAL.total_seconds(),
+        }
+        self.verified: VerifiedSession | None = None
+
+    async def __call__(self, connection: AsyncConnection) -> None:
+        row = (await connection.execute(_BEGIN_REQUEST, self._parameters)).first()
+        if row is None:
+            raise SessionEnded()
+        if self.verified is None:
+            self.verified = VerifiedSession(
+                subject_kind=row.subject_kind,
+                actor=row.actor,
+                role=row.role,
+                granted_scopes=tuple(row.granted_scopes or ()),
+                row_scope=row.row_scope,
+                episodes=dict(zip(row.episode_patients, row.episode_ids, strict=True)),
+            )
+
+
+async def rotate_secret(
+    db: RequestDatabase, session_id: uuid.UUID, *, now: datetime, overlap: timedelta
+) -> str:
+    """A new secret for a session's next tokens; the previous one stays good for the
+    lifetime of the access tokens that carry it."""
+    secret, digest = new_secret()
+    await db.execute(
+        update(sessions)
+        .where(sessions.c.id == session_id)
+        .values(
+            previous_secret_hash=sessions.c.secret_hash,
+            previous_secret_until=now + overlap,
+            secret_hash=digest,
+        )
     )
+    return secret
 
 
 async def create_session(db: RequestDatabase, values: Mapping[str, Any]) -> Row[Any]:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Executable, TextClause, text
+from sqlalchemy import Executable
 from sqlalchemy.engine import CursorResult, Result, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.errors import ConstraintViolation
+
+Opening = Callable[[AsyncConnection], Awaitable[None]]
 
 
 class RequestDatabase:
@@ -24,11 +25,12 @@ class RequestDatabase:
     unit-of-work extension commits or rolls back once, at the end of the operation.
     """
 
-    def __init__(self, engine: AsyncEngine, *, settings: Mapping[str, str] | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, *, opening: Opening | None = None) -> None:
         self._engine = engine
-        # Transaction-local PostgreSQL settings (the caller's id and row scope) that
-        # row-level security reads; applied at the start of every transaction.
-        self._settings = dict(settings or {})
+        # Run at the start of every transaction: for a caller's request, the database
+        # checks its session and records the row context row-level security reads
+        # (db/sessions.SessionOpening). Without one, no patient row is visible.
+        self._opening = opening
         self._connection: AsyncConnection | None = None
         self._lock = asyncio.Lock()
 
@@ -41,16 +43,19 @@ class RequestDatabase:
     def is_open(self) -> bool:
         return self._connection is not None
 
+    async def open(self) -> None:
+        """Begin the transaction now (and run the opening), rather than at first use."""
+        async with self._lock:
+            await self._connect()
+
     async def _connect(self) -> AsyncConnection:
         if self._connection is None:
             self._connection = await self._engine.connect()
         if not self._connection.in_transaction():
             try:
                 await self._connection.begin()
-                if self._settings:
-                    await self._connection.execute(
-                        _SET_CONFIG(len(self._settings)), _flatten(self._settings)
-                    )
+                if self._opening is not None:
+                    await self._opening(self._connection)
             except BaseException:
                 connection, self._connection = self._connection, None
                 await connection.close()
@@ -122,19 +127,6 @@ class RequestDatabase:
             connection, self._connection = self._connection, None
             if connection is not None:
                 await connection.close()
-
-
-@functools.cache
-def _SET_CONFIG(count: int) -> TextClause:
-    calls = ", ".join(f"set_config(:k{i}, :v{i}, true)" for i in range(count))
-    return text(f"SELECT {calls}")
-
-
-def _flatten(settings: Mapping[str, str]) -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for index, (key, value) in enumerate(settings.items()):
-        flat[f"k{index}"], flat[f"v{index}"] = key, value
-    return flat
 
 
 def _constraint_name(exc: IntegrityError) -> str | None:

@@ -50,18 +50,60 @@ class PatientScope:
         )
         return or_(in_care_team, glass_broken)
 
-    def settings(self) -> dict[str, str]:
-        """The transaction-local settings the RLS policies read."""
-        return {"phigate.row_scope": self.row_scope.value, "phigate.actor_id": self.actor_id or ""}
-
 
 SYSTEM = PatientScope(RowScope.ALL, "system")
 NOBODY = PatientScope(RowScope.NONE)
 
 
-# Trusted system operations (seeding, key rotation) declare a row scope of ALL for their
-# own transaction, which is what row-level security asks of every reader and writer.
-SYSTEM_SCOPE = text(
-    "SELECT set_config('phigate.row_scope', 'ALL', true),"
-    " set_config('phigate.actor_id', 'system', true)"
-)
+class OwnerConnectionRequired(Exception):
+    """A system operation (seeding, retention, key rotation, the CLI's report) ran on a
+    connection that row-level security binds: it would see no patient rows."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this command reads or changes every patient's record, which only the schema"
+            " owner may do: set PHIGATE_MIGRATION_DATABASE_URL (the application role sees"
+            " no patient rows without a caller's live session)"
+        )
+
+
+async def require_owner(connection: Any) -> None:
+    """System operations run as the schema owner (the migration connection), which
+    row-level security does not bind; the application role has no way to claim every
+    row for itself. Fails loudly instead of silently finding nothing."""
+    if await connection.scalar(text("SELECT row_security_active('phigate.patients')")):
+        raise OwnerConnectionRequired()
+
+
+_WIDTH = {RowScope.NONE: 0, RowScope.CARE_TEAM: 1, RowScope.ALL: 2}
+
+
+async def row_scope_ceilings(connection: Any) -> dict[str, RowScope]:
+    """The database's row scope per grantee (``role:NAME``, ``scope:NAME``)."""
+    rows = await connection.execute(
+        text("SELECT grantee, row_scope FROM phigate.row_scope_ceilings")
+    )
+    return {grantee: RowScope(scope) for grantee, scope in rows}
+
+
+def wider_than_database(wanted: dict[str, RowScope], ceilings: dict[str, RowScope]) -> list[str]:
+    """Grantees a policy gives more rows than row-level security will let them reach."""
+    return sorted(
+        f"{grantee} asks for {scope.value} rows, the database allows"
+        f" {ceilings.get(grantee, RowScope.NONE).value}"
+        for grantee, scope in wanted.items()
+        if _WIDTH[scope] > _WIDTH[ceilings.get(grantee, RowScope.NONE)]
+    )
+
+
+async def apply_row_scopes(connection: Any, wanted: dict[str, RowScope]) -> None:
+    """Make the database's ceilings those of a policy (schema owner only)."""
+    await require_owner(connection)
+    for grantee, scope in wanted.items():
+        await connection.execute(
+            text(
+                "INSERT INTO phigate.row_scope_ceilings (grantee, row_scope) VALUES (:g, :s)"
+                " ON CONFLICT (grantee) DO UPDATE SET row_scope = excluded.row_scope"
+            ),
+            {"g": grantee, "s": scope.value},
+        )

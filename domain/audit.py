@@ -38,6 +38,8 @@ def entry_digest(entry: Mapping[str, Any]) -> str:
     if entry.get("record_ids"):
         # Only when present: entries sealed before the column existed keep their digest.
         content["record_ids"] = [str(record) for record in entry["record_ids"]]
+    if entry.get("break_glass_episode_id"):
+        content["break_glass_episode_id"] = str(entry["break_glass_episode_id"])
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -23,6 +23,11 @@ class Access:
     data_class: str | None  # None: the field carries no classification
     permission: Permission | None = None
     write: bool = False
+    # An argument or input field (a value the caller provides), not a selected field.
+    input: bool = False
+    # Where the selected field's node starts in the document: the runtime guard knows a
+    # field it resolves by it (see graph/guard.py). -1 for inputs.
+    node: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,11 @@ class Decision:
     # The PHI an allowed operation reads and writes, by path: the audit trail joins these
     # with the records each path returned.
     phi: tuple[Access, ...] = ()
+    # What the runtime guard lets through: the document positions of every PHI field the
+    # decision allowed to be read, and the coordinates of every PHI argument and input
+    # field it allowed to be provided. Anything else resolved or applied is a defect.
+    phi_nodes: frozenset[int] = frozenset()
+    phi_inputs: frozenset[str] = frozenset()
 
     @property
     def phi_fields(self) -> frozenset[str]:
@@ -53,6 +63,8 @@ class Decision:
 def decide(grant: Grant, who: str, purpose: Purpose | None, accesses: Iterable[Access]) -> Decision:
     denials: list[Denial] = []
     phi: list[Access] = []
+    nodes: set[int] = set()
+    inputs: set[str] = set()
     for access in accesses:
         if access.permission is not None and access.permission not in grant.permissions:
             denials.append(
@@ -82,6 +94,10 @@ def decide(grant: Grant, who: str, purpose: Purpose | None, accesses: Iterable[A
         if access.data_class in allowed:
             if access.data_class in PHI:
                 phi.append(access)
+                if access.input:
+                    inputs.add(access.coordinate)
+                else:
+                    nodes.add(access.node)
             continue
         verb = "write" if access.write else "read"
         if purpose is None and access.data_class in PHI:
@@ -106,7 +122,9 @@ def decide(grant: Grant, who: str, purpose: Purpose | None, accesses: Iterable[A
                     access.write,
                 )
             )
-    return Decision(tuple(denials), _innermost(phi))
+    if denials:
+        return Decision(tuple(denials))
+    return Decision((), _innermost(phi), frozenset(nodes), frozenset(inputs))
 
 
 def _innermost(phi: list[Access]) -> tuple[Access, ...]:

@@ -70,6 +70,13 @@ class Policy:
     roles: Mapping[Role, Grant]
     scopes: Mapping[ServiceScope, Grant]
 
+    def row_scopes(self) -> dict[str, RowScope]:
+        """Each role's and scope's row scope, named as the database names them."""
+        return {
+            **{f"role:{role.value}": grant.row_scope for role, grant in self.roles.items()},
+            **{f"scope:{scope.value}": grant.row_scope for scope, grant in self.scopes.items()},
+        }
+
     def grant(self, principal: Principal | None) -> Grant:
         if isinstance(principal, Human):
             return self.roles[principal.role]

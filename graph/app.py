@@ -70,8 +70,16 @@ def create_app(
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    policy = load_policy(settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        from graph.checks import row_scope_problems
+
+        problems = await row_scope_problems(engine, policy)
+        if problems:
+            await engine.dispose()
+            raise SettingsError("; ".join(problems))
         sequencer = (
             asyncio.create_task(audit_sequencer(engine, settings.audit_seal_seconds))
             if settings.audit_seal_seconds
@@ -103,7 +111,7 @@ def create_app(
         engine=engine,
         audit_read_engine=audit_reads,
         settings=settings,
-        policy=load_policy(settings),
+        policy=policy,
         cipher=field_cipher(settings),
     )
     app = Starlette(
@@ -146,7 +154,9 @@ def create_app(
                 else []
             ),
             Middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes),
-            Middleware(BearerAuthentication, identity=identity),
+            Middleware(
+                BearerAuthentication, identity=identity, console_page=graphql.graphql_ide_html
+            ),
         ],
         lifespan=lifespan,
     )

@@ -124,6 +124,9 @@ class AuditQueries:
                 role=row.role,
                 purpose=row.purpose,
                 break_glass=row.break_glass,
+                break_glass_episode_id=strawberry.ID(row.break_glass_episode_id)
+                if row.break_glass_episode_id
+                else None,
                 outcome=row.outcome,
                 actions=sorted(row.actions),
                 fields=sorted(f for f in row.fields if f),

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
 from db.engine import DatabaseUrlError, create_engine, parse_database_url
+from db.visibility import row_scope_ceilings, wider_than_database
 from domain.permissions import Permission
+from domain.policy import Policy
 from graph.settings import Settings, SettingsError
 
 
@@ -65,11 +68,20 @@ def configuration_problems(settings: Settings, environ: dict[str, str] | None = 
     return problems
 
 
+async def row_scope_problems(engine: Any, policy: Policy) -> list[str]:
+    """Row-level security takes each caller's row scope from the database, not from the
+    policy: a policy that asks for more than the database allows is a configuration the
+    gateway must not serve (the owner applies it: `phigate policy apply-row-scopes`)."""
+    async with engine.connect() as connection:
+        ceilings = await row_scope_ceilings(connection)
+    return [f"row scope: {wider}" for wider in wider_than_database(policy.row_scopes(), ceilings)]
+
+
 async def database_problems(settings: Settings) -> list[str]:
     """Problems found in the database itself: reachable, current, no demo accounts in
     production."""
     from db.migrate import current_revision, head_revision
-    from graph.app import database_target
+    from graph.app import database_target, load_policy
 
     problems: list[str] = []
     if settings.uses_embedded_database:
@@ -85,6 +97,7 @@ async def database_problems(settings: Settings) -> list[str]:
             )
         if settings.is_production and demo:
             problems.append(f"{demo} demo account(s) are active: disable them")
+        problems += await row_scope_problems(engine, load_policy(settings))
     except Exception as exc:  # unreachable, refused, wrong password: name the kind only
         problems.append(f"the database cannot be used ({type(exc).__name__})")
     finally:

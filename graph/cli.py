@@ -15,6 +15,7 @@ from db.embedded import APP_DATABASE, EmbeddedDatabaseError, EmbeddedPostgres, s
 from db.engine import DatabaseTarget, DatabaseUrlError, create_engine, parse_database_url
 from db.errors import ConstraintViolation
 from db.migrate import current_revision, head_revision, upgrade
+from db.visibility import OwnerConnectionRequired
 from domain.policy import PolicyError
 from graph import cli_audit, cli_identity, cli_policy
 from graph.keys import configured_field_cipher, field_cipher
@@ -88,8 +89,10 @@ def _seed(settings: Settings, database: Database, patients: int) -> dict[str, ob
     from db.demo import seed_demo
 
     async def run() -> dict[str, object]:
+        # Every patient's record: the schema owner's connection (row-level security
+        # gives the application role no rows without a caller's session).
         engine = create_engine(
-            database.app, pool_size=1, max_overflow=0, application_name="phigate-seed"
+            database.admin, pool_size=1, max_overflow=0, application_name="phigate-seed"
         )
         try:
             async with engine.begin() as connection:
@@ -112,7 +115,7 @@ def _seed(settings: Settings, database: Database, patients: int) -> dict[str, ob
         "warning": "DEMO ONLY: synthetic accounts, published credentials; refused in production",
         "password": DEMO_PASSWORD,
         "totp": "phigate demo-code USERNAME prints the current code",
-        "accounts": cli_identity.seed_demo_users(settings, database.app),
+        "accounts": cli_identity.seed_demo_users(settings, database.admin),
     }
     return seeded
 
@@ -234,13 +237,15 @@ def cmd_identity(settings: Settings, args: argparse.Namespace) -> int:
     database = open_database(settings)
     if database.embedded is not None:
         _migrate(settings, database)
+    # Actions over every patient's record (key rotation) run as the schema owner.
+    target = database.admin if getattr(args, "needs_owner", False) else database.app
     try:
-        _emit(args.action(settings, database.app, args))
+        _emit(args.action(settings, target, args))
     except DomainError as exc:
         raise CommandError(exc.message) from None
     except ConstraintViolation:
         raise CommandError("that name or id is already in use") from None
-    except ValueError as exc:
+    except (ValueError, OwnerConnectionRequired) as exc:
         raise CommandError(str(exc)) from None
     return 0
 
@@ -251,7 +256,7 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
         _migrate(settings, database)
     try:
         return int(args.action(settings, database.app, database.admin, args))
-    except ValueError as exc:
+    except (ValueError, OwnerConnectionRequired) as exc:
         raise CommandError(str(exc)) from None
 
 
@@ -367,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         DatabaseUrlError,
         EmbeddedDatabaseError,
         PolicyError,
+        OwnerConnectionRequired,
     ) as exc:
         print(f"phigate: {exc}", file=sys.stderr)
         return 2

@@ -163,7 +163,7 @@ def audit_export(
 
 
 def retention_run(
-    settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
+    settings: Settings, _: DatabaseTarget, owner: DatabaseTarget, args: argparse.Namespace
 ) -> int:
     """`phigate retention run`: delete unheld records past retention. Counts only."""
     from resolvers.retention import RetentionReport, run_retention
@@ -188,7 +188,7 @@ def retention_run(
         )
 
     report = _engine_run(
-        app,
+        owner,
         lambda engine: run_retention(
             engine,
             days=days,
@@ -216,11 +216,11 @@ def retention_run(
 
 
 def compliance_report(
-    settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
+    settings: Settings, _: DatabaseTarget, owner: DatabaseTarget, args: argparse.Namespace
 ) -> int:
     """`phigate report`: the compliance report as JSON (counts and ids, never PHI)."""
     from db.unit_of_work import RequestDatabase
-    from db.visibility import SYSTEM
+    from db.visibility import require_owner
     from resolvers import compliance_report as report
 
     now = datetime.now(UTC)
@@ -229,13 +229,13 @@ def compliance_report(
     until = _time(args.until) or until
 
     async def build(engine: Any) -> dict[str, Any]:
-        db = RequestDatabase(engine, settings=SYSTEM.settings())
+        db = RequestDatabase(engine, opening=require_owner)
         try:
             return await report.build(db, since=since, until=until, now=now)
         finally:
             await db.close()
 
-    document = _engine_run(app, build)
+    document = _engine_run(owner, build)
     text = json.dumps(document, indent=2, default=str)
     if args.output:
         Path(args.output).write_text(text + "\n")

@@ -330,7 +330,7 @@ def add_parsers(commands: Any, handler: Callable[..., int]) -> None:
     rotate_kek.add_argument(
         "--resume", action="store_true", help="finish an interrupted run without a new version"
     )
-    rotate_kek.set_defaults(handler=handler, action=keys_rotate)
+    rotate_kek.set_defaults(handler=handler, action=keys_rotate, needs_owner=True)
     kms_new = key_commands.add_parser(
         "kms-new", help="have AWS KMS generate a new KEK version; prints its ciphertext only"
     )

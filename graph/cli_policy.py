@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from typing import Any
 
@@ -44,6 +45,37 @@ def policy_show(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def policy_apply_row_scopes(settings: Settings, args: argparse.Namespace) -> int:
+    """Make row-level security's row scopes those of the policy in force (the bundled one
+    or PHIGATE_POLICY_FILE). The schema owner's connection only: the gateway's own role
+    cannot widen what the database lets it reach."""
+    from db.engine import create_engine
+    from db.visibility import apply_row_scopes, row_scope_ceilings
+    from graph.cli import open_database
+
+    policy = load_policy(settings)
+    wanted = policy.row_scopes()
+    database = open_database(settings)
+
+    async def apply() -> dict[str, str]:
+        engine = create_engine(database.admin, pool_size=1, max_overflow=0)
+        try:
+            async with engine.begin() as connection:
+                before = await row_scope_ceilings(connection)
+                await apply_row_scopes(connection, wanted)
+        finally:
+            await engine.dispose()
+        return {
+            grantee: f"{before[grantee].value} -> {scope.value}"
+            for grantee, scope in sorted(wanted.items())
+            if before.get(grantee) != scope
+        }
+
+    changed = asyncio.run(apply())
+    print(json.dumps({"changed": changed}, indent=2))
+    return 0
+
+
 def add_parsers(commands: Any) -> None:
     policy = commands.add_parser("policy", help="the minimum-necessary policy")
     actions = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
@@ -53,3 +85,9 @@ def add_parsers(commands: Any) -> None:
     )
     show.add_argument("--format", choices=("table", "json"), default="table")
     show.set_defaults(handler=policy_show)
+    apply = actions.add_parser(
+        "apply-row-scopes",
+        help="give row-level security the policy's row scope for each role and scope"
+        " (needs the schema owner: PHIGATE_MIGRATION_DATABASE_URL)",
+    )
+    apply.set_defaults(handler=policy_apply_row_scopes)

@@ -42,6 +42,7 @@ AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
 DATA_INTEGRITY = "DATA_INTEGRITY"
 LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
 TIMEOUT = "TIMEOUT"
+ENFORCEMENT_FAILED = "ENFORCEMENT_FAILED"
 
 INTERNAL_MESSAGE = "Internal error. Quote the request id to your administrator."
 AUDIT_MESSAGE = (
@@ -50,6 +51,10 @@ AUDIT_MESSAGE = (
 DATA_INTEGRITY_MESSAGE = (
     "A protected value failed its integrity check (altered, moved, or its key is not"
     " configured) and was not returned. Quote the request id to your administrator."
+)
+ENFORCEMENT_MESSAGE = (
+    "The request touched data its access decision did not cover, so nothing was returned"
+    " or written. This is a defect in phigate; quote the request id to your administrator."
 )
 CONFLICT_MESSAGE = (
     "The change conflicts with existing data (a value that must be unique is in use)."
@@ -131,6 +136,17 @@ _LIMITS = (
     (re.compile(r"aliases found\. Allowed: (\d+)"), "aliases"),
     (re.compile(r"Document contains more than (\d+) tokens"), "tokens"),
 )
+
+
+def limit_of(error: GraphQLError) -> str | None:
+    """Which query limit an error reports (before or after our rewriting), if any."""
+    extensions = error.extensions or {}
+    if extensions.get("code") == LIMIT_EXCEEDED:
+        return str(extensions.get("limit") or "unknown")
+    for pattern, limit in _LIMITS:
+        if pattern.search(error.message):
+            return limit
+    return None
 
 
 def _rewrite_pre_execution(error: GraphQLError, document: DocumentNode | None) -> tuple[str, str]:

@@ -137,7 +137,7 @@ class Mutation:
         self, info: GraphInfo, input: Annotated[PatientCreateInput, classified_arg(PUBLIC)]
     ) -> PatientPayload:
         row = await patients.create_patient(
-            info.context, input.to_values(), [d.to_values() for d in input.diagnoses]
+            info.context, input.to_values(), [d.to_values() for d in input.diagnoses or ()]
         )
         _record_patient(info, row.id)
         return PatientPayload(patient=Patient.from_row(row))
@@ -154,8 +154,10 @@ class Mutation:
             info.context,
             parse_id(input.id, "input.id"),
             input.to_values(),
-            add_diagnoses=[d.to_values() for d in input.add_diagnoses],
-            remove_diagnosis_ids=parse_ids(input.remove_diagnosis_ids, "input.removeDiagnosisIds"),
+            add_diagnoses=[d.to_values() for d in input.add_diagnoses or ()],
+            remove_diagnosis_ids=parse_ids(
+                input.remove_diagnosis_ids or [], "input.removeDiagnosisIds"
+            ),
         )
         _record_patient(info, row.id)
         return PatientPayload(patient=Patient.from_row(row))

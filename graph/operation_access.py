@@ -1,5 +1,14 @@
-"""What an operation touches: every field it selects (through fragments, inline
-fragments and aliases) and every input field it provides, as Access records."""
+"""What an operation touches, as execution will run it: every field it selects and
+every argument and input field it provides, as Access records.
+
+Nothing here re-implements a rule of the GraphQL specification. The fields are those
+graphql-core's own ``collect_fields``/``collect_subfields`` group for execution (so
+fragments, aliases, ``@skip``/``@include`` and field merging are exactly the
+executor's), and the inputs are the argument values graphql-core's own
+``get_argument_values`` hands to resolvers, from the variables as graphql-core coerced
+them (defaults applied, single values coerced to lists, nested input objects). The
+executor computes the decision from its own state (see graph/execution.py).
+"""
 
 from __future__ import annotations
 
@@ -7,27 +16,23 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from graphql import (
+    GraphQLError,
     GraphQLInputObjectType,
     GraphQLInputType,
-    GraphQLNamedType,
     GraphQLObjectType,
     GraphQLSchema,
-    get_named_type,
-)
-from graphql.language import (
-    DocumentNode,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    InlineFragmentNode,
-    ListValueNode,
-    ObjectValueNode,
-    OperationDefinitionNode,
     OperationType,
-    SelectionSetNode,
-    ValueNode,
-    VariableNode,
+    get_named_type,
+    is_abstract_type,
 )
+from graphql.execution.collect_fields import (
+    FieldDetails,
+    FragmentDetails,
+    collect_fields,
+    collect_subfields,
+)
+from graphql.execution.values import VariableValues, get_argument_values
+from graphql.language import OperationDefinitionNode
 
 from domain.authorization import Access
 from domain.data_classes import DataClass
@@ -37,158 +42,144 @@ from graph.classification import SchemaClassification
 INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 
 
-def operation_of(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    if name is None:
-        return operations[0] if len(operations) == 1 else None
-    return next((op for op in operations if op.name and op.name.value == name), None)
-
-
-class _Walker:
+class _Walk:
     def __init__(
         self,
         schema: GraphQLSchema,
         classification: SchemaClassification,
-        document: DocumentNode,
-        variables: Mapping[str, Any],
-        write: bool,
+        operation: OperationDefinitionNode,
+        fragments: dict[str, FragmentDetails],
+        variable_values: VariableValues,
     ) -> None:
         self.schema = schema
         self.classes = classification
-        self.variables = variables
-        self.write = write
-        self.fragments = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
+        self.operation = operation
+        self.fragments = fragments
+        self.variables = variable_values
+        self.write = operation.operation is OperationType.MUTATION
 
-    def selections(
-        self,
-        selection_set: SelectionSetNode,
-        parent: GraphQLNamedType,
-        path: str,
-        seen: frozenset[str],
+    def grouped(
+        self, parent: GraphQLObjectType, grouped: Mapping[str, list[FieldDetails]], path: str
     ) -> Iterator[Access]:
-        for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                yield from self.field(selection, parent, path, seen)
-            elif isinstance(selection, InlineFragmentNode):
-                condition = (
-                    self.schema.get_type(selection.type_condition.name.value)
-                    if selection.type_condition
-                    else parent
-                )
-                if condition is not None:
-                    yield from self.selections(selection.selection_set, condition, path, seen)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = self.fragments.get(name)
-                if (
-                    fragment is not None and name not in seen
-                ):  # cycles are a validation error anyway
-                    condition = self.schema.get_type(fragment.type_condition.name.value)
-                    if condition is not None:
-                        yield from self.selections(
-                            fragment.selection_set, condition, path, seen | {name}
-                        )
+        for response_name, details in grouped.items():
+            yield from self.field(
+                parent, details, f"{path}.{response_name}" if path else response_name
+            )
 
     def field(
-        self, node: FieldNode, parent: GraphQLNamedType, path: str, seen: frozenset[str]
+        self, parent: GraphQLObjectType, details: list[FieldDetails], here: str
     ) -> Iterator[Access]:
+        # As graphql-core's execute_field: the first node gives the name and arguments.
+        first = details[0]
+        node = first.node
         name = node.name.value
-        here = f"{path}.{node.alias.value if node.alias else name}".lstrip(".")
         if name == "__typename":
             return
         if name in INTROSPECTION_FIELDS:
             yield Access(f"Query.{name}", here, DataClass.PUBLIC.value, Permission.INTROSPECT)
             return
-        if not isinstance(parent, GraphQLObjectType) or name not in parent.fields:
-            return  # an unknown field is a validation error, reported before this runs
-        definition = parent.fields[name]
+        definition = parent.fields.get(name)
+        if definition is None:
+            return  # the executor skips it too (and validation reports it first)
         classification = self.classes.field(parent.name, name)
         yield Access(
-            f"{parent.name}.{name}", here, classification.data_class, classification.permission
+            f"{parent.name}.{name}",
+            here,
+            classification.data_class,
+            classification.permission,
+            node=node.loc.start if node.loc else -1,
         )
-        for argument in node.arguments or ():
-            argument_name = argument.name.value
-            argument_definition = definition.args.get(argument_name)
-            if argument_definition is None:
-                continue
-            argument_class = self.classes.argument(parent.name, name, argument_name)
-            coordinate = f"{parent.name}.{name}({argument_name}:)"
-            yield Access(
-                coordinate, f"{here}({argument_name})", argument_class.data_class, write=self.write
-            )
-            yield from self.value(
-                argument.value, argument_definition.type, f"{here}.{argument_name}"
-            )
-        if node.selection_set is not None:
-            yield from self.selections(
-                node.selection_set, get_named_type(definition.type), here, seen
-            )
+        if definition.args:
+            try:
+                arguments = get_argument_values(
+                    definition, node, self.variables, first.fragment_variable_values
+                )
+            except GraphQLError:
+                return  # graphql-core does not resolve the field either (a field error)
+            by_out_name = {
+                (argument.out_name or argument_name): argument_name
+                for argument_name, argument in definition.args.items()
+            }
+            for out_name, value in arguments.items():
+                argument_name = by_out_name.get(out_name, out_name)
+                argument_class = self.classes.argument(parent.name, name, argument_name)
+                yield Access(
+                    f"{parent.name}.{name}({argument_name}:)",
+                    f"{here}({argument_name})",
+                    argument_class.data_class,
+                    write=self.write,
+                    input=True,
+                )
+                yield from self.value(
+                    value, definition.args[argument_name].type, f"{here}.{argument_name}"
+                )
+        named = get_named_type(definition.type)
+        if node.selection_set is None:
+            return
+        runtime_types = (
+            self.schema.get_possible_types(named)  # type: ignore[arg-type]
+            if is_abstract_type(named)
+            else [named]
+        )
+        for runtime in runtime_types:
+            if isinstance(runtime, GraphQLObjectType):
+                sub = collect_subfields(
+                    self.schema, self.fragments, self.variables, self.operation, runtime, details
+                )
+                yield from self.grouped(runtime, sub.grouped_field_set, here)
 
-    def value(self, node: ValueNode, input_type: GraphQLInputType, path: str) -> Iterator[Access]:
+    def value(self, value: Any, input_type: GraphQLInputType, path: str) -> Iterator[Access]:
+        """Input fields present in a coerced value: every key graphql-core put there,
+        whether the caller sent it, a variable carried it or a default supplied it."""
         named = get_named_type(input_type)
-        if isinstance(node, VariableNode):
-            yield from self.raw(self.variables.get(node.name.value), named, path)
-        elif isinstance(node, ListValueNode):
-            for index, item in enumerate(node.values):
-                yield from self.value(item, named, f"{path}[{index}]")
-        elif isinstance(node, ObjectValueNode) and isinstance(named, GraphQLInputObjectType):
-            for item in node.fields:
-                field_name = item.name.value
-                if field_name in named.fields:
-                    yield from self.input_field(named, field_name, f"{path}.{field_name}")
-                    yield from self.value(
-                        item.value, named.fields[field_name].type, f"{path}.{field_name}"
-                    )
-
-    def raw(self, value: Any, named: GraphQLNamedType, path: str) -> Iterator[Access]:
-        """Input fields actually present in a variable's JSON value."""
         if isinstance(value, list):
             for index, item in enumerate(value):
-                yield from self.raw(item, named, f"{path}[{index}]")
-        elif isinstance(value, dict) and isinstance(named, GraphQLInputObjectType):
-            for field_name, item in value.items():
-                if field_name in named.fields:
-                    yield from self.input_field(named, field_name, f"{path}.{field_name}")
-                    yield from self.raw(
-                        item, get_named_type(named.fields[field_name].type), f"{path}.{field_name}"
-                    )
-
-    def input_field(
-        self, input_type: GraphQLInputObjectType, name: str, path: str
-    ) -> Iterator[Access]:
-        classification = self.classes.input_field(input_type.name, name)
-        yield Access(f"{input_type.name}.{name}", path, classification.data_class, write=self.write)
+                yield from self.value(item, named, f"{path}[{index}]")
+        elif isinstance(value, Mapping) and isinstance(named, GraphQLInputObjectType):
+            by_out_name = {
+                (field.out_name or field_name): field_name
+                for field_name, field in named.fields.items()
+            }
+            for out_name, item in value.items():
+                field_name = by_out_name.get(out_name)
+                if field_name is None:
+                    continue
+                classification = self.classes.input_field(named.name, field_name)
+                here = f"{path}.{field_name}"
+                yield Access(
+                    f"{named.name}.{field_name}",
+                    here,
+                    classification.data_class,
+                    write=self.write,
+                    input=True,
+                )
+                yield from self.value(item, named.fields[field_name].type, here)
 
 
 def accesses(
     schema: GraphQLSchema,
     classification: SchemaClassification,
-    document: DocumentNode,
     operation: OperationDefinitionNode,
-    variables: Mapping[str, Any],
+    fragments: dict[str, FragmentDetails],
+    variable_values: VariableValues,
 ) -> list[Access]:
-    root = (
-        schema.mutation_type if operation.operation is OperationType.MUTATION else schema.query_type
-    )
+    """Everything the operation touches, from the executor's own state."""
+    root = schema.get_root_type(operation.operation)
     if root is None:
         return []
-    walker = _Walker(
-        schema,
-        classification,
-        document,
-        variables,
-        write=operation.operation is OperationType.MUTATION,
-    )
-    return list(walker.selections(operation.selection_set, root, "", frozenset()))
+    walk = _Walk(schema, classification, operation, fragments, variable_values)
+    collected = collect_fields(schema, fragments, variable_values, root, operation)
+    return list(walk.grouped(root, collected.grouped_field_set, ""))
 
 
 def shape(value: Any) -> Any:
-    """Which input fields a variables payload provides, without their values: part of
-    the decision cache key."""
-    if isinstance(value, dict):
+    """What of a coerced variables payload can change the decision, without its values:
+    which input fields are present (and how many list items, so paths match), and
+    booleans by value (``@skip(if: $flag)`` selects fields). Part of the cache key."""
+    if isinstance(value, Mapping):
         return tuple(sorted((key, shape(item)) for key, item in value.items()))
     if isinstance(value, list):
-        return ("[]", frozenset(shape(item) for item in value))
+        return ("[]", tuple(shape(item) for item in value))
+    if isinstance(value, bool):
+        return value
     return None

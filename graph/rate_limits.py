@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import FixedWindowRateLimiter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,6 +22,10 @@ class RateLimits:
     login: RateLimitItem
     token: RateLimitItem
     graphql: RateLimitItem
+    # Requests without a valid token, per client address, counted in this process's
+    # memory: a flood of them must not become a flood of database writes.
+    anonymous_limiter: FixedWindowRateLimiter
+    anonymous: RateLimitItem
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: AsyncEngine) -> RateLimits:
@@ -29,7 +34,16 @@ class RateLimits:
             login=parse(settings.rate_limit_login),
             token=parse(settings.rate_limit_token),
             graphql=parse(settings.rate_limit_graphql),
+            anonymous_limiter=FixedWindowRateLimiter(MemoryStorage()),
+            anonymous=parse(settings.rate_limit_anonymous),
         )
+
+    async def anonymous_retry_after(self, address: str) -> int | None:
+        """Count an unauthenticated request from an address; None while under the limit."""
+        if await self.anonymous_limiter.hit(self.anonymous, "anonymous", address):
+            return None
+        stats = await self.anonymous_limiter.get_window_stats(self.anonymous, "anonymous", address)
+        return max(1, math.ceil(stats.reset_time - time.time()))
 
     async def retry_after(
         self, item: RateLimitItem, *identifiers: str, cost: int = 1

@@ -10,7 +10,8 @@ from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 
 from domain.policy import PHI
-from graph.extensions.authorization import Authorization
+from graph import guard
+from graph.execution import GatewayExecutor, UnenforcedExecutor
 from graph.extensions.caches import PARSE_CACHE_SIZE, ParseCache
 from graph.extensions.limits import QueryLimitsExtension
 from graph.extensions.safe_errors import SafeErrors
@@ -28,7 +29,10 @@ class PhigateSchema(strawberry.Schema):
 
 def build_schema(*, enforce: bool = True, audit: bool = True) -> PhigateSchema:
     """The schema. ``enforce=False`` and ``audit=False`` exist only so benchmarks can
-    measure what enforcement and audit cost; nothing serves them."""
+    measure what enforcement and audit cost; nothing serves them.
+
+    Minimum necessary is decided by the executor (graph/execution.py) from the state it
+    executes, and checked again by the guard (graph/guard.py) where PHI is resolved."""
     unit_of_work = UnitOfWork if audit else UnauditedUnitOfWork
     extensions: list[Any] = [
         SafeErrors,
@@ -38,9 +42,8 @@ def build_schema(*, enforce: bool = True, audit: bool = True) -> PhigateSchema:
         lambda: ValidationCache(maxsize=PARSE_CACHE_SIZE),
         unit_of_work,
         QueryLimitsExtension,
-        *([Authorization] if enforce else []),
     ]
-    return PhigateSchema(
+    built = PhigateSchema(
         query=Query,
         mutation=Mutation,
         # Order matters: the first wraps the rest, so SafeErrors sees what UnitOfWork decided.
@@ -51,7 +54,11 @@ def build_schema(*, enforce: bool = True, audit: bool = True) -> PhigateSchema:
             # "Did you mean ...?" hints map the schema for an attacker.
             disable_field_suggestions=True,
         ),
+        execution_context_class=GatewayExecutor if enforce else UnenforcedExecutor,
     )
+    if enforce:
+        guard.install(built._schema)
+    return built
 
 
 def _describe_classification(built: PhigateSchema) -> PhigateSchema:

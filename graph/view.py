@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,11 +17,14 @@ from strawberry.types import ExecutionResult
 
 from db.audit_queries import AnomalyThresholds
 from db.crypto import FieldCipher
+from db.sessions import VerifiedSession
 from db.unit_of_work import RequestDatabase
+from domain.permissions import RowScope
 from domain.policy import Policy
 from domain.roles import Role
-from graph.authentication import PRINCIPAL
+from graph.authentication import PRINCIPAL, REQUEST_DATABASE, VERIFIED_SESSION
 from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE, TIMEOUT, masked
+from graph.logs import describe_exception
 from graph.middleware import REQUEST_META
 from graph.persisted import OperationsMode, PersistedOperations, Refused
 from graph.settings import Settings
@@ -96,11 +100,17 @@ class GraphQLView(GraphQL[RequestContext, None]):
             policy=self._policy,
             break_glass_duration=self._break_glass,
         )
-        row_settings = access.scope.settings()
+        verified: VerifiedSession | None = state.get(VERIFIED_SESSION)
+        if verified is not None:
+            access = dataclasses.replace(access, database_row_scope=RowScope(verified.row_scope))
+        # The connection whose transaction the session check opened (authentication);
+        # without one (no session: nothing is visible) a plain one.
+        db = state.get(REQUEST_DATABASE) or RequestDatabase(self._engine)
         return RequestContext(
-            db=RequestDatabase(self._engine, settings=row_settings),
+            db=db,
+            # The audit trail has no row-level security: the replica needs no context.
             audit_replica=(
-                RequestDatabase(self._audit_read_engine, settings=row_settings)
+                RequestDatabase(self._audit_read_engine)
                 if self._audit_read_engine is not None
                 else None
             ),
@@ -111,6 +121,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             anomaly_limits=self._anomalies,
             query_limits=self._query_limits,
             cipher=self._cipher,
+            break_glass_episodes=dict(verified.episodes) if verified is not None else {},
         )
 
     @property
@@ -185,6 +196,10 @@ class GraphQLView(GraphQL[RequestContext, None]):
             request_id = getattr(
                 request.scope.get("state", {}).get(REQUEST_META), "request_id", "unknown"
             )
+            for error in result.errors:
+                if (error.extensions or {}).get("requestId") != request_id:
+                    cause = getattr(error, "original_error", None) or error
+                    log.error("unmasked_error_replaced", **describe_exception(cause))
             response["errors"] = [
                 error.formatted
                 if (error.extensions or {}).get("requestId") == request_id

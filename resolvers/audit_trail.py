@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from domain.audit import document_hash
@@ -45,7 +45,11 @@ class AuditTrail:
         base: dict[str, Any],
         decision: Decision | None,
         outcome: str,
+        episodes: Mapping[uuid.UUID, uuid.UUID] | None = None,
     ) -> list[dict[str, Any]]:
+        """The request's entries. A record reachable only through an open break-glass
+        episode (``episodes``: patient -> episode) is recorded apart, as break-glass
+        naming its episode, whatever purpose the request declared."""
         rows: list[dict[str, Any]] = [
             {
                 **base,
@@ -80,17 +84,51 @@ class AuditTrail:
                 continue  # nothing was returned there (an empty list, a null)
             # One row per field: a logical entry for each record in it (an ERROR with no
             # record is an attempt that failed before reaching one).
-            rows.append(
+            entry = {
+                **base,
+                "action": "WRITE" if access.write else "READ",
+                "outcome": outcome,
+                "field_path": access.coordinate,
+                "data_class": access.data_class,
+            }
+            through: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+            for record in records:
+                episode = episodes.get(record) if episodes else None
+                if episode is not None:
+                    through[episode].append(record)
+            ordinary = records.difference(*through.values()) if through else records
+            if ordinary or not through:
+                rows.append({**entry, "record_ids": sorted(ordinary)})
+            rows.extend(
                 {
-                    **base,
-                    "action": "WRITE" if access.write else "READ",
-                    "outcome": outcome,
-                    "field_path": access.coordinate,
-                    "data_class": access.data_class,
-                    "record_ids": sorted(records),
+                    **entry,
+                    "break_glass": True,
+                    "break_glass_episode_id": episode,
+                    "record_ids": sorted(reached),
                 }
+                for episode, reached in sorted(through.items())
             )
-        return rows
+        return _distinct(rows)
+
+
+def _distinct(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (action, field, records, episode): the same input field written at
+    two list positions is one entry per record."""
+    seen: set[tuple[Any, ...]] = set()
+    kept = []
+    for row in rows:
+        key = (
+            row.get("action"),
+            row.get("field_path"),
+            tuple(row.get("record_ids") or ()),
+            row.get("record_id"),
+            row.get("break_glass_episode_id"),
+            row.get("reason"),
+        )
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept
 
 
 def _as_uuid(record_id: uuid.UUID | str) -> uuid.UUID:
@@ -122,4 +160,33 @@ def entry_base(
         "client_ip": meta.client_ip,
         "user_agent": meta.user_agent,
         "request_id": meta.request_id,
+    }
+
+
+def security_entry(
+    request: Any,
+    action: Any,
+    outcome: Any,
+    *,
+    reason: str | None = None,
+    field_path: str | None = None,
+) -> dict[str, Any]:
+    """A security event about a GraphQL request (a limit, the guard): who and where."""
+    principal = request.principal
+    human = principal if isinstance(principal, Human) else None
+    return {
+        "occurred_at": request.now,
+        "category": "SECURITY",
+        "action": action.value,
+        "outcome": outcome.value,
+        "actor_id": principal.actor_id if principal is not None else None,
+        "actor_kind": "USER" if human else ("SERVICE" if principal is not None else None),
+        "role": human.role.value if human else None,
+        "session_id": uuid.UUID(human.session_id) if human and human.session_id else None,
+        "purpose": request.purpose.value if request.purpose else None,
+        "field_path": field_path,
+        "reason": reason,
+        "client_ip": request.meta.client_ip,
+        "user_agent": request.meta.user_agent,
+        "request_id": request.meta.request_id,
     }

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyotp
+from cachetools import TLRUCache
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import audit, clients, sessions, users
+from db import audit, sessions, users
 from db.crypto import associated_data
-from db.engine import autocommit
 from db.unit_of_work import RequestDatabase
 from domain.principals import Human, Principal, Service
 from domain.roles import Role, ServiceScope
@@ -121,7 +122,12 @@ def matching_step(secret: str, code: str, now: datetime) -> int | None:
 
 
 async def _issue_session_tokens(
-    ctx: AuthContext, db: RequestDatabase, *, user: Row[Any], session_id: uuid.UUID
+    ctx: AuthContext,
+    db: RequestDatabase,
+    *,
+    user: Row[Any],
+    session_id: uuid.UUID,
+    session_secret: str,
 ) -> TokenResponse:
     refresh_token = secrets.token_urlsafe(32)
     await sessions.add_refresh_token(
@@ -129,7 +135,12 @@ async def _issue_session_tokens(
     )
     access = await ctx.tokens.mint(
         str(user.id),
-        {"sid": str(session_id), "role": user.role, "amr": ["pwd", "otp"]},
+        {
+            "sid": str(session_id),
+            sessions.SECRET_CLAIM: session_secret,
+            "role": user.role,
+            "amr": ["pwd", "otp"],
+        },
         now=ctx.now,
     )
     return TokenResponse(
@@ -203,10 +214,12 @@ async def _login(
         await users.set_values(
             db, user.username, {"password_hash": ctx.config.passwords.hash(password)}, now=ctx.now
         )
+    secret, digest = sessions.new_secret()
     session = await sessions.create_session(
         db,
         {
             "user_id": user.id,
+            "secret_hash": digest,
             "created_at": ctx.now,
             "last_seen_at": ctx.now,
             "expires_at": ctx.now + ctx.config.session.absolute,
@@ -214,7 +227,9 @@ async def _login(
             "user_agent": ctx.meta.user_agent,
         },
     )
-    response = await _issue_session_tokens(ctx, db, user=user, session_id=session.id)
+    response = await _issue_session_tokens(
+        ctx, db, user=user, session_id=session.id, session_secret=secret
+    )
     ctx.record(SecurityEvent.LOGIN_SUCCEEDED, Outcome.ALLOWED, session_id=session.id, **actor)
     return response
 
@@ -294,7 +309,12 @@ async def _refresh(
         )
         return None
     await sessions.touch(db, session.id, now=ctx.now)
-    response = await _issue_session_tokens(ctx, db, user=user, session_id=session.id)
+    secret = await sessions.rotate_secret(
+        db, session.id, now=ctx.now, overlap=ctx.config.access_ttl
+    )
+    response = await _issue_session_tokens(
+        ctx, db, user=user, session_id=session.id, session_secret=secret
+    )
     ctx.record(SecurityEvent.TOKEN_REFRESHED, Outcome.ALLOWED, **actor)
     return response
 
@@ -325,46 +345,137 @@ async def logout(ctx: AuthContext, principal: Human) -> None:
     await _in_transaction(ctx, work)
 
 
-async def authenticate(ctx: AuthContext, token: str) -> Principal:
-    """A verified, still-alive caller for a bearer token, or TokenRejected. The session
-    (or client) is checked in the database on every request, so a revocation, idle
-    timeout or disablement takes effect at once on every gateway process."""
-    if ctx.oidc is not None and unverified_issuer(token) == ctx.oidc.issuer:
-        # The IdP owns these sessions; their short lifetimes are the revocation.
-        return await ctx.oidc.verify(token, now=ctx.now)
-    claims = await ctx.tokens.verify(token, now=ctx.now)
-    # One statement per check, each atomic on its own: no BEGIN and COMMIT round trips
-    # on the path every request takes.
-    db = RequestDatabase(autocommit(ctx.engine))
-    try:
-        if "sid" in claims:
-            try:
-                session_id, user_id = uuid.UUID(str(claims["sid"])), uuid.UUID(str(claims["sub"]))
-            except ValueError:
-                raise TokenRejected("malformed_subject") from None
-            role = await sessions.live_session_role(
-                db,
-                session_id=session_id,
-                user_id=user_id,
-                now=ctx.now,
-                idle=ctx.config.session.idle,
-            )
-            await db.commit()
-            if role is None:
-                raise TokenRejected("session_ended")
-            return Human(user_id=str(user_id), role=Role(role), session_id=str(session_id))
-        if "client_id" in claims:
-            granted = await clients.active_scopes(db, str(claims["client_id"]))
-            if granted is None:
-                raise TokenRejected("client_disabled")
-            requested = set(str(claims.get("scope", "")).split())
+@dataclass(frozen=True, slots=True)
+class Presented:
+    """A token whose signature and claims verified, and the session it names: the
+    database still has to find that session live (``opening``, run as the request's
+    transaction begins) before the caller is anyone."""
+
+    opening: sessions.SessionOpening
+    claimed: Principal
+    source: str = "local"
+
+    def principal(self) -> Principal:
+        """The caller as the database established it: the role it holds now (the
+        database, not the token, is the authority), the scopes still granted."""
+        verified = self.opening.verified
+        if verified is None:
+            raise sessions.SessionEnded()
+        if verified.subject_kind == "SERVICE":
             return Service(
-                client_id=str(claims["client_id"]),
-                scopes=frozenset(ServiceScope(s) for s in requested & set(granted)),
+                client_id=verified.actor,
+                scopes=frozenset(ServiceScope(scope) for scope in verified.granted_scopes),
             )
-        raise TokenRejected("unknown_subject")
+        session_id = self.claimed.session_id if isinstance(self.claimed, Human) else None
+        return Human(
+            user_id=verified.actor,
+            role=Role(verified.role),
+            session_id=session_id if verified.subject_kind == "USER" else None,
+            source=self.source,
+        )
+
+
+async def authenticate(ctx: AuthContext, token: str) -> Presented:
+    """A verified token and the session to open for it, or TokenRejected. Whether the
+    session is live (and the row context it gives) is checked by the database as the
+    request's transaction begins, on every request: a revocation, idle timeout or
+    disablement takes effect at once on every gateway process."""
+    idle = ctx.config.session.idle
+    if ctx.oidc is not None and unverified_issuer(token) == ctx.oidc.issuer:
+        human = await ctx.oidc.verify(token, now=ctx.now)
+        session_id, secret = await _external_session(ctx, token, human)
+        return Presented(
+            sessions.SessionOpening(session_id, secret, idle=idle), human, source="oidc"
+        )
+    claims = await ctx.tokens.verify(token, now=ctx.now)
+    secret = claims.get(sessions.SECRET_CLAIM)
+    if not isinstance(secret, str) or "sid" not in claims:
+        raise TokenRejected("no_session")
+    try:
+        session_id = uuid.UUID(str(claims["sid"]))
+    except ValueError:
+        raise TokenRejected("malformed_session") from None
+    if "client_id" in claims:
+        requested = tuple(sorted(set(str(claims.get("scope", "")).split())))
+        service = Service(client_id=str(claims["client_id"]), scopes=frozenset())
+        return Presented(
+            sessions.SessionOpening(session_id, secret, scopes=requested, idle=idle), service
+        )
+    try:
+        role = Role(str(claims.get("role")))
+        user_id = str(uuid.UUID(str(claims["sub"])))
+    except ValueError:
+        raise TokenRejected("malformed_subject") from None
+    human = Human(user_id=user_id, role=role, session_id=str(session_id))
+    return Presented(sessions.SessionOpening(session_id, secret, idle=idle), human)
+
+
+# External identity provider's tokens: the session opened for each, while it lasts.
+_EXTERNAL_SESSIONS: TLRUCache[str, tuple[uuid.UUID, str]] = TLRUCache(
+    maxsize=10_000, ttu=lambda _key, _value, now: now + 290, timer=time.time
+)
+
+
+async def _external_session(ctx: AuthContext, token: str, human: Human) -> tuple[uuid.UUID, str]:
+    """A session for a token of the external identity provider, opened on its first
+    use by this process and kept until the token's own expiry (at most 5 minutes): the
+    provider owns the login, the database still needs a session to check."""
+    key = fingerprint(token)
+    found = _EXTERNAL_SESSIONS.get(key)
+    if found is not None:
+        return found
+    secret, digest = sessions.new_secret()
+    db = RequestDatabase(ctx.engine)
+    try:
+        row = await sessions.create_session(
+            db,
+            {
+                "external_subject": human.user_id,
+                "external_role": human.role.value,
+                "secret_hash": digest,
+                "created_at": ctx.now,
+                "last_seen_at": ctx.now,
+                "expires_at": ctx.now + EXTERNAL_SESSION,
+                "client_ip": ctx.meta.client_ip,
+                "user_agent": ctx.meta.user_agent,
+            },
+        )
+        await db.commit()
     finally:
         await db.close()
+    _EXTERNAL_SESSIONS[key] = (row.id, secret)
+    return row.id, secret
+
+
+EXTERNAL_SESSION = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSession:
+    """The session one OAuth2 client access token names: it lives as long as the token.
+    Its id and secret are chosen before the token is signed, and the row is stored
+    before the token leaves."""
+
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+
+    def claims(self) -> dict[str, str]:
+        return {"sid": str(self.id), sessions.SECRET_CLAIM: self.secret}
+
+    async def store(
+        self, db: RequestDatabase, *, client_id: str, now: datetime, lifetime: timedelta
+    ) -> None:
+        await sessions.create_session(
+            db,
+            {
+                "id": self.id,
+                "client_id": client_id,
+                "secret_hash": sessions.secret_hash(self.secret),
+                "created_at": now,
+                "last_seen_at": now,
+                "expires_at": now + lifetime,
+            },
+        )
 
 
 async def flush_events(ctx: AuthContext) -> None:

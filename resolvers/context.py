@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -9,11 +10,21 @@ from db.crypto import FieldCipher
 from db.unit_of_work import RequestDatabase
 from db.visibility import PatientScope
 from domain.authorization import Decision
+from domain.permissions import RowScope
 from domain.policy import Grant, Policy, bundled_policy
 from domain.principals import Human, Principal
 from domain.purposes import Purpose
 from resolvers.audit_trail import AuditTrail
 from resolvers.loaders import Loaders
+
+
+class GuardTripped(Exception):
+    """A PHI field was about to be resolved, or a PHI input applied, that the request's
+    decision did not cover. Names the schema coordinate, never a value."""
+
+    def __init__(self, coordinate: str) -> None:
+        super().__init__(f"enforcement guard: {coordinate} is not covered by the decision")
+        self.coordinate = coordinate
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +52,9 @@ class AccessRequest:
     break_glass_reason: str | None = None
     policy: Policy = field(default_factory=bundled_policy)
     break_glass_duration: timedelta = timedelta(minutes=60)
+    # The row scope the database granted when it checked the session (its ceiling for
+    # the role or scopes): the narrower of it and the policy's is what resolvers use.
+    database_row_scope: RowScope | None = None
 
     @property
     def grant(self) -> Grant:
@@ -60,7 +74,17 @@ class AccessRequest:
 
     @property
     def scope(self) -> PatientScope:
-        return PatientScope(self.grant.row_scope, self.actor_id)
+        row_scope = self.grant.row_scope
+        if self.database_row_scope is not None:
+            row_scope = narrower(row_scope, self.database_row_scope)
+        return PatientScope(row_scope, self.actor_id)
+
+
+_WIDTH = {RowScope.NONE: 0, RowScope.CARE_TEAM: 1, RowScope.ALL: 2}
+
+
+def narrower(a: RowScope, b: RowScope) -> RowScope:
+    return a if _WIDTH[a] <= _WIDTH[b] else b
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +109,17 @@ class RequestContext:
     page_limits: PageLimits = field(default_factory=PageLimits)
     anomaly_limits: AnomalyThresholds = field(default_factory=AnomalyThresholds)
     query_limits: QueryLimits = field(default_factory=QueryLimits)
-    # Set by the authorization extension before execution.
+    # Set by the executor before any field resolves (graph/execution.py).
     purpose: Purpose | None = None
     decision: Decision | None = None
+    # What the runtime guard lets through (graph/guard.py), from the decision; and the
+    # coordinates it stopped, if any (a defect: the request fails closed).
+    phi_nodes: frozenset[int] = frozenset()
+    phi_inputs: frozenset[str] = frozenset()
+    guard_violations: list[str] = field(default_factory=list)
+    # Open break-glass episodes of the caller by patient, for patients outside their care
+    # team: a read of one of them is recorded as a read through its episode.
+    break_glass_episodes: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
     # Audit entries collected during the request, written with its transaction.
     audit: list[dict[str, Any]] = field(default_factory=list)
     trail: AuditTrail = field(default_factory=AuditTrail)
@@ -98,7 +130,16 @@ class RequestContext:
     loaders: Loaders = field(init=False)
 
     def __post_init__(self) -> None:
-        self.loaders = Loaders(self.db, self.access.scope)
+        self.loaders = Loaders(self.db, self.access.scope, self.audit_reads)
+
+    def admit(self, purpose: Purpose | None, decision: Decision) -> None:
+        self.purpose, self.decision = purpose, decision
+        self.phi_nodes, self.phi_inputs = decision.phi_nodes, decision.phi_inputs
+
+    def guard_tripped(self, coordinate: str, *, write: bool) -> GuardTripped:
+        """Record that the runtime guard stopped a field the decision did not cover."""
+        self.guard_violations.append(f"{'WRITE' if write else 'READ'} {coordinate}")
+        return GuardTripped(coordinate)
 
     @property
     def audit_reads(self) -> RequestDatabase:

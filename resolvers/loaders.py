@@ -12,7 +12,7 @@ from typing import Any
 from aiodataloader import DataLoader
 from sqlalchemy.engine import Row
 
-from db import baas, breaches, patients
+from db import audit_queries, baas, breaches, patients
 from db.unit_of_work import RequestDatabase
 from db.visibility import PatientScope
 
@@ -35,8 +35,23 @@ class RowsByParent(DataLoader[uuid.UUID, list[Row[Any]]]):
         return [grouped.get(key, []) for key in keys]
 
 
+class EpisodeAccesses(DataLoader[uuid.UUID, int]):
+    """Requests that went through each break-glass episode, from the audit trail."""
+
+    def __init__(self, db: RequestDatabase) -> None:
+        super().__init__()
+        self._db = db
+
+    async def batch_load_fn(self, keys: Sequence[uuid.UUID]) -> list[int]:
+        counts = await audit_queries.episode_accesses(self._db, list(keys))
+        return [counts.get(key, 0) for key in keys]
+
+
 class Loaders:
-    def __init__(self, db: RequestDatabase, scope: PatientScope) -> None:
+    def __init__(
+        self, db: RequestDatabase, scope: PatientScope, audit_db: RequestDatabase | None = None
+    ) -> None:
+        self.episode_accesses = EpisodeAccesses(audit_db or db)
         self.diagnoses = RowsByParent(
             db, partial(patients.diagnoses_for, scope=scope), "patient_id"
         )

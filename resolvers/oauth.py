@@ -17,11 +17,11 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from sqlalchemy.engine import Row
 
-from db import clients
+from db import audit, clients
 from db.unit_of_work import RequestDatabase
 from domain.roles import ServiceScope
 from domain.security_events import Outcome, SecurityEvent
-from resolvers.auth import AuthContext, flush_events
+from resolvers.auth import AuthContext, ClientSession, flush_events
 from resolvers.identity import Passwords
 
 
@@ -81,10 +81,11 @@ class _FormRequest(OAuth2Request):
 class _Server(AuthorizationServer):
     """One per request: it knows the single client that request may be about."""
 
-    def __init__(self, ctx: AuthContext, client: _Client | None) -> None:
+    def __init__(self, ctx: AuthContext, client: _Client | None, session: ClientSession) -> None:
         super().__init__(scopes_supported=[scope.value for scope in ServiceScope])
         self._ctx = ctx
         self._client = client
+        self._session = session
         self.register_grant(_Grant)
         self.register_token_generator("default", self._generate)
 
@@ -102,7 +103,7 @@ class _Server(AuthorizationServer):
         ttl = int(self._ctx.config.access_ttl.total_seconds())
         # authlib's client-credentials grant does not narrow the scope itself.
         scope = client.get_allowed_scope(scope)  # raises invalid_scope beyond the grant
-        claims = {"client_id": client.get_client_id(), "scope": scope}
+        claims = {"client_id": client.get_client_id(), "scope": scope, **self._session.claims()}
         access = self._ctx.tokens.sign(client.get_client_id(), claims, now=self._ctx.now)
         return {"token_type": "Bearer", "access_token": access, "expires_in": ttl, "scope": scope}
 
@@ -147,8 +148,9 @@ async def client_token(
         # Same cost as a real secret check, so probing for client ids learns nothing.
         await ctx.config.passwords.verify(None, "")
     await ctx.tokens.prepare()
+    session = ClientSession()
     server = _Server(
-        ctx, _Client(row, ctx.config.passwords) if usable and row is not None else None
+        ctx, _Client(row, ctx.config.passwords) if usable and row is not None else None, session
     )
     try:
         request = _FormRequest(uri, headers, form)  # refuses plain HTTP beyond loopback
@@ -159,8 +161,20 @@ async def client_token(
             server.create_token_response, request
         )
     actor = {"actor_id": client_id[:100] if client_id else None, "actor_kind": "SERVICE"}
-    if status == 200:
+    if status == 200 and client_id is not None:
         ctx.record(SecurityEvent.CLIENT_TOKEN_ISSUED, Outcome.ALLOWED, **actor)
+        # The token's session, stored with the event before the token leaves.
+        db = RequestDatabase(ctx.engine)
+        try:
+            await session.store(
+                db, client_id=client_id, now=ctx.now, lifetime=ctx.config.access_ttl
+            )
+            await audit.append(db, ctx.events)
+            await db.commit()
+        finally:
+            await db.close()
+        ctx.events.clear()
+        return status, body, list(response_headers)
     else:
         reason = (
             "IP_NOT_ALLOWED"

@@ -120,13 +120,13 @@ async def _break_glass(ctx: RequestContext, patient_id: uuid.UUID) -> bool:
         and user_id is not None
     ):
         return False
-    if (
-        await care_teams.active_episode(ctx.db, user_id=user_id, patient_id=patient_id, now=ctx.now)
-        is None
-    ):
+    episode = await care_teams.active_episode(
+        ctx.db, user_id=user_id, patient_id=patient_id, now=ctx.now
+    )
+    if episode is None:
         try:
             async with ctx.db.savepoint():
-                await care_teams.open_episode(
+                episode = await care_teams.open_episode(
                     ctx.db,
                     user_id=user_id,
                     patient_id=patient_id,
@@ -136,6 +136,8 @@ async def _break_glass(ctx: RequestContext, patient_id: uuid.UUID) -> bool:
                 )
         except ConstraintViolation:
             return False  # no such patient: answered as not found
+    # What this request reads of the patient, it reads through the episode.
+    ctx.break_glass_episodes[patient_id] = episode.id
     return True
 
 

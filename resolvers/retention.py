@@ -14,7 +14,7 @@ from sqlalchemy.engine import Row
 from db import audit
 from db import retention as repo
 from db.unit_of_work import RequestDatabase
-from db.visibility import SYSTEM
+from db.visibility import SYSTEM, require_owner
 from domain import retention as rules
 from domain.errors import FieldViolation, InvalidInput, NotFound, Violations
 from domain.patients import RetentionClass
@@ -95,7 +95,7 @@ async def run_retention(
     after: tuple[datetime, uuid.UUID] | None = None
     changed_before = now - timedelta(days=days)
     while True:
-        db = RequestDatabase(engine, settings=SYSTEM.settings())
+        db = RequestDatabase(engine, opening=require_owner)
         try:
             rows = await repo.retention_candidates(
                 db, changed_before=changed_before, after=after, limit=batch

@@ -173,10 +173,11 @@ async def admin_engine(admin_target: DatabaseTarget) -> AsyncIterator[AsyncEngin
 
 
 @pytest.fixture
-async def seeded(app_engine: AsyncEngine) -> int:
+async def seeded(admin_engine: AsyncEngine) -> int:
+    """Synthetic demo data, seeded as the schema owner (as `phigate seed-demo` does)."""
     from db.demo import seed_demo
 
-    async with app_engine.begin() as connection:
+    async with admin_engine.begin() as connection:
         report = await seed_demo(
             connection, cipher=cipher_for_tests(), patients=30, now=datetime.now(UTC)
         )
@@ -215,9 +216,11 @@ def statements(app: Starlette, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stat
 
 
 async def count_rows(engine: AsyncEngine, table: str) -> int:
-    """Every row, whatever row-level security would show a caller."""
+    """Every row, whatever row-level security would show a caller: with the owner's
+    engine (admin_engine); the application role sees no patient rows on its own."""
     async with engine.begin() as connection:
-        await connection.execute(text("SELECT set_config('phigate.row_scope', 'ALL', true)"))
+        bound = await connection.scalar(text("SELECT row_security_active('phigate.patients')"))
+        assert not bound, "count_rows needs the owner's engine (admin_engine)"
         return int(
             (await connection.execute(text(f"SELECT count(*) FROM phigate.{table}"))).scalar_one()  # noqa: S608
         )

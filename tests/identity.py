@@ -13,6 +13,7 @@ from db.unit_of_work import RequestDatabase
 from domain.roles import Role
 from graph.identity import Identity
 from resolvers import accounts
+from resolvers.auth import ClientSession
 from resolvers.context import RequestMeta
 
 PASSWORD = "synthetic test passphrase 1"
@@ -38,13 +39,20 @@ async def create_user(
 
 async def issue_token(identity: Identity, role: Role = Role.COMPLIANCE_OFFICER) -> str:
     user_id, _ = await create_user(identity, role)
+    return await session_token(identity, user_id, role)
+
+
+async def session_token(identity: Identity, user_id: str, role: Role) -> str:
+    """A new session of an existing user, and an access token for it."""
     now = datetime.now(UTC)
+    secret, digest = sessions.new_secret()
     db = RequestDatabase(identity.engine)
     try:
         session = await sessions.create_session(
             db,
             {
                 "user_id": uuid.UUID(user_id),
+                "secret_hash": digest,
                 "created_at": now,
                 "last_seen_at": now,
                 "expires_at": now + identity.config.session.absolute,
@@ -54,7 +62,9 @@ async def issue_token(identity: Identity, role: Role = Role.COMPLIANCE_OFFICER) 
     finally:
         await db.close()
     return await identity.tokens.mint(
-        user_id, {"sid": str(session.id), "role": role.value}, now=now
+        user_id,
+        {"sid": str(session.id), sessions.SECRET_CLAIM: secret, "role": role.value},
+        now=now,
     )
 
 
@@ -63,8 +73,22 @@ async def service_token(identity: Identity, scopes: tuple[str, ...]) -> str:
     registered = await accounts.create_client(
         ctx, actor="test", name=f"Example service {next(_numbers)}", scopes=list(scopes)
     )
+    now = datetime.now(UTC)
+    session = ClientSession()
+    db = RequestDatabase(identity.engine)
+    try:
+        await session.store(
+            db, client_id=registered.client_id, now=now, lifetime=identity.config.access_ttl
+        )
+        await db.commit()
+    finally:
+        await db.close()
     return await identity.tokens.mint(
         registered.client_id,
-        {"client_id": registered.client_id, "scope": " ".join(sorted(scopes))},
-        now=datetime.now(UTC),
+        {
+            "client_id": registered.client_id,
+            "scope": " ".join(sorted(scopes)),
+            **session.claims(),
+        },
+        now=now,
     )

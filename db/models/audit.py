@@ -43,6 +43,11 @@ class AuditEvent(AuditBase):
             postgresql_where=text("record_id IS NOT NULL"),
         ),
         Index("ix_events_record_ids", "record_ids", postgresql_using="gin"),
+        Index(
+            "ix_events_break_glass_episode_id",
+            "break_glass_episode_id",
+            postgresql_where=text("break_glass_episode_id IS NOT NULL"),
+        ),
         # The sequencer's reading order (see db/audit.seal).
         Index("ix_events_txid_id", "txid", "id"),
         {"postgresql_partition_by": "RANGE (occurred_at)"},
@@ -80,6 +85,8 @@ class AuditEvent(AuditBase):
     subject_hash: Mapped[str | None] = mapped_column(String(64))
     # The data class of field_path (IDENTIFIER, CLINICAL, ...): for filtering by category.
     data_class: Mapped[str | None] = mapped_column(String(20))
+    # A read allowed only through an open break-glass episode names the episode.
+    break_glass_episode_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     # The writing transaction's id, set by the database: the sequencer seals entries in
     # this order once their transaction has finished. Not part of the entry's digest.
     txid: Mapped[int | None] = mapped_column(

@@ -51,14 +51,32 @@ class User(Base):
 
 
 class UserSession(Base):
-    """A login. Tokens name it (``sid``); revoking or idling it ends them everywhere."""
+    """A login (or an OAuth2 client's token, or an external identity provider's token).
+    Tokens name it (``sid``) and carry its secret, whose SHA-256 alone is stored here: the
+    database checks it before it sets a request's row context (``begin_request``, see
+    migration 0016). Revoking or idling it ends its tokens everywhere."""
 
     __tablename__ = "sessions"
+    __table_args__ = (
+        CheckConstraint(
+            "num_nonnulls(user_id, client_id, external_subject) = 1", name="one_subject"
+        ),
+    )
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    user_id: Mapped[uuid.UUID] = mapped_column(
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
+    client_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("oauth_clients.client_id", ondelete="CASCADE"), index=True
+    )
+    external_subject: Mapped[str | None] = mapped_column(String(100))
+    external_role: Mapped[str | None] = mapped_column(String(30))
+    secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # After a refresh the previous secret (in access tokens still in flight) stays good
+    # for one access-token lifetime.
+    previous_secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_secret_until: Mapped[datetime | None] = utc_timestamp(nullable=True)
     created_at: Mapped[datetime] = utc_timestamp(server_now=True)
     last_seen_at: Mapped[datetime] = utc_timestamp(server_now=True)
     expires_at: Mapped[datetime] = utc_timestamp()
@@ -66,6 +84,32 @@ class UserSession(Base):
     revoked_reason: Mapped[str | None] = mapped_column(String(30))
     client_ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(256))
+
+
+class RowScopeCeiling(Base):
+    """The widest patient rows a role (``role:NAME``) or OAuth2 scope (``scope:NAME``)
+    reaches, as the database enforces it. Written by the schema owner only: the gateway
+    reads it, and refuses to start when its policy asks for more."""
+
+    __tablename__ = "row_scope_ceilings"
+    __table_args__ = (
+        CheckConstraint("row_scope IN ('ALL', 'CARE_TEAM', 'NONE')", name="row_scope"),
+    )
+
+    grantee: Mapped[str] = mapped_column(String(60), primary_key=True)
+    row_scope: Mapped[str] = mapped_column(String(10))
+
+
+class RowContextKey(Base):
+    """The HMAC key (as RFC 2104's inner and outer pads) binding a row context to its
+    transaction. The application role has no privilege on it."""
+
+    __tablename__ = "row_context_key"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    inner_pad: Mapped[bytes] = mapped_column(LargeBinary)
+    outer_pad: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class RefreshToken(Base):

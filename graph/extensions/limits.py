@@ -34,7 +34,6 @@ from strawberry.extensions import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as aliases_validator
 from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
-from strawberry.types import ExecutionResult
 
 from graph.errors import LIMIT_EXCEEDED
 from graph.extensions.caches import PARSE_CACHE_SIZE
@@ -68,8 +67,8 @@ def _introspection(context: IgnoreContext) -> bool:
 
 
 class QueryLimitsExtension(SchemaExtension):
-    """Adds the parse and validation limits of the request's QueryLimits, then checks
-    directives and cost once variables are known."""
+    """Adds the parse and validation limits of the request's QueryLimits. Directives and
+    cost are checked by the executor once variables are coerced (exceeded_limit)."""
 
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
@@ -81,44 +80,40 @@ class QueryLimitsExtension(SchemaExtension):
         )
         yield
 
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        document = context.graphql_document
-        if document is not None and context.result is None:
-            request = context.context
-            limits: QueryLimits = request.query_limits
-            exceeded: tuple[str, int] | None = None
-            if _directives_in(document) > limits.max_directives:
-                exceeded = ("directives", limits.max_directives)
-            elif (
-                operation_cost(
-                    context.schema._schema,
-                    document,
-                    context.operation_name,
-                    context.variables or {},
-                    limits,
-                )
-                > limits.max_cost
-            ):
-                exceeded = ("cost", limits.max_cost)
-            if exceeded is not None:
-                context.result = ExecutionResult(
-                    data=None, errors=[limit_error(*exceeded, request.meta.request_id)]
-                )
-        yield
+
+def exceeded_limit(
+    schema: Any,
+    operation: OperationDefinitionNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: Mapping[str, Any],
+    limits: QueryLimits,
+) -> tuple[str, int] | None:
+    """The limit an operation exceeds once its variables are known (directives, cost),
+    from what the executor holds: its operation and its coerced variables (a page size
+    given by a variable's default counts as what it will be)."""
+    if _directives_in(operation, fragments) > limits.max_directives:
+        return ("directives", limits.max_directives)
+    root = schema.get_root_type(operation.operation)
+    cost = _cost(operation.selection_set, root, fragments, variables, limits, frozenset())
+    if cost > limits.max_cost:
+        return ("cost", limits.max_cost)
+    return None
 
 
-_DIRECTIVE_COUNTS: LRUCache[str, int] = LRUCache(maxsize=PARSE_CACHE_SIZE)
+_DIRECTIVE_COUNTS: LRUCache[tuple[str, int], int] = LRUCache(maxsize=PARSE_CACHE_SIZE)
 
 
-def _directives_in(document: Any) -> int:
-    """count_directives, once per document text (a repeated query is the common case)."""
-    if document.loc is None:
-        return count_directives(document)
-    body = document.loc.source.body
-    count = _DIRECTIVE_COUNTS.get(body)
+def _directives_in(
+    operation: OperationDefinitionNode, fragments: Mapping[str, FragmentDefinitionNode]
+) -> int:
+    """count_directives of the operation and the document's fragments, once per
+    document text (a repeated query is the common case)."""
+    key = (operation.loc.source.body, operation.loc.start) if operation.loc else None
+    count = _DIRECTIVE_COUNTS.get(key) if key else None
     if count is None:
-        count = _DIRECTIVE_COUNTS[body] = count_directives(document)
+        count = count_directives(operation) + sum(map(count_directives, fragments.values()))
+        if key:
+            _DIRECTIVE_COUNTS[key] = count
     return count
 
 
@@ -132,31 +127,6 @@ def count_directives(document: Any) -> int:
     counter = Count()
     visit(document, counter)
     return counter.found
-
-
-def operation_cost(
-    schema: Any,
-    document: Any,
-    operation_name: str | None,
-    variables: Mapping[str, Any],
-    limits: QueryLimits,
-) -> int:
-    """1 per field, times the list size beneath it: ``first`` (or the default page size)
-    for paginated fields, LIST_FACTOR for other lists; fragments counted where spread."""
-    fragments = {
-        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-    }
-    operations = [
-        d
-        for d in document.definitions
-        if isinstance(d, OperationDefinitionNode)
-        and (operation_name is None or (d.name and d.name.value == operation_name))
-    ]
-    total = 0
-    for operation in operations:
-        root = schema.get_root_type(operation.operation)
-        total += _cost(operation.selection_set, root, fragments, variables, limits, frozenset())
-    return total
 
 
 def _first(node: FieldNode, variables: Mapping[str, Any], limits: QueryLimits) -> int:

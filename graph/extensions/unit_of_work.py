@@ -8,9 +8,19 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
 from db import audit
-from graph.errors import AUDIT_MESSAGE, AUDIT_UNAVAILABLE, INTERNAL_ERROR, INTERNAL_MESSAGE, masked
+from domain.security_events import Outcome, SecurityEvent
+from graph.errors import (
+    AUDIT_MESSAGE,
+    AUDIT_UNAVAILABLE,
+    ENFORCEMENT_FAILED,
+    ENFORCEMENT_MESSAGE,
+    INTERNAL_ERROR,
+    INTERNAL_MESSAGE,
+    limit_of,
+    masked,
+)
 from graph.logs import describe_exception
-from resolvers.audit_trail import entry_base
+from resolvers.audit_trail import entry_base, security_entry
 from resolvers.context import RequestContext
 
 log = structlog.get_logger("phigate.unit_of_work")
@@ -34,16 +44,29 @@ class UnitOfWork(SchemaExtension):
             result = context.result
             if result is None:
                 return
+            tripped = bool(request.guard_violations)
             try:
-                if result.errors and _is_mutation(context):
+                if tripped or (result.errors and _is_mutation(context)):
                     await request.db.rollback()
                     result.data = None
             except Exception as exc:
                 _fail(result, request, INTERNAL_ERROR, INTERNAL_MESSAGE, exc)
                 return
-            entries = request.audit + (
-                self._trail_entries(context, request, result) if self.record_access else []
-            )
+            if tripped:
+                # Fail closed: nothing the request read leaves, nothing it wrote stays,
+                # and the trail says what was stopped (coordinates, never values).
+                log.error("enforcement_guard_tripped", fields=request.guard_violations[:20])
+                result.errors = [
+                    masked(
+                        ENFORCEMENT_FAILED, ENFORCEMENT_MESSAGE, request_id=request.meta.request_id
+                    )
+                ]
+            entries = [
+                *request.audit,
+                *(self._trail_entries(context, request, result) if self.record_access else []),
+                *limit_events(request, result.errors),
+                *guard_events(request),
+            ]
             try:
                 # Durable before any PHI leaves: no audit, no answer.
                 await audit.append(request.db, entries)
@@ -76,7 +99,60 @@ class UnitOfWork(SchemaExtension):
             ),
             decision=request.decision,
             outcome="ERROR" if result.errors and result.data is None else "ALLOWED",
+            episodes=request.break_glass_episodes,
         )
+
+
+def limit_events(request: RequestContext, errors: Any) -> list[dict[str, Any]]:
+    """A refusal by a query limit (depth, aliases, tokens, directives, cost) is a
+    security event, like the other refusals: one per request, naming the limit."""
+    exceeded = sorted({limit for limit in map(limit_of, errors or ()) if limit})
+    if not exceeded:
+        return []
+    return [
+        security_entry(
+            request,
+            SecurityEvent.QUERY_LIMIT_EXCEEDED,
+            Outcome.DENIED,
+            reason=",".join(exceeded).upper()[:60],
+        )
+    ]
+
+
+def guard_events(request: RequestContext) -> list[dict[str, Any]]:
+    """The runtime guard stopped fields the decision did not cover: an ERROR access
+    entry for each, and one security event."""
+    if not request.guard_violations:
+        return []
+    stopped = list(dict.fromkeys(request.guard_violations))
+    base = entry_base(
+        now=request.now,
+        principal=request.principal,
+        purpose=request.purpose,
+        operation_name=None,
+        query=None,
+        meta=request.meta,
+    )
+    entries: list[dict[str, Any]] = [
+        {
+            **base,
+            "action": action,
+            "outcome": "ERROR",
+            "field_path": coordinate[:200],
+            "reason": "ENFORCEMENT_GUARD",
+        }
+        for action, _, coordinate in (violation.partition(" ") for violation in stopped)
+    ]
+    entries.append(
+        security_entry(
+            request,
+            SecurityEvent.ENFORCEMENT_GUARD_TRIPPED,
+            Outcome.ERROR,
+            reason="NOT_COVERED_BY_DECISION",
+            field_path=stopped[0].partition(" ")[2][:200],
+        )
+    )
+    return entries
 
 
 class UnauditedUnitOfWork(UnitOfWork):

@@ -30,6 +30,9 @@ class AuditEvent:
     session_id: str | None = classified(AUDIT)
     purpose: str | None = classified(AUDIT)
     break_glass: bool = classified(AUDIT)
+    break_glass_episode_id: str | None = classified(
+        AUDIT, description="The emergency-access episode the PHI was reached through."
+    )
     operation_name: str | None = classified(AUDIT)
     document_hash: str | None = classified(AUDIT)
     field_path: str | None = classified(AUDIT, description="Schema coordinate, e.g. Patient.ssn.")
@@ -54,6 +57,9 @@ class AuditEvent:
             session_id=str(row.session_id) if row.session_id else None,
             purpose=row.purpose,
             break_glass=row.break_glass,
+            break_glass_episode_id=str(row.break_glass_episode_id)
+            if row.break_glass_episode_id
+            else None,
             operation_name=row.operation_name,
             document_hash=row.document_hash,
             field_path=row.field_path,
@@ -106,6 +112,9 @@ class Disclosure:
     role: str | None = classified(AUDIT)
     purpose: str | None = classified(AUDIT)
     break_glass: bool = classified(AUDIT)
+    break_glass_episode_id: strawberry.ID | None = classified(
+        AUDIT, description="The emergency-access episode the PHI was reached through."
+    )
     outcome: str = classified(AUDIT)
     actions: list[str] = classified(AUDIT)
     fields: list[str] = classified(AUDIT)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -8,6 +9,7 @@ from sqlalchemy.engine import Row
 
 from domain.data_classes import DataClass
 from graph.directives import classified
+from graph.types.common import GraphInfo
 
 PUBLIC = DataClass.PUBLIC
 COMPLIANCE = DataClass.COMPLIANCE
@@ -44,6 +46,14 @@ class BreakGlassEpisode:
     reviewed_at: datetime | None = classified(COMPLIANCE)
     reviewed_by: str | None = classified(COMPLIANCE)
     review_note: str | None = classified(COMPLIANCE)
+
+    @classified(
+        COMPLIANCE,
+        description="Requests that read or wrote the patient's PHI through this episode,"
+        " whatever purpose they declared.",
+    )
+    async def accesses(self, info: GraphInfo) -> int:
+        return await info.context.loaders.episode_accesses.load(uuid.UUID(str(self.id)))
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> BreakGlassEpisode:

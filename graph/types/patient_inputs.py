@@ -79,14 +79,18 @@ class PatientCreateInput:
     given_name: str = phi(IDENTITY)
     family_name: str = phi(IDENTITY)
     date_of_birth: date = phi(IDENTITY)
-    ssn: str | None = phi(IDENTIFIER, default=None, description="NNN-NN-NNNN.")
-    address: AddressInput | None = phi(CONTACT, default=None)
-    phone: str | None = phi(CONTACT, default=None)
-    email: str | None = phi(CONTACT, default=None)
-    insurance_payer: str | None = phi(FINANCIAL, default=None)
-    insurance_member_id: str | None = phi(IDENTIFIER, default=None)
+    # Optional PHI has no default in the schema: a field the caller leaves out is not
+    # in the coerced input at all, so it is neither decided on nor written.
+    ssn: str | None = phi(IDENTIFIER, default=UNSET, description="NNN-NN-NNNN.")
+    address: AddressInput | None = phi(CONTACT, default=UNSET)
+    phone: str | None = phi(CONTACT, default=UNSET)
+    email: str | None = phi(CONTACT, default=UNSET)
+    insurance_payer: str | None = phi(FINANCIAL, default=UNSET)
+    insurance_member_id: str | None = phi(IDENTIFIER, default=UNSET)
     retention_class: RetentionClass = classified(COMPLIANCE, default=RetentionClass.STANDARD)
-    diagnoses: list[DiagnosisInput] = phi(CLINICAL, default_factory=list)
+    diagnoses: list[DiagnosisInput] | None = phi(
+        CLINICAL, default=UNSET, description="Known diagnoses; none when left out."
+    )
 
     def to_values(self) -> dict[str, Any]:
         return _columns(self)
@@ -106,8 +110,8 @@ class PatientUpdateInput:
     insurance_payer: str | None = phi(FINANCIAL, default=UNSET)
     insurance_member_id: str | None = phi(IDENTIFIER, default=UNSET)
     retention_class: RetentionClass | None = classified(COMPLIANCE, default=UNSET)
-    add_diagnoses: list[DiagnosisInput] = phi(CLINICAL, default_factory=list)
-    remove_diagnosis_ids: list[strawberry.ID] = phi(CLINICAL, default_factory=list)
+    add_diagnoses: list[DiagnosisInput] | None = phi(CLINICAL, default=UNSET)
+    remove_diagnosis_ids: list[strawberry.ID] | None = phi(CLINICAL, default=UNSET)
 
     def to_values(self) -> dict[str, Any]:
         return _columns(self)

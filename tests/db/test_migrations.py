@@ -89,9 +89,30 @@ async def test_application_role_cannot_change_schema_or_history(
         await connection.close()
 
 
-async def test_application_role_can_read_and_write_rows(app_engine) -> None:
+async def test_application_role_can_read_and_write_rows(app_engine, admin_target) -> None:
+    """With a row context the database set from a live session (row scope ALL)."""
+    from db.sessions import new_secret
+
+    secret, digest = new_secret()
+    admin = await _connect(admin_target)
+    try:
+        user = await admin.fetchval(
+            "INSERT INTO phigate.users (username, role, password_hash, totp_secret_ciphertext)"
+            " VALUES ('mig.billing', 'BILLING', 'x', '\\x00') RETURNING id"
+        )
+        session = await admin.fetchval(
+            "INSERT INTO phigate.sessions (user_id, secret_hash, expires_at)"
+            " VALUES ($1, $2, now() + interval '1 hour') RETURNING id",
+            user,
+            digest,
+        )
+    finally:
+        await admin.close()
     async with app_engine.begin() as connection:
-        await connection.execute(text("SELECT set_config('phigate.row_scope', 'ALL', true)"))
+        await connection.execute(
+            text("SELECT * FROM phigate.begin_request(:s, :k, '{}', 900, 15)"),
+            {"s": session, "k": secret},
+        )
         await connection.execute(
             text(
                 "INSERT INTO phigate.patients (mrn, given_name, family_name, date_of_birth) "

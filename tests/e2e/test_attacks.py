@@ -90,7 +90,12 @@ async def test_batched_requests_are_refused(client: httpx.AsyncClient, token_for
     ],
 )
 async def test_cross_site_posts_cannot_reach_graphql(
-    client: httpx.AsyncClient, token_for, content_type: str, body: str, app_engine: AsyncEngine
+    client: httpx.AsyncClient,
+    token_for,
+    content_type: str,
+    body: str,
+    app_engine: AsyncEngine,
+    admin_engine: AsyncEngine,
 ) -> None:
     headers = {
         "Authorization": f"Bearer {await token_for(Role.CLINICIAN)}",
@@ -99,7 +104,7 @@ async def test_cross_site_posts_cannot_reach_graphql(
     response = await client.post("/graphql", content=body, headers=headers)
     assert response.status_code == 415
     assert response.json()["errors"][0]["extensions"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
-    assert await count_rows(app_engine, "patients") == 0
+    assert await count_rows(admin_engine, "patients") == 0
 
 
 async def test_oversized_bodies_are_refused_declared_or_not(
@@ -149,7 +154,10 @@ async def test_no_schema_for_strangers_and_no_suggestions(
 
 
 async def test_a_slow_operation_is_stopped_and_writes_nothing(
-    clinician: GraphQLClient, monkeypatch: pytest.MonkeyPatch, app_engine: AsyncEngine
+    clinician: GraphQLClient,
+    monkeypatch: pytest.MonkeyPatch,
+    app_engine: AsyncEngine,
+    admin_engine: AsyncEngine,
 ) -> None:
     from resolvers import patients
 
@@ -163,7 +171,7 @@ async def test_a_slow_operation_is_stopped_and_writes_nothing(
     monkeypatch.setattr(patients, "create_patient", slow)
     stopped = await clinician(CREATE_PATIENT, {"input": patient_input(mrn="DEMO-SLOW-01")})
     assert stopped.data is None and stopped.codes == ["TIMEOUT"]
-    assert await count_rows(app_engine, "patients") == 0
+    assert await count_rows(admin_engine, "patients") == 0
 
 
 async def test_every_response_carries_transport_and_content_policies(

@@ -52,7 +52,20 @@ async def test_client_credentials_issue_a_scoped_token_that_works(
     )
     assert body["scope"] == "baas:read patients:read"
     _, claims = claims_of(body["access_token"])
-    assert claims["sub"] == claims["client_id"] == registered.client_id and "sid" not in claims
+    assert claims["sub"] == claims["client_id"] == registered.client_id
+    # The token names a session of its own, which the database checks on every request
+    # (and which sets its row context); it lives as long as the token.
+    async with app_engine.connect() as connection:
+        session = (
+            await connection.execute(
+                text(
+                    "SELECT client_id, expires_at - created_at AS life FROM phigate.sessions"
+                    " WHERE id = :id"
+                ),
+                {"id": claims["sid"]},
+            )
+        ).one()
+    assert session.client_id == registered.client_id and session.life.total_seconds() == 300
     graphql = await client.post(
         "/graphql", json=QUERY, headers={"Authorization": f"Bearer {body['access_token']}"}
     )

@@ -38,12 +38,16 @@ async def _phone_of(alice: GraphQLClient, patient_id: str) -> str:
     return (await alice(GET_NAMES, {"id": patient_id})).ok()["patient"]["phone"]
 
 
-async def _write_entries(engine: AsyncEngine) -> int:
+async def _write_entries(engine: AsyncEngine, outcome: str = "ALLOWED") -> int:
     async with engine.connect() as connection:
         return int(
             (
                 await connection.execute(
-                    text("SELECT count(*) FROM audit.events WHERE action = 'WRITE'")
+                    text(
+                        "SELECT count(*) FROM audit.events"
+                        " WHERE action = 'WRITE' AND outcome = :outcome"
+                    ),
+                    {"outcome": outcome},
                 )
             ).scalar_one()
         )
@@ -75,6 +79,7 @@ async def test_a_default_value_cannot_write_without_a_purpose(
     assert {"PatientUpdateInput.phone", "PatientUpdateInput.addDiagnoses"} <= fields
     assert await _phone_of(alice, patient_id) == "+16175550100"
     assert await _write_entries(admin_engine) == before
+    assert await _write_entries(admin_engine, "DENIED") >= 2  # the refusal is audited
 
 
 async def test_a_default_value_cannot_write_a_class_the_role_may_not(
@@ -89,14 +94,16 @@ async def test_a_default_value_cannot_write_a_class_the_role_may_not(
     names = (await alice(GET_NAMES, {"id": patient_id})).ok()["patient"]
     assert names["givenName"] == "Alpha"
     # What billing may write still goes through a default value, and is audited.
-    allowed = await billing(_sneaky_update(patient_id, insurancePayer='"Example Payer (synthetic)"'))
+    allowed = await billing(
+        _sneaky_update(patient_id, insurancePayer='"Example Payer (synthetic)"')
+    )
     assert allowed.ok()["patientUpdate"]["patient"]["id"] == patient_id
     async with admin_engine.connect() as connection:
         written = (
             await connection.execute(
                 text(
                     "SELECT field_path, record_ids FROM audit.events"
-                    " WHERE action = 'WRITE' AND role = 'BILLING'"
+                    " WHERE action = 'WRITE' AND role = 'BILLING' AND outcome = 'ALLOWED'"
                 )
             )
         ).all()
@@ -127,9 +134,9 @@ async def test_a_default_list_item_and_a_nested_default_are_decided_too(
     """Single values coerced to lists and defaults inside nested inputs."""
     patient_id, _ = await _register(as_role, "DEMO-REG-004")
     billing = await as_role(Role.BILLING, Purpose.PAYMENT)
-    # A single object where a list is expected is coerced to a list of one.
+    # A default of a single object for a list variable is coerced to a list of one.
     single = await billing(
-        "mutation($d: DiagnosisInput! = {icd10Code: \"Z00.01\"}) {"
+        'mutation($d: [DiagnosisInput!] = {icd10Code: "Z00.01"}) {'
         f' patientUpdate(input: {{id: "{patient_id}", addDiagnoses: $d}}) {{ patient {{ id }} }} }}'
     )
     assert single.data is None

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.purposes import Purpose
 from domain.roles import Role
-from graph.extensions import authorization
+from graph import authorization
 from graph.schema import schema
 from tests.conftest import AsRole, StatementCounter, count_rows
 from tests.graph.queries import CREATE_PATIENT, patient_input
@@ -45,7 +45,7 @@ async def audit_rows(engine: AsyncEngine) -> list[dict]:
 
 
 async def test_another_care_team_answers_exactly_like_a_missing_patient(
-    as_role: AsRole, app_engine: AsyncEngine
+    as_role: AsRole, app_engine: AsyncEngine, admin_engine: AsyncEngine
 ) -> None:
     alice = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
     bob = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
@@ -74,7 +74,7 @@ async def test_another_care_team_answers_exactly_like_a_missing_patient(
         },
     )
     assert update.codes == consent.codes == ["NOT_FOUND"]
-    assert await count_rows(app_engine, "consents") == 0
+    assert await count_rows(admin_engine, "consents") == 0
     assert (await alice("query($id: ID!) { patient(id: $id) { phone } }", {"id": patient_id})).ok()[
         "patient"
     ]["phone"] == "+16175550100"

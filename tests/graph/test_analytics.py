@@ -22,8 +22,8 @@ COUNTS = """query($by: AnalyticsDimension!) {
 
 
 @pytest.fixture
-async def population(app_engine: AsyncEngine, admin_engine: AsyncEngine) -> list[tuple[date, str]]:
-    async with app_engine.begin() as connection:
+async def population(admin_engine: AsyncEngine) -> list[tuple[date, str]]:
+    async with admin_engine.begin() as connection:  # seeding is the schema owner's
         await seed_demo(connection, cipher=cipher_for_tests(), patients=300, now=datetime.now(UTC))
     async with admin_engine.connect() as connection:
         rows = await connection.execute(

@@ -186,13 +186,16 @@ async def test_no_audit_no_phi(
 
 
 async def test_no_audit_no_write(
-    clinician: GraphQLClient, app_engine: AsyncEngine, audit_refuses_writes
+    clinician: GraphQLClient,
+    app_engine: AsyncEngine,
+    audit_refuses_writes,
+    admin_engine: AsyncEngine,
 ) -> None:
     await audit_refuses_writes()
     response = await clinician(CREATE_PATIENT, {"input": patient_input(mrn="DEMO-AUD-007")})
     assert response.codes == ["AUDIT_UNAVAILABLE"] and response.data is None
-    assert await count_rows(app_engine, "patients") == 0
-    assert await count_rows(app_engine, "care_team_members") == 0
+    assert await count_rows(admin_engine, "patients") == 0
+    assert await count_rows(admin_engine, "care_team_members") == 0
 
 
 async def test_no_audit_no_login(client, user: dict, audit_refuses_writes) -> None:

@@ -143,6 +143,7 @@ async def test_bad_patient_input(
     code: str,
     words: list[str],
     canaries: list[str],
+    admin_engine,
 ) -> None:
     response = await gql(CREATE_PATIENT, {"input": patient_input(**overrides)})
     assert_clean(response, *canaries)
@@ -151,8 +152,8 @@ async def test_bad_patient_input(
     for word in words:
         assert word in message, f"{word!r} not in {message!r}"
     assert response.data is None
-    assert await count_rows(app_engine, "patients") == 0
-    assert await count_rows(app_engine, "diagnoses") == 0
+    assert await count_rows(admin_engine, "patients") == 0
+    assert await count_rows(admin_engine, "diagnoses") == 0
 
 
 async def test_missing_required_field_is_named(gql: GraphQLClient) -> None:
@@ -266,7 +267,9 @@ async def test_page_size_error_states_the_maximum(gql: GraphQLClient) -> None:
     assert "between 1 and 100" in response.errors[0]["message"]
 
 
-async def test_unknown_ids_in_mutations_write_nothing(as_role: AsRole, app_engine) -> None:
+async def test_unknown_ids_in_mutations_write_nothing(
+    as_role: AsRole, app_engine, admin_engine
+) -> None:
     gql = await as_role(Role.COMPLIANCE_OFFICER)
     stranger = str(uuid.uuid4())
     response = await gql(
@@ -282,4 +285,4 @@ async def test_unknown_ids_in_mutations_write_nothing(as_role: AsRole, app_engin
     )
     assert_clean(response)
     assert response.codes == ["NOT_FOUND"]
-    assert await count_rows(app_engine, "breach_incidents") == 0
+    assert await count_rows(admin_engine, "breach_incidents") == 0

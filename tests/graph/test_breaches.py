@@ -161,7 +161,9 @@ async def test_ruling_out_needs_a_low_probability_conclusion(gql: GraphQLClient)
     assert refused.codes == ["BAD_USER_INPUT"]
 
 
-async def test_notifications_only_for_confirmed_breaches(gql: GraphQLClient, app_engine) -> None:
+async def test_notifications_only_for_confirmed_breaches(
+    gql: GraphQLClient, app_engine, admin_engine
+) -> None:
     breach = await report(gql)
     refused = await gql(
         NOTIFY,
@@ -175,7 +177,7 @@ async def test_notifications_only_for_confirmed_breaches(gql: GraphQLClient, app
         },
     )
     assert refused.codes == ["BAD_USER_INPUT"]
-    assert await count_rows(app_engine, "breach_notifications") == 0
+    assert await count_rows(admin_engine, "breach_notifications") == 0
 
 
 async def test_discovery_cannot_precede_occurrence(gql: GraphQLClient) -> None:

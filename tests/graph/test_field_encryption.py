@@ -112,27 +112,27 @@ async def test_lookup_by_ssn_or_mrn_through_the_blind_index(
 
 
 async def test_rotation_rewraps_every_data_key_online_and_values_still_open(
-    clinician: GraphQLClient, app_engine: AsyncEngine
+    clinician: GraphQLClient, admin_engine: AsyncEngine
 ) -> None:
+    """As `phigate keys rotate` runs it: the schema owner's connection."""
     patient_id = await register(
         clinician, "DEMO-ENC-006", ssn="900-44-1234", insuranceMemberId=MEMBER
     )
     old = base64.b64decode(MASTER_KEY)
     new = base64.b64decode(generate_key())
     both = Envelope(LocalKeyProvider({1: old, 2: new}))
-    before = await stale_counts(app_engine, 2)
+    before = await stale_counts(admin_engine, 2)
     assert before["patients.ssn_sealed"] >= 1 and before["users.totp_secret_ciphertext"] >= 1
     seen: list[tuple[str, int]] = []
     done = await rewrap_all(
-        app_engine, both, batch=1, progress=lambda name, n: seen.append((name, n))
+        admin_engine, both, batch=1, progress=lambda name, n: seen.append((name, n))
     )
     assert done == before
     assert ("patients.ssn_sealed", 1) in seen  # batches of one: progress per batch
-    assert not any((await stale_counts(app_engine, 2)).values())
+    assert not any((await stale_counts(admin_engine, 2)).values())
     # Version 1 can now be retired: version 2 alone opens everything.
     only_new = Envelope(LocalKeyProvider({2: new}))
-    async with app_engine.connect() as connection:
-        await connection.execute(text("SELECT set_config('phigate.row_scope', 'ALL', false)"))
+    async with admin_engine.connect() as connection:
         blob = await connection.scalar(
             text("SELECT ssn_sealed FROM phigate.patients WHERE id = :id"), {"id": patient_id}
         )

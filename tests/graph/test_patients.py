@@ -78,15 +78,15 @@ async def test_required_fields_cannot_be_nulled(clinician: GraphQLClient) -> Non
 
 
 async def test_duplicate_mrn_is_a_conflict_and_writes_nothing(
-    clinician: GraphQLClient, app_engine
+    clinician: GraphQLClient, app_engine, admin_engine
 ) -> None:
     await create(clinician)
     response = await clinician(CREATE_PATIENT, {"input": patient_input(ssn=None)})
     assert response.codes == ["CONFLICT"]
     assert "input.mrn" in response.errors[0]["message"]
     assert response.data is None
-    assert await count_rows(app_engine, "patients") == 1
-    assert await count_rows(app_engine, "diagnoses") == 1
+    assert await count_rows(admin_engine, "patients") == 1
+    assert await count_rows(admin_engine, "diagnoses") == 1
 
 
 async def test_record_consent(clinician: GraphQLClient) -> None:
@@ -146,7 +146,7 @@ async def test_cursors_carry_no_phi(as_role, seeded: int) -> None:
 
 
 async def test_a_failed_mutation_in_a_document_rolls_back_the_others(
-    clinician: GraphQLClient, app_engine
+    clinician: GraphQLClient, app_engine, admin_engine
 ) -> None:
     document = """mutation($a: PatientCreateInput!, $b: PatientCreateInput!) {
         first: patientCreate(input: $a) { patient { id } }
@@ -160,4 +160,4 @@ async def test_a_failed_mutation_in_a_document_rolls_back_the_others(
     )
     assert response.codes == ["BAD_USER_INPUT"]
     assert response.data is None
-    assert await count_rows(app_engine, "patients") == 0
+    assert await count_rows(admin_engine, "patients") == 0

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.visibility import OwnerConnectionRequired
 from resolvers.retention import run_retention
 from tests.conftest import count_rows
 from tests.graph.queries import CREATE_PATIENT, patient_input
@@ -41,7 +43,7 @@ async def audit_rows(engine: AsyncEngine, where: str, **params: object) -> list[
 
 
 async def test_a_held_record_cannot_be_deleted_until_released(
-    gql: GraphQLClient, clinician: GraphQLClient, app_engine: AsyncEngine
+    gql: GraphQLClient, clinician: GraphQLClient, app_engine: AsyncEngine, admin_engine: AsyncEngine
 ) -> None:
     patient_id = await register(clinician, "DEMO-RET-001")
     held = (await gql(HOLD, {"input": {"patientId": patient_id, "reason": REASON}})).ok()
@@ -56,7 +58,7 @@ async def test_a_held_record_cannot_be_deleted_until_released(
     refused = await gql(DELETE, {"input": {"id": patient_id, "reason": "PATIENT_REQUEST"}})
     assert refused.codes == ["BAD_USER_INPUT"]
     assert "legal hold" in refused.errors[0]["message"]
-    assert await count_rows(app_engine, "patients") == 1
+    assert await count_rows(admin_engine, "patients") == 1
 
     (
         await gql(RELEASE, {"input": {"patientId": patient_id, "reason": "Matter settled 2026-11"}})
@@ -88,7 +90,7 @@ async def test_a_held_record_cannot_be_deleted_until_released(
         "reason": "PATIENT_REQUEST",
     }
     for table in ("patients", "diagnoses", "care_team_members", "legal_hold_events"):
-        assert await count_rows(app_engine, table) == 0, table
+        assert await count_rows(admin_engine, table) == 0, table
     [deleted] = await audit_rows(
         app_engine, "action = 'DELETE' AND request_id = :rid", rid=response.headers["x-request-id"]
     )
@@ -127,17 +129,20 @@ async def test_the_retention_run_deletes_only_unheld_expired_records(
         )
     base = {"actor_id": "cli:test", "actor_kind": "SYSTEM", "request_id": "retention-test"}
     now = datetime.now(UTC)
+    # The retention run is the schema owner's, as `phigate retention run` runs it; the
+    # application role on its own sees no patient row, and is refused.
+    with pytest.raises(OwnerConnectionRequired):
+        await run_retention(app_engine, days=2555, now=now, dry_run=True, audit_base=base)
     dry = await run_retention(
-        app_engine, days=2555, now=now, dry_run=True, audit_base=base, batch=1
+        admin_engine, days=2555, now=now, dry_run=True, audit_base=base, batch=1
     )
     assert (dry.examined, dry.expired, dry.deleted) == (2, 1, 0)  # held is never a candidate
     assert dry.kept_by_class == {"MINOR": 1}
-    assert await count_rows(app_engine, "patients") == 4
+    assert await count_rows(admin_engine, "patients") == 4
 
-    done = await run_retention(app_engine, days=2555, now=now, dry_run=False, audit_base=base)
+    done = await run_retention(admin_engine, days=2555, now=now, dry_run=False, audit_base=base)
     assert (done.expired, done.deleted) == (1, 1)
-    async with app_engine.connect() as connection:
-        await connection.execute(text("SELECT set_config('phigate.row_scope', 'ALL', false)"))
+    async with admin_engine.connect() as connection:
         left = set(
             (await connection.execute(text("SELECT id::text FROM phigate.patients"))).scalars()
         )

@@ -17,10 +17,10 @@ from tests.conftest import FAST_HASHING, TEST_KEYS, StatementCounter, cipher_for
 from tests.graphql_client import GraphQLClient
 
 SIZES = (1, 10, 100, 1000)
-# Every authenticated request: the caller's liveness check, the rate-limit counter,
-# and the transaction-local row scope that row-level security reads; every request that
-# reads PHI: one COPY of its audit entries.
-AUTHENTICATION = 3
+# Every authenticated request: the database's check of the session, which also sets the
+# transaction's row context (phigate.begin_request), and the rate-limit counter; every
+# request that reads PHI: one COPY of its audit entries.
+AUTHENTICATION = 2
 AUDIT = 1
 
 
@@ -37,9 +37,9 @@ async def gql(service) -> GraphQLClient:
 
 
 @pytest.fixture
-async def hundred_patients(app_engine: AsyncEngine) -> None:
+async def hundred_patients(admin_engine: AsyncEngine) -> None:
     now = datetime.now(UTC)
-    async with app_engine.begin() as connection:
+    async with admin_engine.begin() as connection:  # seeding is the schema owner's
         await seed_demo(connection, cipher=cipher_for_tests(), patients=1000, now=now)
         for size in SIZES:
             breach_id = demo_id("breach-size", size)

@@ -1,8 +1,12 @@
-"""Minimum necessary, enforced before anything executes: the whole operation (every
-selected field, through fragments and aliases, and every provided input field) is
-decided against the caller's grant and declared purpose. One refusal refuses the
+"""Minimum necessary, decided before anything executes: the whole operation (every
+field it selects and every argument and input field it provides, as graphql-core will
+execute it) against the caller's grant and declared purpose. One refusal refuses the
 request; nothing is fetched. Decisions are cached per (document, operation, grant,
-purpose, shape of the inputs), so enforcement costs nothing per result row."""
+purpose, shape of the coerced variables), so enforcement costs nothing per result row.
+
+The executor calls ``decide`` with its own state (graph/execution.py); ``authorize``
+builds that state from a document and raw variables, the same way, for the CLI, tests
+and benchmarks."""
 
 from __future__ import annotations
 
@@ -11,16 +15,17 @@ from collections.abc import Hashable, Iterator
 from typing import Any
 
 from cachetools import LRUCache
-from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError
-from graphql.language import DocumentNode
-from strawberry.extensions import SchemaExtension
+from graphql import Executor, GraphQLError, GraphQLSchema
+from graphql.execution.collect_fields import FragmentDetails
+from graphql.execution.values import VariableValues
+from graphql.language import DocumentNode, OperationDefinitionNode
 
-from domain.authorization import Decision, Denial, decide, purpose_denial
+from domain.authorization import Decision, Denial, purpose_denial
+from domain.authorization import decide as decide_accesses
 from domain.principals import Human, Service
 from domain.purposes import Purpose
 from graph.classification import classify
-from graph.operation_access import accesses, operation_of, shape
+from graph.operation_access import accesses, shape
 from resolvers.context import AccessRequest, RequestContext
 
 CACHE_ENTRIES = 4096
@@ -43,6 +48,9 @@ class DecisionCache:
         self.misses += 1
         self._decisions[key] = value
 
+    def clear(self) -> None:
+        self._decisions.clear()
+
 
 DECISIONS = DecisionCache()
 
@@ -56,22 +64,23 @@ def _grant_key(access: AccessRequest) -> Hashable:
     return None
 
 
-def authorize(
-    schema: Any,
-    document: DocumentNode,
-    operation_name: str | None,
-    variables: dict[str, Any] | None,
+def decide(
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: dict[str, FragmentDetails],
+    variable_values: VariableValues,
     access: AccessRequest,
 ) -> tuple[Purpose | None, Decision]:
-    body = document.loc.source.body if document.loc else id(document)
+    """The decision for exactly what the executor holds: its operation, its fragments
+    and its coerced variables."""
     key = (
-        body,
-        operation_name,
+        operation.loc.source.body if operation.loc else id(operation),
+        operation.loc.start if operation.loc else None,
         id(access.policy),
         _grant_key(access),
         access.purpose_header,
         bool(access.break_glass_reason),
-        shape(variables or {}),
+        shape(variable_values.coerced),
     )
     cached = DECISIONS.get(key)
     if cached is not None:
@@ -83,15 +92,31 @@ def authorize(
     if denial is not None:
         result = (purpose, Decision((denial,)))
     else:
-        operation = operation_of(document, operation_name)
-        touched = (
-            accesses(schema, classify(schema), document, operation, variables or {})
-            if operation
-            else []
-        )
-        result = (purpose, decide(grant, access.who, purpose, touched))
+        touched = accesses(schema, classify(schema), operation, fragments, variable_values)
+        result = (purpose, decide_accesses(grant, access.who, purpose, touched))
     DECISIONS.put(key, result)
     return result
+
+
+def authorize(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None,
+    variables: dict[str, Any] | None,
+    access: AccessRequest,
+) -> tuple[Purpose | None, Decision]:
+    """The decision the gateway would make for a document and raw variables. When the
+    executor could not be built (no such operation, variables that do not coerce),
+    nothing would execute: the decision touches nothing."""
+    built = Executor.build(schema, document, raw_variable_values=variables or {},
+                           operation_name=operation_name)  # fmt: skip
+    if isinstance(built, list):
+        grant = access.grant
+        purpose, denial = purpose_denial(
+            grant, access.who, access.purpose_header, has_reason=bool(access.break_glass_reason)
+        )
+        return purpose, Decision((denial,) if denial else ())
+    return decide(schema, built.operation, built.fragments, built.variable_values, access)
 
 
 def denial_error(denial: Denial, request_id: str) -> GraphQLError:
@@ -107,30 +132,11 @@ def denial_error(denial: Denial, request_id: str) -> GraphQLError:
     )
 
 
-class Authorization(SchemaExtension):
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        request: RequestContext = context.context
-        if context.graphql_document is not None and context.result is None:
-            purpose, decision = authorize(
-                context.schema._schema,
-                context.graphql_document,
-                context.operation_name,
-                context.variables,
-                request.access,
-            )
-            request.purpose, request.decision = purpose, decision
-            if not decision.allowed:
-                # Setting the result here means Strawberry does not execute at all.
-                context.result = GraphQLExecutionResult(
-                    data=None,
-                    errors=[
-                        denial_error(d, request.meta.request_id)
-                        for d in decision.denials[:MAX_REPORTED_DENIALS]
-                    ],
-                )
-                request.audit.extend(denied_entries(request, decision, context.operation_name))
-        yield
+def refusal_errors(request: RequestContext, decision: Decision) -> list[GraphQLError]:
+    return [
+        denial_error(denial, request.meta.request_id)
+        for denial in decision.denials[:MAX_REPORTED_DENIALS]
+    ]
 
 
 def denied_entries(
