@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import strawberry
@@ -27,9 +28,12 @@ class PhigateSchema(strawberry.Schema):
         quote values. SafeErrors logs codes instead."""
 
 
-def build_schema(*, enforce: bool = True, audit: bool = True) -> PhigateSchema:
+def build_schema(
+    *, enforce: bool = True, audit: bool = True, observers: Sequence[Any] = ()
+) -> PhigateSchema:
     """The schema. ``enforce=False`` and ``audit=False`` exist only so benchmarks can
-    measure what enforcement and audit cost; nothing serves them.
+    measure what enforcement and audit cost; nothing serves them. ``observers`` are
+    extra extensions for tests that watch execution (what resolved, what was written).
 
     Minimum necessary is decided by the executor (graph/execution.py) from the state it
     executes, and checked again by the guard (graph/guard.py) where PHI is resolved."""
@@ -42,6 +46,7 @@ def build_schema(*, enforce: bool = True, audit: bool = True) -> PhigateSchema:
         lambda: ValidationCache(maxsize=PARSE_CACHE_SIZE),
         unit_of_work,
         QueryLimitsExtension,
+        *observers,
     ]
     built = PhigateSchema(
         query=Query,

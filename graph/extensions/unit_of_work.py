@@ -46,7 +46,11 @@ class UnitOfWork(SchemaExtension):
                 return
             tripped = bool(request.guard_violations)
             try:
-                if tripped or (result.errors and _is_mutation(context)):
+                # A mutation with any error keeps nothing. So does an operation whose data
+                # an error nulled whole: graphql-core then abandons the sibling fields
+                # still running, and one cancelled mid-statement leaves the transaction
+                # unusable; nothing of it leaves, so it is rolled back before the audit.
+                if tripped or (result.errors and (_is_mutation(context) or result.data is None)):
                     await request.db.rollback()
                     result.data = None
             except Exception as exc:

@@ -167,3 +167,19 @@ def test_app_factory_does_not_connect_at_import(
     app = create_app(settings, target=app_target)
     assert isinstance(app, Starlette)
     assert engine_of(app).pool.checkedout() == 0
+
+
+async def test_an_error_beside_a_running_field_is_that_error_not_an_internal_one(
+    gql: GraphQLClient,
+) -> None:
+    """Found by the generated-operations test: a non-null field failing (no such BAA)
+    nulls the whole response, graphql-core abandons the sibling still reading, and its
+    cancelled statement left the transaction unusable: INTERNAL_ERROR instead of
+    NOT_FOUND, and the refusal's audit entries lost."""
+    response = await gql(
+        "{ phiServices(uncoveredOnly: false) { coveringBaaId }"
+        ' baa(id: "0106df7c-8f68-551f-8160-77d94751e3c9") { updatedAt } }',
+        headers={"X-Request-ID": "sibling-cancelled"},
+    )
+    assert response.data is None
+    assert response.codes == ["NOT_FOUND"]
