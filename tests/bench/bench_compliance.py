@@ -10,7 +10,7 @@ from typing import Any
 
 from db.engine import create_engine
 from graph.schema import build_schema
-from tests.bench.harness import Database, in_process, interleaved, ratio, summary
+from tests.bench.harness import Database, in_process, interleaved, ratio, reader_session, summary
 
 QUERY = """
 query Hundred {
@@ -26,6 +26,7 @@ query Hundred {
 
 async def run(db: Database, *, rounds: int) -> dict[str, Any]:
     engine = create_engine(db.app, pool_size=2, max_overflow=0)
+    session = await reader_session(db)
     schemas = {
         "full": build_schema(),
         "no_audit": build_schema(audit=False),
@@ -33,10 +34,10 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
     }
     try:
         for schema in schemas.values():  # every case returns the whole page
-            result = await in_process(engine, schema, QUERY)()
+            result = await in_process(engine, schema, QUERY, session)()
             assert len(result.data["patients"]["edges"]) == 100
         results = await interleaved(
-            {name: in_process(engine, schema, QUERY) for name, schema in schemas.items()},
+            {name: in_process(engine, schema, QUERY, session) for name, schema in schemas.items()},
             rounds=rounds,
         )
     finally:

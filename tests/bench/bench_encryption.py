@@ -10,7 +10,15 @@ from typing import Any
 
 from db.engine import create_engine
 from graph.schema import build_schema
-from tests.bench.harness import Database, bench_cipher, in_process, interleaved, ratio, summary
+from tests.bench.harness import (
+    Database,
+    bench_cipher,
+    in_process,
+    interleaved,
+    ratio,
+    reader_session,
+    summary,
+)
 
 FIELDS = "id mrn givenName familyName dateOfBirth phone email address { state } retentionClass"
 WITH = f"{{ patients(first: 100) {{ edges {{ node {{ {FIELDS} ssn insuranceMemberId }} }} }} }}"
@@ -32,12 +40,13 @@ def per_value_us(samples: int = 20_000, repeats: int = 7) -> float:
 
 async def run(db: Database, *, rounds: int) -> dict[str, Any]:
     engine = create_engine(db.app, pool_size=2, max_overflow=0)
+    session = await reader_session(db)
     schema = build_schema()
     try:
         results = await interleaved(
             {
-                "with_encrypted": in_process(engine, schema, WITH),
-                "without": in_process(engine, schema, WITHOUT),
+                "with_encrypted": in_process(engine, schema, WITH, session),
+                "without": in_process(engine, schema, WITHOUT, session),
             },
             rounds=rounds,
         )

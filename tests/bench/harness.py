@@ -14,15 +14,18 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import text
 
 from db.crypto import BlindIndex, Envelope, FieldCipher, LocalKeyProvider, generate_key
 from db.demo import seed_demo
 from db.embedded import EmbeddedPostgres, start_embedded
 from db.engine import DatabaseTarget, create_engine
 from db.migrate import upgrade
+from db.sessions import SessionOpening, new_secret
 from db.unit_of_work import RequestDatabase
 from domain.principals import Service
 from domain.roles import ServiceScope
@@ -117,10 +120,18 @@ def database(patients: int) -> Database:
     upgrade(server.admin_target("bench"))
 
     async def seed() -> None:
-        engine = create_engine(server.app_target("bench"), pool_size=1, max_overflow=0)
+        # Every patient's record: the schema owner seeds (as `phigate seed-demo` does).
+        engine = create_engine(server.admin_target("bench"), pool_size=1, max_overflow=0)
         try:
             async with engine.begin() as connection:
                 await seed_demo(connection, cipher=bench_cipher(), patients=patients)
+                await connection.execute(
+                    text(
+                        "INSERT INTO phigate.oauth_clients (client_id, name, secret_hash, scopes)"
+                        " VALUES ('bench', 'Benchmark reader (synthetic)', 'unused',"
+                        " '{patients:read}') ON CONFLICT DO NOTHING"
+                    )
+                )
         finally:
             await engine.dispose()
 
@@ -171,17 +182,42 @@ def raw_env(db: Database) -> dict[str, str]:
     }
 
 
-def in_process(engine: Any, schema: Any, query: str) -> Callable[[], Awaitable[Any]]:
+async def reader_session(db: Database) -> tuple[Any, str]:
+    """A live session of the bench service (patients:read), for a day: its id and secret."""
+    secret, digest = new_secret()
+    engine = create_engine(db.admin, pool_size=1, max_overflow=0)
+    try:
+        async with engine.begin() as connection:
+            session_id = await connection.scalar(
+                text(
+                    "INSERT INTO phigate.sessions (client_id, secret_hash, expires_at)"
+                    " VALUES ('bench', :digest, now() + interval '1 day') RETURNING id"
+                ),
+                {"digest": digest},
+            )
+    finally:
+        await engine.dispose()
+    return session_id, secret
+
+
+def in_process(
+    engine: Any, schema: Any, query: str, session: tuple[Any, str]
+) -> Callable[[], Awaitable[Any]]:
     """One execution of a document through a schema, as a service reading for
-    TREATMENT, in its own request context: what a request costs without HTTP."""
+    TREATMENT, in its own request context: what a request costs without HTTP (the
+    database still checks the session and sets the row context, as for every request)."""
     from resolvers.context import AccessRequest, RequestContext, RequestMeta
 
     access = AccessRequest(principal=READER, purpose_header="TREATMENT")
     cipher = bench_cipher()
+    session_id, secret = session
 
     async def once() -> Any:
+        opening = SessionOpening(
+            session_id, secret, scopes=("patients:read",), idle=timedelta(minutes=15)
+        )
         context = RequestContext(
-            db=RequestDatabase(engine, settings=access.scope.settings()),
+            db=RequestDatabase(engine, opening=opening),
             meta=RequestMeta(request_id="bench"),
             now=datetime.now(UTC),
             access=access,

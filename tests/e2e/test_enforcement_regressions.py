@@ -223,3 +223,58 @@ async def test_reads_through_an_open_episode_are_recorded_as_break_glass(
     assert after["breakGlass"] is True
     assert after["breakGlassEpisodeId"] == episode["id"]
     assert after["purpose"] == "TREATMENT"  # what was declared, kept as declared
+
+
+async def test_the_decision_cache_tells_apart_what_changes_the_decision(
+    as_role: AsRole,
+) -> None:
+    """Booleans that select fields, and which input fields a variable carries, are part
+    of the cached decision's key; other values are not."""
+    nurse = await as_role(Role.NURSE, Purpose.TREATMENT)  # may not read IDENTIFIER
+    document = "query($show: Boolean!) { patients(first: 1) { edges { node { id ssn @include(if: $show) } } } }"
+    for show, refused in ((False, False), (True, True), (False, False), (True, True)):
+        response = await nurse(document, {"show": show})
+        assert (response.codes == ["FORBIDDEN_FIELD"]) is refused, (show, response.codes)
+    patient_id, _ = await _register(as_role, "DEMO-REG-006")
+    update = "mutation($i: PatientUpdateInput!) { patientUpdate(input: $i) { patient { id } } }"
+    billing = await as_role(Role.BILLING, Purpose.PAYMENT)
+    for fields, refused in (
+        ({"insurancePayer": "Payer A (synthetic)"}, False),
+        ({"insurancePayer": "Payer B (synthetic)", "phone": "+16175550143"}, True),
+        ({"insurancePayer": "Payer C (synthetic)"}, False),
+    ):
+        response = await billing(update, {"i": {"id": patient_id, **fields}})
+        assert (response.codes == ["FORBIDDEN_FIELD"]) is refused, (fields, response.codes)
+
+
+@pytest.fixture
+def settings() -> object:
+    from graph.settings import Settings
+    from tests.conftest import FAST_HASHING, TEST_KEYS
+
+    return Settings(**TEST_KEYS, **FAST_HASHING, rate_limit_anonymous="3/minute")
+
+
+async def test_anonymous_callers_have_a_rate_limit_and_cost_one_event(
+    client: httpx.AsyncClient, admin_engine: AsyncEngine
+) -> None:
+    forged = {"Authorization": "Bearer not.a.token"}
+    statuses = []
+    for n in range(6):
+        response = await client.get(
+            "/graphql?query=%7B__typename%7D", headers=forged if n % 2 else {}
+        )
+        statuses.append(response.status_code)
+    assert statuses[:3] == [401, 401, 401]
+    assert statuses[3:] == [429, 429, 429]
+    async with admin_engine.connect() as connection:
+        actions = list(
+            (
+                await connection.execute(
+                    text("SELECT action FROM audit.events WHERE category = 'SECURITY'")
+                )
+            ).scalars()
+        )
+    # One rejected token under the limit (the other anonymous ones write nothing), and one
+    # event when the address first passed the limit.
+    assert sorted(actions) == ["ACCESS_TOKEN_REJECTED", "ANONYMOUS_RATE_LIMITED"]
