@@ -16,6 +16,7 @@ from tests.bench import (
     bench_encryption,
     bench_http_overhead,
     bench_load,
+    bench_peer,
 )
 from tests.bench.harness import database, machine
 
@@ -26,6 +27,7 @@ BENCHES = {
     "encryption": bench_encryption.run,
     "http": bench_http_overhead.run,
     "load": bench_load.run,
+    "peer": bench_peer.run,
 }
 
 
