@@ -81,10 +81,12 @@ def _signed_document_hash(sign: BaaSignInput) -> str:
 
 
 def _record_patient(info: GraphInfo, patient_id: object) -> None:
-    """A mutation wrote this patient and returns it under ``.patient``."""
+    """A mutation wrote this patient and returns it in its payload: every PHI field
+    beneath the mutation (whatever the caller aliased the payload's fields to) is this
+    patient's."""
     path = response_path(info)
     info.context.trail.wrote(path, patient_id)  # type: ignore[arg-type]
-    info.context.trail.returned(f"{path}.patient", [patient_id])  # type: ignore[list-item]
+    info.context.trail.returned(path, [patient_id])  # type: ignore[list-item]
 
 
 async def _change_hold(info: GraphInfo, input: LegalHoldInput, *, held: bool) -> PatientPayload:
@@ -92,7 +94,7 @@ async def _change_hold(info: GraphInfo, input: LegalHoldInput, *, held: bool) ->
     row = await retention.change_legal_hold(
         info.context, patient_id, held=held, reason=input.reason
     )
-    info.context.trail.returned(f"{response_path(info)}.patient", [patient_id])
+    info.context.trail.returned(response_path(info), [patient_id])
     return PatientPayload(patient=Patient.from_row(row))
 
 

@@ -52,9 +52,9 @@ class Query(AuditQueries):
         ] = None,
     ) -> PatientConnection:
         page = await patients.patient_page(info.context, first=first, after=after)
-        info.context.trail.returned(
-            response_path(info, "edges", "node"), [row.id for row in page.rows]
-        )
+        # Every PHI field beneath the connection (whatever the caller aliased edges and
+        # node to) belongs to these patients.
+        info.context.trail.returned(response_path(info), [row.id for row in page.rows])
         return PatientConnection(
             edges=[
                 PatientEdge(

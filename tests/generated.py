@@ -4,7 +4,7 @@ hypothesis-graphql generates valid queries and mutations from the schema, with l
 arguments. On top of each, this module draws the shapes a decision must survive: any
 argument or input-object field moved into a variable (sent in the request, left to the
 variable's default value, or both), selections wrapped in named and inline fragments,
-and fields under ``@skip``/``@include`` driven by boolean variables.
+aliases at any depth, and fields under ``@skip``/``@include`` driven by boolean variables.
 """
 
 from __future__ import annotations
@@ -180,6 +180,14 @@ def _reshape(
                     )
                 )
                 selection = FragmentSpreadNode(name=NameNode(value=fragment), directives=())
+            elif wrap == 4 and isinstance(selection, FieldNode) and selection.alias is None:
+                selection = FieldNode(  # an alias: response keys differ from field names
+                    alias=NameNode(value=f"k{next(counter)}"),
+                    name=selection.name,
+                    arguments=selection.arguments,
+                    directives=selection.directives,
+                    selection_set=selection.selection_set,
+                )
             elif wrap == 3 and isinstance(selection, FieldNode):  # @skip/@include($flag)
                 flag = f"b{next(counter)}"
                 include = draw(st.booleans())

@@ -278,3 +278,35 @@ async def test_anonymous_callers_have_a_rate_limit_and_cost_one_event(
     # One rejected token under the limit (the other anonymous ones write nothing), and one
     # event when the address first passed the limit.
     assert sorted(actions) == ["ACCESS_TOKEN_REJECTED", "ANONYMOUS_RATE_LIMITED"]
+
+
+async def test_reads_under_aliased_edges_and_payloads_are_audited(
+    as_role: AsRole, admin_engine: AsyncEngine
+) -> None:
+    """Found while planning execution: the resolvers registered the records they returned
+    under the literal names `edges.node` and `.patient`, while the decision names paths by
+    the caller's aliases; an alias there left the PHI read out of the trail."""
+    patient_id, alice = await _register(as_role, "DEMO-REG-007")
+    listed = await alice(
+        "{ patients { e: edges { n: node { id givenName } } } }",
+        headers={"X-Request-ID": "aliased-edges"},
+    )
+    assert listed.ok()["patients"]["e"][0]["n"]["id"] == patient_id
+    updated = await alice(
+        "mutation($i: PatientUpdateInput!) { patientUpdate(input: $i) { p: patient { phone } } }",
+        {"i": {"id": patient_id, "email": "aliased@example.test"}},
+        headers={"X-Request-ID": "aliased-payload"},
+    )
+    assert updated.ok()["patientUpdate"]["p"]["phone"] == "+16175550100"
+    async with admin_engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                text(
+                    "SELECT request_id, field_path, record_ids FROM audit.events"
+                    " WHERE request_id IN ('aliased-edges', 'aliased-payload') AND action = 'READ'"
+                )
+            )
+        ).all()
+    read = {(r.request_id, r.field_path): [str(i) for i in r.record_ids] for r in rows}
+    assert read[("aliased-edges", "Patient.givenName")] == [patient_id]
+    assert read[("aliased-payload", "Patient.phone")] == [patient_id]
