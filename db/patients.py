@@ -5,18 +5,23 @@ row-level security checks the same again)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import Row
 
 from db.crypto import FieldCipher
 from db.models import Consent, Diagnosis, Patient
 from db.unit_of_work import RequestDatabase
 from db.visibility import PatientScope
+from domain.permissions import RowScope
 
 patients = Patient.__table__
 
@@ -104,6 +109,59 @@ async def list_patients(
     if after is not None:
         query = query.where(tuple_(patients.c.created_at, patients.c.id) > tuple_(*after))
     return await db.rows(query)
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A statement compiled once to PostgreSQL text with asyncpg's ``$n`` parameters,
+    and the names of its parameters in that order."""
+
+    sql: str
+    parameters: tuple[str, ...]
+
+    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+        return [values[name] for name in self.parameters]
+
+
+_DIALECT = asyncpg_dialect.dialect()
+
+
+def _compile(statement: Any) -> Compiled:
+    compiled = statement.compile(dialect=_DIALECT)
+    return Compiled(str(compiled), tuple(compiled.positiontup or ()))
+
+
+@functools.cache
+def planned_page(columns: tuple[str, ...], row_scope: RowScope, after: bool) -> Compiled:
+    """``list_patients`` for planned reads: only the columns asked for (and what order and
+    cursors need), the caller's scope with its id as a parameter (``actor``)."""
+    wanted = dict.fromkeys((*columns, "created_at", "id"))
+    scope = PatientScope(row_scope)
+    query = (
+        select(*(patients.c[name] for name in wanted))
+        .where(scope.clause(patients.c.id, bindparam("actor", type_=UUID(as_uuid=True))))
+        .order_by(patients.c.created_at, patients.c.id)
+        .limit(bindparam("limit"))
+    )
+    if after:
+        query = query.where(
+            tuple_(patients.c.created_at, patients.c.id)
+            > tuple_(bindparam("after_created_at"), bindparam("after_id"))
+        )
+    return _compile(query)
+
+
+@functools.cache
+def planned_one(columns: tuple[str, ...], row_scope: RowScope) -> Compiled:
+    """``get_patient`` for planned reads."""
+    wanted = dict.fromkeys((*columns, "created_at", "id"))
+    scope = PatientScope(row_scope)
+    return _compile(
+        select(*(patients.c[name] for name in wanted)).where(
+            patients.c.id == bindparam("patient_id", type_=UUID(as_uuid=True)),
+            scope.clause(patients.c.id, bindparam("actor", type_=UUID(as_uuid=True))),
+        )
+    )
 
 
 async def mrn_in_use(db: RequestDatabase, mrn: str, *, other_than: uuid.UUID | None = None) -> bool:

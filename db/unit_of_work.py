@@ -86,6 +86,14 @@ class RequestDatabase:
             except IntegrityError as exc:
                 raise ConstraintViolation(_constraint_name(exc)) from None
 
+    async def fetch(self, sql: str, *arguments: Any) -> list[Any]:
+        """A compiled statement straight to asyncpg (prepared once per connection, no
+        SQLAlchemy on the way), inside the request's transaction: for planned reads."""
+        async with self._lock:
+            connection = await self._connect()
+            raw = await connection.get_raw_connection()
+            return await raw.driver_connection.fetch(sql, *arguments)  # type: ignore[no-any-return,union-attr]
+
     async def rows(self, statement: Executable, parameters: Any = None) -> Sequence[Row[Any]]:
         return (await self.execute(statement, parameters)).all()
 

@@ -28,10 +28,12 @@ class PatientScope:
         except ValueError:
             return None
 
-    def clause(self, patient_id: ColumnElement[Any]) -> ColumnElement[bool]:
+    def clause(self, patient_id: ColumnElement[Any], actor: Any = None) -> ColumnElement[bool]:
+        """The rows this scope reaches. ``actor`` replaces the caller's id (a bound
+        parameter, for a statement compiled once and run for many callers)."""
         if self.row_scope is RowScope.ALL:
             return true()
-        actor = self.actor_uuid
+        actor = self.actor_uuid if actor is None else actor
         if self.row_scope is not RowScope.CARE_TEAM or actor is None:
             return false()
         in_care_team = exists(

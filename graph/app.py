@@ -31,6 +31,8 @@ from graph.middleware import (
     RequestGuardMiddleware,
     SecurityHeadersMiddleware,
 )
+from graph.planned import PlannedEndpoint
+from graph.planner import PLANS
 from graph.routes.auth import AuthEndpoints
 from graph.schema import schema as default_schema
 from graph.settings import Settings, SettingsError
@@ -118,7 +120,16 @@ def create_app(
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route(
+                "/graphql",
+                PlannedEndpoint(
+                    graphql,
+                    schema._schema,
+                    PLANS,
+                    enabled=settings.planned_execution,  # type: ignore[attr-defined]
+                ),
+                methods=["GET", "POST"],
+            ),
             *(
                 [
                     Mount(

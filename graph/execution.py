@@ -17,6 +17,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from graph.authorization import decide, denied_entries, refusal_errors
 from graph.extensions.limits import exceeded_limit, limit_error
+from graph.planner import PLANS
 from resolvers.context import RequestContext
 
 log = structlog.get_logger("phigate.execution")
@@ -50,6 +51,15 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
                 name = self.operation.name.value if self.operation.name else None
                 request.audit.extend(denied_entries(request, decision, name))
                 return ExecutionResult(None, refusal_errors(request, decision))
+            # Parsed, validated and decided: the next request for this operation (and
+            # this shape of variables) may run a plan instead (graph/planned.py).
+            PLANS.learn(
+                self.schema,
+                request.operation_name,
+                self.operation,
+                self.fragments,
+                self.variable_values,
+            )
         return super().execute_operation(serially)
 
 

@@ -83,6 +83,8 @@ class Settings:
     rate_limit_token: str = "30/minute"
     rate_limit_graphql: str = "600/minute"
     rate_limit_anonymous: str = "60/minute"
+    # Run planned operations without graphql-core's field-by-field resolution.
+    planned_execution: bool = True
     # An external OpenID Connect issuer whose tokens are trusted too (optional).
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
@@ -194,6 +196,7 @@ class Settings:
             rate_limit_token=_rate(env, "PHIGATE_RATE_LIMIT_TOKEN", "30/minute"),
             rate_limit_graphql=_rate(env, "PHIGATE_RATE_LIMIT_GRAPHQL", "600/minute"),
             rate_limit_anonymous=_rate(env, "PHIGATE_RATE_LIMIT_ANONYMOUS", "60/minute"),
+            planned_execution=_bool(env, "PHIGATE_PLANNED_EXECUTION", True),
             oidc_issuer=env.get("PHIGATE_OIDC_ISSUER") or None,
             oidc_audience=env.get("PHIGATE_OIDC_AUDIENCE") or None,
             oidc_jwks_file=Path(env["PHIGATE_OIDC_JWKS_FILE"])

@@ -81,9 +81,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
             default_page_size=settings.default_page_size,
             max_page_size=settings.max_page_size,
         )
-        self._timeout = settings.execution_timeout_seconds
+        self.timeout = settings.execution_timeout_seconds
         self._self_hosted_assets = settings.graphiql_assets is not None
-        self._persisted = PersistedOperations(
+        self.persisted = PersistedOperations(
             engine,
             OperationsMode(settings.operations),
             frozenset(Role(role) for role in settings.adhoc_roles),
@@ -152,8 +152,10 @@ class GraphQLView(GraphQL[RequestContext, None]):
         )
         call.update(kwargs)
         context = call["context"]
+        # The operation name as the caller gave it: plans are learnt under it.
+        context.operation_name = call["request_data"].operation_name
         try:
-            call["request_data"] = await self._persisted.resolve(
+            call["request_data"] = await self.persisted.resolve(
                 call["request_data"], context.principal
             )
         except Refused as refused:
@@ -162,18 +164,18 @@ class GraphQLView(GraphQL[RequestContext, None]):
                 errors=[masked(refused.code, refused.message, request_id=context.meta.request_id)],
             )
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self.timeout):
                 return await super().execute_single(request, request_adapter, **call)
         except TimeoutError:
             state = request.scope.get("state", {})
             meta = state.get(REQUEST_META) or RequestMeta(request_id="unknown")
-            log.warning("operation_timed_out", limit_seconds=self._timeout)
+            log.warning("operation_timed_out", limit_seconds=self.timeout)
             return ExecutionResult(
                 data=None,
                 errors=[
                     masked(
                         TIMEOUT,
-                        f"The operation took longer than {self._timeout} seconds and was"
+                        f"The operation took longer than {self.timeout} seconds and was"
                         " stopped; nothing was written.",
                         request_id=meta.request_id,
                     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -109,6 +110,8 @@ class RequestContext:
     page_limits: PageLimits = field(default_factory=PageLimits)
     anomaly_limits: AnomalyThresholds = field(default_factory=AnomalyThresholds)
     query_limits: QueryLimits = field(default_factory=QueryLimits)
+    # The operation name the caller sent (None for a document's only operation).
+    operation_name: str | None = None
     # Set by the executor before any field resolves (graph/execution.py).
     purpose: Purpose | None = None
     decision: Decision | None = None
@@ -127,10 +130,11 @@ class RequestContext:
     cipher: FieldCipher | None = None
     # A read replica's connection for the audit review queries, when one is configured.
     audit_replica: RequestDatabase | None = None
-    loaders: Loaders = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.loaders = Loaders(self.db, self.access.scope, self.audit_reads)
+    @functools.cached_property
+    def loaders(self) -> Loaders:
+        """Built on first use: a planned read needs none."""
+        return Loaders(self.db, self.access.scope, self.audit_reads)
 
     def admit(self, purpose: Purpose | None, decision: Decision) -> None:
         self.purpose, self.decision = purpose, decision

@@ -355,11 +355,15 @@ def patient_operations(
     mutation: bool,
     field_allowed: Callable[[str], bool] | None = None,
     input_allowed: Callable[[str], bool] | None = None,
+    planned_only: bool = False,
 ) -> Operation:
     """Operations that reach patients' PHI by every root that leads there, with valid
     values, so that most of them execute (hypothesis-graphql's values mostly fail the
-    domain's rules)."""
-    fields = " ".join(draw(st.lists(st.sampled_from(PATIENT_FIELDS), min_size=1, max_size=6)))
+    domain's rules). ``planned_only``: only roots and fields that plans cover."""
+    choices = [
+        f for f in PATIENT_FIELDS if not (planned_only and f.startswith(("diagnoses", "consents")))
+    ]
+    fields = " ".join(draw(st.lists(st.sampled_from(choices), min_size=1, max_size=6)))
     patient = draw(st.sampled_from(list(patient_ids)))
     if mutation:
         changes = ", ".join(
@@ -383,6 +387,8 @@ def patient_operations(
             f"breaches {{ id affectedPatients {{ {fields} }} }}",
             'patientsByIdentifier(mrn: "DEMO-000001") { ' + fields + " }",
         ]
+        if planned_only:
+            roots = roots[:2]
         chosen = draw(st.lists(st.sampled_from(roots), min_size=1, max_size=2, unique=True))
         aliased = [f"r{n}: {root}" for n, root in enumerate(chosen)]
         text = "query { " + " ".join(aliased) + " }"

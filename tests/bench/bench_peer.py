@@ -86,12 +86,16 @@ def _tree(pid: int) -> Iterator[int]:
 
 
 def cpu_seconds(root: int) -> float:
-    """User and system CPU of a process and all its descendants now alive."""
+    """User and system CPU of a process and all its descendants, those alive now and
+    those it has reaped (a PostgreSQL backend that exits adds its CPU to the postmaster's
+    children's time: without it a closed connection would make the total go back)."""
     total = 0
     for pid in set(_tree(root)):
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime
+            if pid == root:
+                total += int(fields[13]) + int(fields[14])  # cutime, cstime
     return total / TICK
 
 

@@ -73,8 +73,10 @@ async def test_open_mode_remembers_automatic_persisted_queries(
     from graph.persisted import OperationsMode
 
     # Same app, open mode: the view's store decides, so flip it for this test.
-    view = next(route.endpoint for route in app.routes if getattr(route, "path", "") == "/graphql")
-    monkeypatch.setattr(view._persisted, "mode", OperationsMode.OPEN)
+    endpoint = next(
+        route.endpoint for route in app.routes if getattr(route, "path", "") == "/graphql"
+    )
+    monkeypatch.setattr(endpoint.view.persisted, "mode", OperationsMode.OPEN)
     clinician = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
     first = await clinician(None, extensions=persisted(digest(LIST)))
     assert first.codes == ["PERSISTED_QUERY_NOT_FOUND"]

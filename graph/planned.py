@@ -1,0 +1,312 @@
+"""POST /graphql: a request whose operation has a plan runs it; anything else, and any
+request the plan cannot answer exactly as the full path would, goes to Strawberry.
+
+The plan runs the same checks as the full path, from the same code, in the same order:
+persisted operations, variables coerced by graphql-core, query limits, the decision
+(cached, refused operations go to the full path to be refused and audited there), the
+runtime guard (every PHI field the plan writes must be in the decision), row scope, the
+audit trail's entries (durable, with the read, in one commit) and the execution timeout.
+What it leaves out is graphql-core's field-by-field resolution, Strawberry's objects and
+SQLAlchemy's statement handling: the rows are read with only the columns selected and
+written straight into the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import orjson
+import structlog
+from graphql import GraphQLSchema
+from graphql.execution.values import get_argument_values, get_variable_values
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+from strawberry.http import GraphQLRequestData
+
+from db import audit
+from db.crypto import DecryptionError
+from db.patients import planned_one, planned_page
+from domain.errors import DomainError
+from graph.authentication import PRINCIPAL, REQUEST_DATABASE
+from graph.authorization import decide
+from graph.errors import (
+    AUDIT_MESSAGE,
+    AUDIT_UNAVAILABLE,
+    INTERNAL_ERROR,
+    INTERNAL_MESSAGE,
+    TIMEOUT,
+)
+from graph.extensions.limits import exceeded_limit
+from graph.logs import describe_exception
+from graph.operation_access import shape
+from graph.persisted import Refused
+from graph.planner import Plan, Plans, Root
+from resolvers.audit_trail import entry_base
+from resolvers.context import RequestContext
+from resolvers.inputs import decode_cursor, encode_cursor, page_size, parse_id
+
+log = structlog.get_logger("phigate.planned")
+REQUEST_KEYS = frozenset({"query", "variables", "operationName"})
+
+
+class Fallback(Exception):
+    """The plan cannot answer this request exactly: the full path will."""
+
+
+class PlannedEndpoint:
+    def __init__(self, view: Any, schema: GraphQLSchema, plans: Plans, *, enabled: bool) -> None:
+        self.view = view
+        self.schema = schema
+        self.plans = plans
+        self.enabled = enabled
+        # Why requests went to the full path, by reason: what a plan does not cover yet.
+        self.fallbacks: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope.get("state", {})
+        if not self.enabled or scope["method"] != "POST" or REQUEST_DATABASE not in state:
+            await self.view(scope, receive, send)
+            return
+        body, receive = await _buffered(receive)
+        response = await self.answer(scope, body)
+        if response is None or isinstance(response, str):
+            self.fallbacks[response or "unknown"] += 1
+            await self.view(scope, receive, send)
+        else:
+            await response(scope, receive, send)
+
+    async def answer(self, scope: Scope, body: bytes) -> Response | str:
+        """The planned response, or why the full path answers instead."""
+        request = _request(body)
+        if request is None:
+            return "request"
+        query, variables, operation_name = request
+        family = self.plans.family(query, operation_name)
+        if family is None:
+            return "not learnt"
+        principal = scope["state"].get(PRINCIPAL)
+        try:
+            await self.view.persisted.resolve(
+                GraphQLRequestData(
+                    query=query,
+                    variables=variables,
+                    operation_name=operation_name,
+                    extensions=None,
+                ),
+                principal,
+            )
+        except Refused:
+            return "persisted"
+        coerced = get_variable_values(
+            self.schema, family.operation.variable_definitions or (), variables
+        )
+        if isinstance(coerced, list):
+            return "variables"  # graphql-core reports variables that do not coerce
+        plan = family.plans.get(shape(coerced.coerced))
+        if plan is None:
+            return "no plan"
+        context: RequestContext = await self.view.get_context(Request(scope), None)  # type: ignore[arg-type]
+        if exceeded_limit(
+            self.schema,
+            family.operation,
+            {name: detail.definition for name, detail in family.fragments.items()},
+            coerced.coerced,
+            context.query_limits,
+        ):
+            return "limit"
+        purpose, decision = decide(
+            self.schema, family.operation, family.fragments, coerced, context.access
+        )
+        if not decision.allowed:
+            return "refused"  # refused and audited by the full path
+        # The runtime guard, for planned execution: every PHI field the plan will write
+        # must be one the decision allowed; if not, the full path's guard fails it closed.
+        if not plan.phi_nodes <= decision.phi_nodes:
+            return "guard"
+        context.admit(purpose, decision)
+        try:
+            async with asyncio.timeout(self.view.timeout):
+                data = await self._run(plan, context, coerced)
+                # Recorded under the operation's own name, as the full path records it.
+                name = family.operation.name.value if family.operation.name else None
+                return await self._commit(context, data, query, name)
+        except (Fallback, DomainError, DecryptionError) as exc:
+            await context.db.rollback()
+            return type(exc).__name__
+        except TimeoutError:
+            await _quietly(context.db.rollback())
+            log.warning("operation_timed_out", limit_seconds=self.view.timeout)
+            return _error(
+                TIMEOUT,
+                f"The operation took longer than {self.view.timeout} seconds and was"
+                " stopped; nothing was written.",
+                context,
+            )
+
+    async def _run(self, plan: Plan, context: RequestContext, coerced: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for root in plan.roots:
+            if root.kind == "typename":
+                data[root.key] = "Query"
+            elif root.kind == "patients":
+                data[root.key] = await self._patients(root, context, coerced)
+            else:
+                data[root.key] = await self._patient(root, context, coerced)
+        self.plans.executed += 1
+        return data
+
+    async def _patients(self, root: Root, context: RequestContext, coerced: Any) -> Any:
+        arguments = get_argument_values(root.field, root.details.node, coerced)
+        limit = page_size(arguments.get("first"), context.page_limits)
+        after = arguments.get("after")
+        position = decode_cursor(after) if after is not None else None
+        scope = context.scope
+        assert root.patient is not None
+        compiled = planned_page(root.patient.columns, scope.row_scope, position is not None)
+        values: dict[str, Any] = {"actor": scope.actor_uuid, "limit": limit + 1}
+        if position is not None:
+            values["after_created_at"], values["after_id"] = position
+        rows = await context.db.fetch(compiled.sql, *compiled.arguments(values))
+        page, has_next = rows[:limit], len(rows) > limit
+        context.trail.returned(root.key, [row["id"] for row in page])
+        connection: dict[str, Any] = {}
+        for key, part, detail in root.connection:
+            if part == "typename":
+                connection[key] = detail
+            elif part == "pageInfo":
+                connection[key] = _page_info(detail, page, has_next)
+            else:
+                connection[key] = [_edge(detail, row, context) for row in page]
+        return connection
+
+    async def _patient(self, root: Root, context: RequestContext, coerced: Any) -> Any:
+        arguments = get_argument_values(root.field, root.details.node, coerced)
+        patient_id = parse_id(arguments["id"], "id")
+        scope = context.scope
+        assert root.patient is not None
+        compiled = planned_one(root.patient.columns, scope.row_scope)
+        values = {"actor": scope.actor_uuid, "patient_id": patient_id}
+        rows = await context.db.fetch(compiled.sql, *compiled.arguments(values))
+        if not rows:
+            raise Fallback  # not found, or break-glass: the full path answers
+        context.trail.returned(root.key, [rows[0]["id"]])
+        return root.patient.write(rows[0], context)
+
+    async def _commit(
+        self, context: RequestContext, data: dict[str, Any], query: str, operation_name: str | None
+    ) -> Response:
+        """As the unit of work: the audit entries durable before anything leaves."""
+        entries = context.trail.entries(
+            base=entry_base(
+                now=context.now,
+                principal=context.principal,
+                purpose=context.purpose,
+                operation_name=operation_name,
+                query=query,
+                meta=context.meta,
+            ),
+            decision=context.decision,
+            outcome="ALLOWED",
+            episodes=context.break_glass_episodes,
+        )
+        try:
+            await audit.append(context.db, entries)
+        except Exception as exc:
+            log.error(
+                "request_not_committed", error_codes=[AUDIT_UNAVAILABLE], **describe_exception(exc)
+            )
+            await _quietly(context.db.rollback())
+            return _error(AUDIT_UNAVAILABLE, AUDIT_MESSAGE, context)
+        try:
+            await context.db.commit()
+        except Exception as exc:
+            log.error(
+                "request_not_committed", error_codes=[INTERNAL_ERROR], **describe_exception(exc)
+            )
+            await _quietly(context.db.rollback())
+            return _error(INTERNAL_ERROR, INTERNAL_MESSAGE, context)
+        return Response(orjson.dumps({"data": data}), media_type="application/json")
+
+
+def _edge(parts: Any, row: Any, context: RequestContext) -> dict[str, Any]:
+    edge: dict[str, Any] = {}
+    for key, part, node in parts:
+        if part == "node":
+            edge[key] = node.write(row, context)
+        elif part == "cursor":
+            edge[key] = encode_cursor(row["created_at"], row["id"])
+        else:
+            edge[key] = "PatientEdge"
+    return edge
+
+
+def _page_info(parts: Any, page: list[Any], has_next: bool) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    for key, name in parts:
+        if name == "hasNextPage":
+            info[key] = has_next
+        elif name == "endCursor":
+            info[key] = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if page else None
+        else:
+            info[key] = "PageInfo"
+    return info
+
+
+def _request(body: bytes) -> tuple[str, dict[str, Any], str | None] | None:
+    """A plain single operation: its text, variables and operation name."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(payload, dict) or not set(payload) <= REQUEST_KEYS:
+        return None
+    query, variables = payload.get("query"), payload.get("variables") or {}
+    operation_name = payload.get("operationName")
+    if not isinstance(query, str) or not isinstance(variables, dict):
+        return None
+    if operation_name is not None and not isinstance(operation_name, str):
+        return None
+    return query, variables, operation_name
+
+
+def _error(code: str, message: str, context: RequestContext) -> Response:
+    body = {
+        "data": None,
+        "errors": [
+            {"message": message, "extensions": {"code": code, "requestId": context.meta.request_id}}
+        ],
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body, and a receive that replays it for the full path."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception as exc:
+        log.warning("rollback_failed", **describe_exception(exc))
