@@ -12,13 +12,16 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import FixedWindowRateLimiter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.rate_limits import PostgresStorage
+from db.rate_limits import LeasedStorage, PostgresStorage
 from graph.settings import Settings
 
 
 @dataclass(frozen=True)
 class RateLimits:
     limiter: FixedWindowRateLimiter
+    # Per-caller GraphQL counting, on every request: reserved from the shared counters
+    # in batches (see LeasedStorage); logins and tokens count exactly, each time.
+    graphql_limiter: FixedWindowRateLimiter
     login: RateLimitItem
     token: RateLimitItem
     graphql: RateLimitItem
@@ -29,11 +32,17 @@ class RateLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: AsyncEngine) -> RateLimits:
+        shared = PostgresStorage(engine)
+        graphql = parse(settings.rate_limit_graphql)
+        # A reservation is at most a twentieth of the limit: a caller is never refused
+        # more than 5% early per other process (a limit of 8 a minute counts exactly).
+        lease = min(settings.rate_limit_lease, max(1, graphql.amount // 20))
         return cls(
-            limiter=FixedWindowRateLimiter(PostgresStorage(engine)),
+            limiter=FixedWindowRateLimiter(shared),
+            graphql_limiter=FixedWindowRateLimiter(LeasedStorage(shared, lease=lease)),
             login=parse(settings.rate_limit_login),
             token=parse(settings.rate_limit_token),
-            graphql=parse(settings.rate_limit_graphql),
+            graphql=graphql,
             anonymous_limiter=FixedWindowRateLimiter(MemoryStorage()),
             anonymous=parse(settings.rate_limit_anonymous),
         )
@@ -49,7 +58,8 @@ class RateLimits:
         self, item: RateLimitItem, *identifiers: str, cost: int = 1
     ) -> int | None:
         """Count a hit; None when allowed, else seconds until the window resets."""
-        if await self.limiter.hit(item, *identifiers, cost=cost):
+        limiter = self.graphql_limiter if item is self.graphql else self.limiter
+        if await limiter.hit(item, *identifiers, cost=cost):
             return None
-        stats = await self.limiter.get_window_stats(item, *identifiers)
+        stats = await limiter.get_window_stats(item, *identifiers)
         return max(1, math.ceil(stats.reset_time - time.time()))

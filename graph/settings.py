@@ -83,6 +83,8 @@ class Settings:
     rate_limit_token: str = "30/minute"
     rate_limit_graphql: str = "600/minute"
     rate_limit_anonymous: str = "60/minute"
+    # GraphQL hits a process reserves from the shared counter at a time (1: exact).
+    rate_limit_lease: int = 10
     # Run planned operations without graphql-core's field-by-field resolution.
     planned_execution: bool = True
     # An external OpenID Connect issuer whose tokens are trusted too (optional).
@@ -196,6 +198,7 @@ class Settings:
             rate_limit_token=_rate(env, "PHIGATE_RATE_LIMIT_TOKEN", "30/minute"),
             rate_limit_graphql=_rate(env, "PHIGATE_RATE_LIMIT_GRAPHQL", "600/minute"),
             rate_limit_anonymous=_rate(env, "PHIGATE_RATE_LIMIT_ANONYMOUS", "60/minute"),
+            rate_limit_lease=_int(env, "PHIGATE_RATE_LIMIT_LEASE", 10, minimum=1, maximum=1000),
             planned_execution=_bool(env, "PHIGATE_PLANNED_EXECUTION", True),
             oidc_issuer=env.get("PHIGATE_OIDC_ISSUER") or None,
             oidc_audience=env.get("PHIGATE_OIDC_AUDIENCE") or None,
