@@ -202,7 +202,7 @@ def statements(app: Starlette, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stat
     counter = StatementCounter()
     sync_engine = engine_of(app).sync_engine
     event.listen(sync_engine, "before_cursor_execute", counter)
-    original_copy = RequestDatabase.copy
+    original_copy, original_fetch = RequestDatabase.copy, RequestDatabase.fetch
 
     async def counted_copy(
         self: RequestDatabase, schema: str, table: str, *args: object, **kwargs: object
@@ -210,7 +210,12 @@ def statements(app: Starlette, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stat
         counter.statements.append(f"COPY {schema}.{table}")
         await original_copy(self, schema, table, *args, **kwargs)
 
+    async def counted_fetch(self: RequestDatabase, sql: str, *args: object) -> list[object]:
+        counter.statements.append(sql)  # planned reads go straight to asyncpg
+        return await original_fetch(self, sql, *args)
+
     monkeypatch.setattr(RequestDatabase, "copy", counted_copy)
+    monkeypatch.setattr(RequestDatabase, "fetch", counted_fetch)
     yield counter
     event.remove(sync_engine, "before_cursor_execute", counter)
 

@@ -26,7 +26,11 @@ AUDIT = 1
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(**TEST_KEYS, **FAST_HASHING, max_page_size=1000, max_cost=1_000_000)
+    # Leases of one: every request counts its rate-limit hit in the database, so every
+    # request sends the same statements (in service a lease covers ten requests).
+    return Settings(
+        **TEST_KEYS, **FAST_HASHING, max_page_size=1000, max_cost=1_000_000, rate_limit_lease=1
+    )
 
 
 @pytest.fixture
