@@ -461,3 +461,47 @@ async def drop_month(engine: AsyncEngine, month: ExpiredMonth, *, dropped_by: st
             text(f"ALTER TABLE audit.events DETACH PARTITION audit.{month.partition}")
         )
         await connection.execute(text(f"DROP TABLE audit.{month.partition}"))
+
+
+# What every entry of a planned read shares, as parameters of the statement that reads
+# and audits in one (``read_and_audit``); the entry's field and data class come from the
+# arrays ``audit_fields`` and ``audit_classes``, its records from the rows read.
+_SHARED = (
+    "occurred_at", "actor_id", "actor_kind", "role", "session_id", "purpose", "break_glass",
+    "operation_name", "document_hash", "client_ip", "user_agent", "request_id",
+)  # fmt: skip
+_SHARED_TYPES = {
+    "occurred_at": "timestamptz", "session_id": "uuid", "break_glass": "boolean",
+}  # fmt: skip
+
+
+def read_and_audit(
+    sql: str, parameters: tuple[str, ...], *, returned: str
+) -> tuple[str, tuple[str, ...]]:
+    """A read and the audit entries of what it returns, as one statement (one round trip,
+    the records never travel back to be written): ``sql`` reads the rows; ``returned``
+    selects, from them (``page``), the ids disclosed. One entry per (field, data class),
+    with every disclosed id, as ``AuditTrail.entries`` writes them, only if any was."""
+    position = len(parameters)
+    names = [*parameters]
+    placeholders: dict[str, str] = {}
+    for name in (*_SHARED, "audit_fields", "audit_classes"):
+        position += 1
+        names.append(name)
+        kind = _SHARED_TYPES.get(name, "text[]" if name.startswith("audit_") else "text")
+        placeholders[name] = f"${position}::{kind}"
+    shared = ", ".join(placeholders[name] for name in _SHARED)
+    statement = f"""
+    WITH page AS MATERIALIZED ({sql}),
+    disclosed AS (SELECT array_agg(id ORDER BY id) AS ids FROM ({returned}) AS r),
+    audited AS (
+        INSERT INTO audit.events (
+            {", ".join(_SHARED)}, category, action, outcome, field_path, data_class, record_ids
+        )
+        SELECT {shared}, 'ACCESS', 'READ', 'ALLOWED', f.path, f.class, d.ids
+        FROM unnest({placeholders["audit_fields"]}, {placeholders["audit_classes"]})
+            AS f(path, class), disclosed AS d
+        WHERE d.ids IS NOT NULL
+    )
+    SELECT * FROM page ORDER BY created_at, id"""  # noqa: S608 - our compiled SQL and names
+    return statement, tuple(names)

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import Row
 
+from db.audit import read_and_audit
 from db.crypto import FieldCipher
 from db.models import Consent, Diagnosis, Patient
 from db.unit_of_work import RequestDatabase
@@ -149,6 +150,27 @@ def planned_page(columns: tuple[str, ...], row_scope: RowScope, after: bool) -> 
             > tuple_(bindparam("after_created_at"), bindparam("after_id"))
         )
     return _compile(query)
+
+
+@functools.cache
+def planned_page_audited(columns: tuple[str, ...], row_scope: RowScope, after: bool) -> Compiled:
+    """``planned_page`` with the audit entries of the page (not the extra row that says
+    whether another page follows) written in the same statement."""
+    page = planned_page(columns, row_scope, after)
+    sql, names = read_and_audit(
+        page.sql,
+        page.parameters,
+        returned="SELECT id FROM page ORDER BY created_at, id"  # noqa: S608 - no input in it
+        f" LIMIT ${page.parameters.index('limit') + 1} - 1",
+    )
+    return Compiled(sql, names)
+
+
+@functools.cache
+def planned_one_audited(columns: tuple[str, ...], row_scope: RowScope) -> Compiled:
+    one = planned_one(columns, row_scope)
+    sql, names = read_and_audit(one.sql, one.parameters, returned="SELECT id FROM page")
+    return Compiled(sql, names)
 
 
 @functools.cache

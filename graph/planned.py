@@ -28,7 +28,7 @@ from strawberry.http import GraphQLRequestData
 
 from db import audit
 from db.crypto import DecryptionError
-from db.patients import planned_one, planned_page
+from db.patients import planned_one, planned_one_audited, planned_page, planned_page_audited
 from domain.errors import DomainError
 from graph.authentication import PRINCIPAL, REQUEST_DATABASE
 from graph.authorization import decide
@@ -127,12 +127,13 @@ class PlannedEndpoint:
         if not plan.phi_nodes <= decision.phi_nodes:
             return "guard"
         context.admit(purpose, decision)
+        # As the full path records them: the operation's own name, the document's hash.
+        context.operation_name = family.operation.name.value if family.operation.name else None
+        context.query = query
         try:
             async with asyncio.timeout(self.view.timeout):
                 data = await self._run(plan, context, coerced)
-                # Recorded under the operation's own name, as the full path records it.
-                name = family.operation.name.value if family.operation.name else None
-                return await self._commit(context, data, query, name)
+                return await self._commit(context, data)
         except (Fallback, DomainError, DecryptionError) as exc:
             await context.db.rollback()
             return type(exc).__name__
@@ -148,30 +149,40 @@ class PlannedEndpoint:
 
     async def _run(self, plan: Plan, context: RequestContext, coerced: Any) -> dict[str, Any]:
         data: dict[str, Any] = {}
+        # One root reading patients, and no break-glass episode to name: its audit entries
+        # are written by the read itself (one statement); otherwise after, from the trail.
+        reading = [root for root in plan.roots if root.kind != "typename"]
+        inline = len(reading) == 1 and not context.break_glass_episodes
         for root in plan.roots:
             if root.kind == "typename":
                 data[root.key] = "Query"
             elif root.kind == "patients":
-                data[root.key] = await self._patients(root, context, coerced)
+                data[root.key] = await self._patients(root, context, coerced, inline)
             else:
-                data[root.key] = await self._patient(root, context, coerced)
+                data[root.key] = await self._patient(root, context, coerced, inline)
         self.plans.executed += 1
         return data
 
-    async def _patients(self, root: Root, context: RequestContext, coerced: Any) -> Any:
+    async def _patients(
+        self, root: Root, context: RequestContext, coerced: Any, inline: bool
+    ) -> Any:
         arguments = get_argument_values(root.field, root.details.node, coerced)
         limit = page_size(arguments.get("first"), context.page_limits)
         after = arguments.get("after")
         position = decode_cursor(after) if after is not None else None
         scope = context.scope
         assert root.patient is not None
-        compiled = planned_page(root.patient.columns, scope.row_scope, position is not None)
+        compile_ = planned_page_audited if inline else planned_page
+        compiled = compile_(root.patient.columns, scope.row_scope, position is not None)
         values: dict[str, Any] = {"actor": scope.actor_uuid, "limit": limit + 1}
         if position is not None:
             values["after_created_at"], values["after_id"] = position
+        if inline:
+            values.update(_inline_audit(root, context))
         rows = await context.db.fetch(compiled.sql, *compiled.arguments(values))
         page, has_next = rows[:limit], len(rows) > limit
-        context.trail.returned(root.key, [row["id"] for row in page])
+        if not inline:
+            context.trail.returned(root.key, [row["id"] for row in page])
         connection: dict[str, Any] = {}
         for key, part, detail in root.connection:
             if part == "typename":
@@ -182,30 +193,35 @@ class PlannedEndpoint:
                 connection[key] = [_edge(detail, row, context) for row in page]
         return connection
 
-    async def _patient(self, root: Root, context: RequestContext, coerced: Any) -> Any:
+    async def _patient(
+        self, root: Root, context: RequestContext, coerced: Any, inline: bool
+    ) -> Any:
         arguments = get_argument_values(root.field, root.details.node, coerced)
         patient_id = parse_id(arguments["id"], "id")
         scope = context.scope
         assert root.patient is not None
-        compiled = planned_one(root.patient.columns, scope.row_scope)
+        compile_ = planned_one_audited if inline else planned_one
+        compiled = compile_(root.patient.columns, scope.row_scope)
         values = {"actor": scope.actor_uuid, "patient_id": patient_id}
+        if inline:
+            values.update(_inline_audit(root, context))
         rows = await context.db.fetch(compiled.sql, *compiled.arguments(values))
         if not rows:
             raise Fallback  # not found, or break-glass: the full path answers
-        context.trail.returned(root.key, [rows[0]["id"]])
+        if not inline:
+            context.trail.returned(root.key, [rows[0]["id"]])
         return root.patient.write(rows[0], context)
 
-    async def _commit(
-        self, context: RequestContext, data: dict[str, Any], query: str, operation_name: str | None
-    ) -> Response:
-        """As the unit of work: the audit entries durable before anything leaves."""
+    async def _commit(self, context: RequestContext, data: dict[str, Any]) -> Response:
+        """As the unit of work: the audit entries durable before anything leaves (those a
+        read wrote itself are in the same transaction)."""
         entries = context.trail.entries(
             base=entry_base(
                 now=context.now,
                 principal=context.principal,
                 purpose=context.purpose,
-                operation_name=operation_name,
-                query=query,
+                operation_name=context.operation_name,
+                query=context.query,
                 meta=context.meta,
             ),
             decision=context.decision,
@@ -229,6 +245,37 @@ class PlannedEndpoint:
             await _quietly(context.db.rollback())
             return _error(INTERNAL_ERROR, INTERNAL_MESSAGE, context)
         return Response(orjson.dumps({"data": data}), media_type="application/json")
+
+
+def _inline_audit(root: Root, context: RequestContext) -> dict[str, Any]:
+    """The parameters of the entries a read writes itself: what every entry of the
+    request shares (as entry_base), and each PHI field the decision allows beneath the
+    root with its data class, once each (as AuditTrail.entries)."""
+    assert context.decision is not None
+    fields: dict[str, str] = {}
+    prefix = root.key + "."
+    for access in context.decision.phi:
+        if not access.write and access.path.startswith(prefix):
+            fields.setdefault(access.coordinate, access.data_class or "")
+    base = entry_base(
+        now=context.now,
+        principal=context.principal,
+        purpose=context.purpose,
+        operation_name=context.operation_name,
+        query=context.query,
+        meta=context.meta,
+    )
+    return {
+        **{name: base[name] for name in INLINE_SHARED},
+        "audit_fields": list(fields),
+        "audit_classes": list(fields.values()),
+    }
+
+
+INLINE_SHARED = (
+    "occurred_at", "actor_id", "actor_kind", "role", "session_id", "purpose", "break_glass",
+    "operation_name", "document_hash", "client_ip", "user_agent", "request_id",
+)  # fmt: skip
 
 
 def _edge(parts: Any, row: Any, context: RequestContext) -> dict[str, Any]:

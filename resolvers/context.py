@@ -110,8 +110,10 @@ class RequestContext:
     page_limits: PageLimits = field(default_factory=PageLimits)
     anomaly_limits: AnomalyThresholds = field(default_factory=AnomalyThresholds)
     query_limits: QueryLimits = field(default_factory=QueryLimits)
-    # The operation name the caller sent (None for a document's only operation).
+    # The operation name the caller sent (None for a document's only operation), and (a
+    # planned read) the document, for the audit entries it writes itself.
     operation_name: str | None = None
+    query: str | None = None
     # Set by the executor before any field resolves (graph/execution.py).
     purpose: Purpose | None = None
     decision: Decision | None = None
