@@ -216,19 +216,28 @@ async def test_entries_written_before_they_carried_a_txid_are_sealed_first(
 
 async def test_a_writer_cannot_choose_an_entrys_txid(app_engine: AsyncEngine) -> None:
     """An entry filed below the sequencer's position would never be sealed: the
-    database, not the writer, says which transaction wrote it."""
+    database, not the writer, says which transaction wrote it (the application role may
+    not name the column; it takes its default)."""
     await write(app_engine, 2)
     await audit.seal_all(app_engine)
+    with pytest.raises(DBAPIError, match="permission denied"):
+        async with app_engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO audit.events (category, action, outcome, request_id, txid)"
+                    " VALUES ('ACCESS', 'READ', 'ALLOWED', 'request-forged', 1)"
+                )
+            )
     async with app_engine.begin() as connection:
         await connection.execute(
             text(
-                "INSERT INTO audit.events (category, action, outcome, request_id, txid)"
-                " VALUES ('ACCESS', 'READ', 'ALLOWED', 'request-forged', 1)"
+                "INSERT INTO audit.events (category, action, outcome, request_id)"
+                " VALUES ('ACCESS', 'READ', 'ALLOWED', 'request-honest')"
             )
         )
     async with app_engine.connect() as connection:
         txid = await connection.scalar(
-            text("SELECT txid FROM audit.events WHERE request_id = 'request-forged'")
+            text("SELECT txid FROM audit.events WHERE request_id = 'request-honest'")
         )
     assert txid is not None and txid > 1
     assert await audit.seal_all(app_engine) == 1
