@@ -90,6 +90,17 @@ class BearerAuthentication:
             presented = await authenticate(ctx, token)
         except TokenRejected as rejected:
             return await self._refuse_token(ctx, rejected.reason.upper())
+        # The caller's rate limit before the request's connection is taken: counting may
+        # need a connection of its own, and a request holding one while waiting for
+        # another can starve the pool (every connection held, every holder waiting).
+        actor = presented.claimed.actor_id
+        retry_after = await self.identity.limits.retry_after(
+            self.identity.limits.graphql, "caller", actor
+        )
+        if retry_after is not None:
+            ctx.record(SecurityEvent.RATE_LIMITED, Outcome.DENIED, actor_id=actor, reason="GRAPHQL")
+            await flush_events(ctx)
+            return rate_limited(retry_after)
         db = RequestDatabase(self.identity.engine, opening=presented.opening)
         try:
             await db.open()
@@ -102,23 +113,6 @@ class BearerAuthentication:
             raise
         verified = presented.opening.verified
         assert verified is not None  # set by the opening that just succeeded
-        try:
-            retry_after = await self.identity.limits.retry_after(
-                self.identity.limits.graphql, "caller", principal.actor_id
-            )
-        except BaseException:
-            await db.close()
-            raise
-        if retry_after is not None:
-            await db.close()
-            ctx.record(
-                SecurityEvent.RATE_LIMITED,
-                Outcome.DENIED,
-                actor_id=principal.actor_id,
-                reason="GRAPHQL",
-            )
-            await flush_events(ctx)
-            return rate_limited(retry_after)
         return principal, db, verified
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
