@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import Row
@@ -231,6 +231,15 @@ async def insert_diagnoses(db: RequestDatabase, rows: Iterable[Mapping[str, Any]
     values = list(rows)
     if values:
         await db.execute(insert(diagnoses), values)
+
+
+async def count_diagnoses(db: RequestDatabase, patient_id: uuid.UUID) -> int:
+    return int(
+        await db.scalar(
+            select(func.count()).select_from(diagnoses).where(diagnoses.c.patient_id == patient_id)
+        )
+        or 0
+    )
 
 
 async def delete_diagnoses(

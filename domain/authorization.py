@@ -3,6 +3,7 @@ field it writes, against the caller's grant and declared purpose of use."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -58,6 +59,21 @@ class Decision:
     @property
     def allowed(self) -> bool:
         return not self.denials
+
+
+# A reason a reviewer can read: words, not punctuation or a repeated key.
+MIN_REASON_WORDS = 3
+MIN_REASON_LETTERS = 10
+_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def is_written_reason(text: str) -> bool:
+    words = _WORD.findall(text)
+    return (
+        len(words) >= MIN_REASON_WORDS
+        and len({word.casefold() for word in words}) >= 2
+        and sum(map(len, words)) >= MIN_REASON_LETTERS
+    )
 
 
 def decide(grant: Grant, who: str, purpose: Purpose | None, accesses: Iterable[Access]) -> Decision:
@@ -166,6 +182,7 @@ def purpose_denial(
             "BREAK_GLASS_REASON_REQUIRED",
             "X-Break-Glass-Reason",
             "",
-            "emergency access needs a written reason in X-Break-Glass-Reason",
+            "emergency access needs a written reason in X-Break-Glass-Reason: at least"
+            f" {MIN_REASON_WORDS} words, {MIN_REASON_LETTERS} letters in all",
         )
     return purpose, None

@@ -40,6 +40,15 @@ def term_rule(effective: date | None, expiry: date | None) -> str | None:
     return None
 
 
+def activation_rule(expiry: date | None, *, today: date) -> str | None:
+    """An agreement is signed (or renewed) into force only for a term that has not
+    ended: an ACTIVE agreement past its expiry would cover nothing and be reported as
+    neither active nor expiring."""
+    if expiry is not None and expiry <= today:
+        return "must be in the future to sign or renew the agreement; extend it first (baaUpdate)"
+    return None
+
+
 def is_expiring(expiry: date | None, *, today: date, within_days: int) -> bool:
     return expiry is not None and 0 <= (expiry - today).days <= within_days
 

@@ -57,11 +57,21 @@ class NotificationMethod(StrEnum):
     PRESS_RELEASE = "PRESS_RELEASE"
 
 
+# The Breach Notification Rule (45 CFR 164.400-414) applies to breaches discovered on
+# or after its effective date; the deadlines computed here mean nothing before it.
+RULE_EFFECTIVE = date(2009, 9, 23)
+
+
 def timeline_rule(
     occurred_at: datetime | None, discovered_at: datetime, *, now: datetime
 ) -> str | None:
     if discovered_at > now:
         return "must not be in the future"
+    if discovered_at.date() < RULE_EFFECTIVE:
+        return (
+            f"must not be before {RULE_EFFECTIVE.isoformat()}, when the Breach Notification"
+            " Rule took effect"
+        )
     if occurred_at is not None and occurred_at > discovered_at:
         return "must not be before the occurrence"
     return None

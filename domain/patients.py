@@ -109,6 +109,20 @@ def icd10_rule(value: str) -> str | None:
     return None
 
 
+# A problem list longer than this is not a record anyone reads; the cap keeps every
+# patient's diagnoses readable within one response's list budget.
+MAX_DIAGNOSES = 100
+
+
+def diagnosis_count_rule(existing: int, added: int) -> str | None:
+    if existing + added > MAX_DIAGNOSES:
+        return (
+            f"would give the patient more than {MAX_DIAGNOSES} diagnoses; remove resolved"
+            " ones first (removeDiagnosisIds)"
+        )
+    return None
+
+
 def onset_date_rule(value: date, *, today: date, birth_date: date | None) -> str | None:
     if value > today:
         return "must not be in the future"

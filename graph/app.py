@@ -144,11 +144,13 @@ def create_app(
             *AuthEndpoints(identity).routes(),
         ],
         middleware=[
-            Middleware(RequestContextMiddleware),
+            # Outermost: the headers reach every response, the request context's own
+            # last-resort error answer included.
             Middleware(
                 SecurityHeadersMiddleware,
                 self_hosted_graphiql=settings.graphiql_assets is not None,
             ),
+            Middleware(RequestContextMiddleware),
             *(
                 [
                     Middleware(
@@ -164,7 +166,11 @@ def create_app(
                 if settings.cors_origins
                 else []
             ),
-            Middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes),
+            Middleware(
+                RequestGuardMiddleware,
+                max_body_bytes=settings.max_body_bytes,
+                body_timeout=settings.body_timeout_seconds,
+            ),
             Middleware(
                 BearerAuthentication, identity=identity, console_page=graphql.graphql_ide_html
             ),

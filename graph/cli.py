@@ -20,7 +20,7 @@ from domain.policy import PolicyError
 from graph import cli_audit, cli_identity, cli_policy
 from graph.keys import configured_field_cipher, field_cipher
 from graph.logs import configure_logging
-from graph.serving import tls_context
+from graph.serving import DeadlineProtocol, tls_context
 from graph.settings import Settings, SettingsError
 
 
@@ -185,7 +185,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     _refuse_unsafe_serving(settings, args)
     if settings.is_production:
-        from graph.checks import configuration_problems
+        from graph.checks import configuration_problems, database_problems
 
         serving = {
             **os.environ,
@@ -193,7 +193,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             "PHIGATE_TLS_KEY_FILE": args.tls_key or "",
             "PHIGATE_BEHIND_PROXY": "true" if args.behind_proxy else "",
         }
-        if problems := configuration_problems(settings, serving):
+        # Everything `phigate check` checks, the database included (demo accounts, the
+        # schema's revision, row scopes the database does not allow).
+        problems = configuration_problems(settings, serving)
+        problems += asyncio.run(database_problems(settings))
+        if args.demo:
+            problems.append("--demo creates demo accounts, which production never has")
+        if problems:
             raise CommandError("refusing to serve: " + "; ".join(problems))
     database = open_database(settings)
     if database.embedded is not None:
@@ -217,6 +223,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         # Past this many open connections or requests in a worker, new requests get an
         # immediate 503 instead of joining a queue whose wait would be the outage.
         limit_concurrency=args.limit_concurrency,
+        # The headers' deadline (PHIGATE_HEADER_TIMEOUT_SECONDS); the body's is the app's.
+        http=DeadlineProtocol,
         log_config=None,
         access_log=False,
         server_header=False,

@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from graphql import ExecutionResult
+from graphql import ExecutionResult, GraphQLError
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from graph.authorization import decide, denied_entries, refusal_errors
 from graph.extensions.limits import exceeded_limit, limit_error
+from graph.input_rules import variable_violations
 from graph.planner import PLANS
 from resolvers.context import RequestContext
 
@@ -33,6 +34,11 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         request = self.context_value
         if not isinstance(request, RequestContext):
             raise TypeError("phigate executes operations only with its request context")
+        unsafe = variable_violations(
+            self.variable_values.coerced, request.query_limits.max_input_list
+        )
+        if unsafe is not None:
+            return ExecutionResult(None, [GraphQLError(unsafe.message, original_error=unsafe)])
         exceeded = exceeded_limit(
             self.schema,
             self.operation,
@@ -61,6 +67,36 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
                 self.variable_values,
             )
         return super().execute_operation(serially)
+
+    def complete_iterable_value(
+        self,
+        item_type: Any,
+        field_details_list: Any,
+        info: Any,
+        path: Any,
+        items: Any,
+        position_context: Any,
+    ) -> Any:
+        """Counts every list's items against the response's budget: the cost model
+        estimates lists it cannot size (no `first`), this counts what they hold."""
+        if not isinstance(items, list | tuple):
+            items = list(items)
+        request: RequestContext = self.context_value
+        request.result_items += len(items)
+        if request.result_items > request.query_limits.max_result_items:
+            request.result_too_large = True
+            raise ResultTooLarge(request.query_limits.max_result_items)
+        return super().complete_iterable_value(
+            item_type, field_details_list, info, path, items, position_context
+        )
+
+
+class ResultTooLarge(Exception):
+    """Raised where the budget is passed; the unit of work then answers LIMIT_EXCEEDED
+    with no data (graph/extensions/unit_of_work.py)."""
+
+    def __init__(self, maximum: int) -> None:
+        super().__init__(f"more than {maximum} list items")
 
 
 class UnenforcedExecutor(GatewayExecutor):

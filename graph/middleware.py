@@ -3,15 +3,19 @@ BaseHTTPMiddleware)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
 
 import structlog
 from starlette.datastructures import MutableHeaders
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE
+from graph.logs import describe_exception
+from graph.responses import request_error
 from resolvers.context import RequestMeta
 
 log = structlog.get_logger("phigate.http")
@@ -52,16 +56,26 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
+        responded = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Whatever layer failed, the caller gets the usual JSON error with the
+            # request id (and, from the middleware outside this one, the security
+            # headers); the log gets the exception's type and place, never its text.
+            log.error("request_failed", **describe_exception(exc))
+            if not responded:
+                await request_error(500, INTERNAL_MESSAGE, request_id, code=INTERNAL_ERROR)(
+                    scope, receive, send_with_id
+                )
         finally:
             log.info(
                 "request",
@@ -126,14 +140,9 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-def _plain_response(status: int, message: str) -> Response:
-    return JSONResponse(
-        {"errors": [{"message": message, "extensions": {"code": _STATUS_CODES[status]}}]},
-        status_code=status,
-    )
-
-
-_STATUS_CODES = {413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}
+def _refusal(scope: Scope, status: int, message: str) -> Response:
+    meta = scope.get("state", {}).get(REQUEST_META)
+    return request_error(status, message, meta.request_id if meta else "unknown")
 
 
 class RequestGuardMiddleware:
@@ -141,9 +150,10 @@ class RequestGuardMiddleware:
     whether or not they declare their length, and GraphQL POSTs must be JSON (415), which
     a cross-site form or a `text/plain` fetch cannot send without a CORS preflight."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, body_timeout: float = 30) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -152,31 +162,42 @@ class RequestGuardMiddleware:
         if scope["path"] == "/graphql":
             media = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
             if media != "application/json":
-                await _plain_response(415, "GraphQL requests must be POSTed as application/json.")(
+                await _refusal(scope, 415, "GraphQL requests must be POSTed as application/json.")(
                     scope, receive, send
                 )
                 return
         declared = header(scope, b"content-length")
-        too_large = _plain_response(
-            413, f"The request body must be at most {self.max_body_bytes} bytes."
+        too_large = _refusal(
+            scope, 413, f"The request body must be at most {self.max_body_bytes} bytes."
         )
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             await too_large(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                await too_large(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            # A body trickled in a byte at a time would hold the connection (and the
+            # request's slot) for as long as the client liked.
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        await too_large(scope, receive, send)
+                        return
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            too_slow = _refusal(
+                scope, 408, f"The request body must arrive within {self.body_timeout:g} seconds."
+            )
+            too_slow.headers["Connection"] = "close"
+            await too_slow(scope, receive, send)
+            return
         body = b"".join(chunks)
         replayed = False
 

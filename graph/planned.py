@@ -40,6 +40,7 @@ from graph.errors import (
     TIMEOUT,
 )
 from graph.extensions.limits import exceeded_limit
+from graph.input_rules import variable_violations
 from graph.logs import describe_exception
 from graph.operation_access import shape
 from graph.persisted import Refused
@@ -103,8 +104,12 @@ class PlannedEndpoint:
         coerced = get_variable_values(
             self.schema, family.operation.variable_definitions or (), variables
         )
-        if isinstance(coerced, list):
-            return "variables"  # graphql-core reports variables that do not coerce
+        if (
+            isinstance(coerced, list)
+            or variable_violations(coerced.coerced, self.view.query_limits.max_input_list)
+            is not None
+        ):
+            return "variables"  # the full path reports variables that do not coerce
         plan = family.plans.get(shape(coerced.coerced))
         if plan is None:
             return "no plan"

@@ -1,4 +1,5 @@
-"""JSON error answers for the HTTP (non-GraphQL) endpoints, in OAuth2's shape."""
+"""JSON error answers: for the HTTP (non-GraphQL) endpoints in OAuth2's shape, and for
+requests refused before they became an operation in the shape of a GraphQL error."""
 
 from __future__ import annotations
 
@@ -20,4 +21,34 @@ def oauth_error(
 def rate_limited(retry_after: int) -> JSONResponse:
     return oauth_error(
         429, "rate_limited", "Too many requests; retry later.", {"Retry-After": str(retry_after)}
+    )
+
+
+HTTP_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    408: "REQUEST_TIMEOUT",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def request_error(
+    status: int, message: str, request_id: str, *, code: str | None = None
+) -> JSONResponse:
+    """A request refused before it became an operation, in the shape of a GraphQL error."""
+    return JSONResponse(
+        {
+            "errors": [
+                {
+                    "message": message,
+                    "extensions": {
+                        "code": code or HTTP_CODES.get(status, "BAD_REQUEST"),
+                        "requestId": request_id,
+                    },
+                }
+            ]
+        },
+        status_code=status,
     )

@@ -3,6 +3,7 @@ stock ones quote what they were given, and a malformed birth date is still PHI).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 
@@ -15,14 +16,24 @@ class ScalarRuleError(ValueError):
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
+# No value this API stores is older than the oldest living patient or further ahead than
+# a long contract; each field's own rule (domain/) narrows this further. Outside it,
+# arithmetic on the value (deadlines, ages, time zones) could leave the calendar.
+EARLIEST = dt.date(1900, 1, 1)
+LATEST = dt.date(2199, 12, 31)
+RANGE_RULE = f"must be between {EARLIEST.isoformat()} and {LATEST.isoformat()}"
+
 
 def _parse_date(value: object) -> dt.date:
     if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
         raise ScalarRuleError("must be an ISO-8601 date (YYYY-MM-DD)")
     try:
-        return dt.date.fromisoformat(value)
+        parsed = dt.date.fromisoformat(value)
     except ValueError:
         raise ScalarRuleError("must be a real calendar date (YYYY-MM-DD)") from None
+    if not EARLIEST <= parsed <= LATEST:
+        raise ScalarRuleError(RANGE_RULE)
+    return parsed
 
 
 def _parse_datetime(value: object) -> dt.datetime:
@@ -36,11 +47,17 @@ def _parse_datetime(value: object) -> dt.datetime:
         ) from None
     if parsed.tzinfo is None:
         raise ScalarRuleError("must carry a UTC offset (Z or +HH:MM)")
+    if not EARLIEST <= parsed.date() <= LATEST:
+        raise ScalarRuleError(RANGE_RULE)
     return parsed.astimezone(dt.UTC)
 
 
 def _serialize_datetime(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    """Never fails for a value the database holds: one stored instant at the edge of
+    the calendar (kept from before the range rule) must not null the list it is in."""
+    with contextlib.suppress(OverflowError, ValueError):  # at the edge: its own offset
+        value = value.astimezone(dt.UTC)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 SCALAR_MAP = {

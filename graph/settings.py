@@ -42,8 +42,14 @@ class Settings:
     max_tokens: int = 2000
     max_directives: int = 50
     max_cost: int = 5000
+    max_input_list: int = 100
+    max_result_items: int = 20_000
     max_body_bytes: int = 1024 * 1024
     execution_timeout_seconds: int = 10
+    # A client has this long to send a request's headers, and then its body; past it
+    # the connection is closed (slow clients must not hold a worker's connections).
+    header_timeout_seconds: int = 10
+    body_timeout_seconds: int = 30
     cors_origins: tuple[str, ...] = ()
     operations: str = "open"  # "strict": registered operations only (see graph/persisted.py)
     adhoc_roles: tuple[str, ...] = ("ANALYST",)
@@ -121,6 +127,10 @@ class Settings:
             max_tokens=_int(env, "PHIGATE_MAX_TOKENS", 2000, minimum=100, maximum=100000),
             max_directives=_int(env, "PHIGATE_MAX_DIRECTIVES", 50, minimum=0, maximum=1000),
             max_cost=_int(env, "PHIGATE_MAX_COST", 5000, minimum=10, maximum=10_000_000),
+            max_input_list=_int(env, "PHIGATE_MAX_INPUT_LIST", 100, minimum=1, maximum=100_000),
+            max_result_items=_int(
+                env, "PHIGATE_MAX_RESULT_ITEMS", 20_000, minimum=100, maximum=10_000_000
+            ),
             max_body_bytes=_int(
                 env, "PHIGATE_MAX_BODY_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024
             ),
@@ -135,6 +145,12 @@ class Settings:
             graphiql_assets=_directory(env, "PHIGATE_GRAPHIQL_ASSETS"),
             execution_timeout_seconds=_int(
                 env, "PHIGATE_EXECUTION_TIMEOUT_SECONDS", 10, minimum=1, maximum=300
+            ),
+            header_timeout_seconds=_int(
+                env, "PHIGATE_HEADER_TIMEOUT_SECONDS", 10, minimum=1, maximum=300
+            ),
+            body_timeout_seconds=_int(
+                env, "PHIGATE_BODY_TIMEOUT_SECONDS", 30, minimum=1, maximum=600
             ),
             default_page_size=_int(env, "PHIGATE_DEFAULT_PAGE_SIZE", 20, minimum=1, maximum=1000),
             log_level=_choice(

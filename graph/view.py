@@ -2,14 +2,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import structlog
 from cross_web import HTTPException
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.exceptions import InvalidOperationTypeError
@@ -19,18 +22,22 @@ from db.audit_queries import AnomalyThresholds
 from db.crypto import FieldCipher
 from db.sessions import VerifiedSession
 from db.unit_of_work import RequestDatabase
+from domain.authorization import is_written_reason
 from domain.permissions import RowScope
 from domain.policy import Policy
 from domain.roles import Role
+from domain.text import MAX_NESTING, NESTING_RULE, nesting_depth
 from graph.authentication import PRINCIPAL, REQUEST_DATABASE, VERIFIED_SESSION
 from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE, TIMEOUT, masked
 from graph.logs import describe_exception
 from graph.middleware import REQUEST_META
 from graph.persisted import OperationsMode, PersistedOperations, Refused
+from graph.responses import request_error
 from graph.settings import Settings
 from resolvers.context import AccessRequest, PageLimits, QueryLimits, RequestContext, RequestMeta
 
 log = structlog.get_logger("phigate.graphql")
+
 GRAPHIQL_ASSETS_PATH = "/graphiql-assets"
 
 # A written reason: long enough to say something, short enough to be a reason.
@@ -78,6 +85,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
             max_tokens=settings.max_tokens,
             max_directives=settings.max_directives,
             max_cost=settings.max_cost,
+            max_input_list=settings.max_input_list,
+            max_result_items=settings.max_result_items,
             default_page_size=settings.default_page_size,
             max_page_size=settings.max_page_size,
         )
@@ -89,6 +98,43 @@ class GraphQLView(GraphQL[RequestContext, None]):
             frozenset(Role(role) for role in settings.adhoc_roles),
         )
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Strawberry answers a request it cannot read (not JSON, no query, a method it
+        does not serve) in plain text; phigate answers every error as JSON with the
+        request id."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            meta = scope.get("state", {}).get(REQUEST_META) or RequestMeta(request_id="unknown")
+            response = request_error(exc.status_code, exc.reason, meta.request_id)
+        await response(scope, receive, send)
+
+    @property
+    def query_limits(self) -> QueryLimits:
+        return self._query_limits
+
+    def decode_json(self, data: str | bytes) -> object:
+        """The body, or the variables of a GET. A document nested deeper than any input
+        needs is refused before a recursive step (graphql-core's coercion) sees it."""
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            if "recursion" in str(exc).lower():
+                raise HTTPException(400, f"The request body {NESTING_RULE}.") from None
+            # orjson refuses what JSON allows but Unicode does not (an escaped lone
+            # surrogate); the standard parser reads it, so the field that holds it can
+            # be named by the input rules.
+            try:
+                payload = json.loads(data)
+            except RecursionError:
+                raise HTTPException(400, f"The request body {NESTING_RULE}.") from None
+        if nesting_depth(payload) > MAX_NESTING:
+            raise HTTPException(400, f"The request body {NESTING_RULE}.")
+        return payload
+
     async def get_context(self, request: Request, response: Response) -> RequestContext:
         state = request.scope.get("state", {})
         meta = state.get(REQUEST_META) or RequestMeta(request_id="unknown")
@@ -96,7 +142,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
         access = AccessRequest(
             principal=state.get(PRINCIPAL),
             purpose_header=request.headers.get("x-purpose-of-use"),
-            break_glass_reason=reason[:MAX_REASON] if len(reason) >= MIN_REASON else None,
+            break_glass_reason=reason[:MAX_REASON]
+            if len(reason) >= MIN_REASON and is_written_reason(reason)
+            else None,
             policy=self._policy,
             break_glass_duration=self._break_glass,
         )

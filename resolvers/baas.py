@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.engine import Row
 
 from db import baas as repo
-from domain.baas import BAA_LIFECYCLE, BaaStatus, covers, term_rule
+from domain.baas import BAA_LIFECYCLE, BaaStatus, activation_rule, covers, term_rule
 from domain.errors import FieldViolation, InvalidInput, NotFound, Violations
 from domain.patients import email_rule, text_rule
 from resolvers.context import RequestContext
@@ -167,6 +167,8 @@ async def sign_baa(
         violations.check(
             "input.id", "names a BAA without an effective and expiry date; set them first"
         )
+    else:
+        violations.check("expiryDate", activation_rule(current.expiry_date, today=ctx.now.date()))
     violations.raise_if_any()
     BAA_LIFECYCLE.require(BaaStatus(current.status), BaaStatus.ACTIVE)
     return await _apply(

@@ -97,6 +97,10 @@ class QueryLimits:
     max_tokens: int = 2000
     max_directives: int = 50
     max_cost: int = 5000
+    # Items in any one list of the input (literal or variable).
+    max_input_list: int = 100
+    # List items a response may hold in all (lists without a page size included).
+    max_result_items: int = 20_000
     default_page_size: int = 20
     max_page_size: int = 100
 
@@ -122,6 +126,10 @@ class RequestContext:
     phi_nodes: frozenset[int] = frozenset()
     phi_inputs: frozenset[str] = frozenset()
     guard_violations: list[str] = field(default_factory=list)
+    # List items completed so far, against QueryLimits.max_result_items; past it, the
+    # request fails closed (no data) with LIMIT_EXCEEDED.
+    result_items: int = 0
+    result_too_large: bool = False
     # Open break-glass episodes of the caller by patient, for patients outside their care
     # team: a read of one of them is recorded as a read through its episode.
     break_glass_episodes: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)

@@ -172,6 +172,7 @@ async def create_patient(
         birth_date=values.get("date_of_birth"),
         ctx=ctx,
     )
+    violations.check("input.diagnoses", rules.diagnosis_count_rule(0, len(diagnosis_rows)))
     violations.raise_if_any()
     if await repo.mrn_in_use(ctx.db, values["mrn"]):
         raise Conflict("input.mrn", "is already assigned to another patient")
@@ -231,6 +232,12 @@ async def update_patient(
         removed = await repo.delete_diagnoses(ctx.db, patient_id, remove_diagnosis_ids)
         if removed != len(set(remove_diagnosis_ids)):
             raise NotFound("diagnosis of this patient", "input.removeDiagnosisIds")
+    if new_diagnoses:
+        existing = await repo.count_diagnoses(ctx.db, patient_id)
+        violations.check(
+            "input.addDiagnoses", rules.diagnosis_count_rule(existing, len(new_diagnoses))
+        )
+        violations.raise_if_any()
     cipher = ctx.require_cipher()
     await repo.insert_diagnoses(ctx.db, [repo.seal_diagnosis(cipher, d) for d in new_diagnoses])
     stored = repo.seal_identifiers(ctx.require_cipher(), patient_id, changes)

@@ -237,3 +237,11 @@ async def user(app: Starlette) -> dict:
         identity_of(app), Role.CLINICIAN, username="test.clinician"
     )
     return {"id": user_id, "username": "test.clinician", "secret": secret}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the fuzzers and property tests generated and what came back."""
+    from tests.e2e.served import SUMMARY
+
+    for line in SUMMARY:
+        terminalreporter.write_line(line)

@@ -37,6 +37,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 
 from graph.errors import LIMIT_EXCEEDED
 from graph.extensions.caches import PARSE_CACHE_SIZE
+from graph.input_rules import input_rule
 from resolvers.context import QueryLimits
 
 LIST_FACTOR = 10  # a list without a `first` argument is assumed to hold this many
@@ -55,10 +56,15 @@ def limit_error(limit: str, maximum: int, request_id: str) -> GraphQLError:
 
 
 @functools.cache
-def _rules(max_depth: int, max_aliases: int) -> tuple[type, ...]:
+def _rules(max_depth: int, max_aliases: int, max_list: int) -> tuple[type, ...]:
     """The same rule classes for the same limits, so Strawberry's ValidationCache (keyed
-    on the document and the rules) hits for a repeated document."""
-    return depth_validator(max_depth, _introspection), aliases_validator(max_aliases)
+    on the document and the rules) hits for a repeated document. The text rule for
+    string literals and the input-list maximum ride along: a document is checked once."""
+    return (
+        depth_validator(max_depth, _introspection),
+        aliases_validator(max_aliases),
+        input_rule(max_list),
+    )
 
 
 def _introspection(context: IgnoreContext) -> bool:
@@ -76,7 +82,7 @@ class QueryLimitsExtension(SchemaExtension):
         context.parse_options["max_tokens"] = limits.max_tokens
         context.validation_rules = (
             *context.validation_rules,
-            *_rules(limits.max_depth, limits.max_aliases),
+            *_rules(limits.max_depth, limits.max_aliases, limits.max_input_list),
         )
         yield
 

@@ -4,6 +4,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
+from asyncpg import PostgresError
+from sqlalchemy.exc import DBAPIError
 from strawberry.extensions import SchemaExtension
 from strawberry.types.graphql import OperationType
 
@@ -19,6 +21,7 @@ from graph.errors import (
     limit_of,
     masked,
 )
+from graph.extensions.limits import limit_error
 from graph.logs import describe_exception
 from resolvers.audit_trail import entry_base, security_entry
 from resolvers.context import RequestContext
@@ -45,12 +48,30 @@ class UnitOfWork(SchemaExtension):
             if result is None:
                 return
             tripped = bool(request.guard_violations)
+            too_large = request.result_too_large
+            if too_large:
+                # Lists held more than the response may: nothing of it leaves.
+                result.errors = [
+                    limit_error(
+                        "result items",
+                        request.query_limits.max_result_items,
+                        request.meta.request_id,
+                    )
+                ]
             try:
                 # A mutation with any error keeps nothing. So does an operation whose data
                 # an error nulled whole: graphql-core then abandons the sibling fields
                 # still running, and one cancelled mid-statement leaves the transaction
                 # unusable; nothing of it leaves, so it is rolled back before the audit.
-                if tripped or (result.errors and (_is_mutation(context) or result.data is None)):
+                # A statement that failed in the database leaves the transaction unusable
+                # too: rolled back, so the audit is written (and the failure reported as
+                # what it was, not as the audit trail's).
+                if (
+                    tripped
+                    or too_large
+                    or (result.errors and (_is_mutation(context) or result.data is None))
+                    or _database_failed(result.errors)
+                ):
                     await request.db.rollback()
                     result.data = None
             except Exception as exc:
@@ -176,6 +197,13 @@ async def _quietly(awaitable: Any) -> None:
         await awaitable
     except Exception as exc:
         log.warning("rollback_failed", **describe_exception(exc))
+
+
+def _database_failed(errors: Any) -> bool:
+    return any(
+        isinstance(getattr(error, "original_error", None), DBAPIError | PostgresError)
+        for error in errors or ()
+    )
 
 
 def _is_mutation(context: object) -> bool:

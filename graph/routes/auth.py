@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from domain.principals import Human
 from domain.security_events import Outcome, SecurityEvent
+from domain.text import UNSAFE_TEXT_RULE, is_unsafe_text
 from graph.authentication import PRINCIPAL
 from graph.identity import Identity
 from graph.logs import describe_exception
@@ -27,32 +28,54 @@ log = structlog.get_logger("phigate.auth")
 MAX_BODY_BYTES = 8 * 1024
 GENERIC_FAILURE = "Invalid username, password or one-time code."
 _LOGIN_FIELDS = {"username": 64, "password": 256, "totp": 10}
+_FORM_FIELDS = frozenset({"grant_type", "client_id", "client_secret", "scope"})
 
 
 class BadRequest(Exception):
+    status = 400
+
     def __init__(self, description: str) -> None:
         super().__init__(description)
         self.description = description
 
+    def response(self) -> Response:
+        return oauth_error(self.status, "invalid_request", self.description)
+
+
+class BodyTooLarge(BadRequest):
+    status = 413
+
+    def __init__(self) -> None:
+        super().__init__(f"The body must be at most {MAX_BODY_BYTES} bytes.")
+
 
 async def _limited_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-        raise BadRequest(f"The body must be at most {MAX_BODY_BYTES} bytes.")
+    if declared is not None and not declared.isdigit():
+        raise BadRequest("The Content-Length header must be a number of bytes.")
+    if declared is not None and int(declared) > MAX_BODY_BYTES:
+        raise BodyTooLarge
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise BadRequest(f"The body must be at most {MAX_BODY_BYTES} bytes.")
+            raise BodyTooLarge
     return body
+
+
+def _text_field(name: str, value: str) -> str:
+    if is_unsafe_text(value):
+        raise BadRequest(f"The field '{name}' {UNSAFE_TEXT_RULE}.")
+    return value
 
 
 async def _json_fields(request: Request, fields: dict[str, int]) -> dict[str, str]:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise BadRequest("The body must be JSON (Content-Type: application/json).")
+    raw = await _limited_body(request)
     try:
-        body = json.loads(await _limited_body(request))
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
@@ -65,7 +88,7 @@ async def _json_fields(request: Request, fields: dict[str, int]) -> dict[str, st
             raise BadRequest(
                 f"The field '{name}' must be a non-empty string of at most {limit} characters."
             )
-        values[name] = value
+        values[name] = _text_field(name, value)
     return values
 
 
@@ -116,7 +139,7 @@ class AuthEndpoints:
         try:
             fields = await _json_fields(request, _LOGIN_FIELDS)
         except BadRequest as bad:
-            return oauth_error(400, "invalid_request", bad.description)
+            return bad.response()
         refused = await self._limited(
             ctx,
             self.identity.limits.login,
@@ -139,7 +162,7 @@ class AuthEndpoints:
         try:
             fields = await _json_fields(request, {"refresh_token": 200})
         except BadRequest as bad:
-            return oauth_error(400, "invalid_request", bad.description)
+            return bad.response()
         refused = await self._limited(
             ctx, self.identity.limits.login, address=ctx.meta.client_ip or "unknown"
         )
@@ -173,10 +196,16 @@ class AuthEndpoints:
             )
         try:
             form = dict(parse_qsl((await _limited_body(request)).decode(), keep_blank_values=True))
-        except (BadRequest, UnicodeDecodeError):
-            return oauth_error(
-                400, "invalid_request", "The body is too large or not valid form data."
-            )
+            if any(is_unsafe_text(key) for key in form):
+                raise BadRequest(f"A field name {UNSAFE_TEXT_RULE}.")
+            form = {
+                key: _text_field(key if key in _FORM_FIELDS else "(unnamed)", value)
+                for key, value in form.items()
+            }
+        except BadRequest as bad:
+            return bad.response()
+        except (UnicodeDecodeError, ValueError):
+            return oauth_error(400, "invalid_request", "The body is not valid form data.")
         refused = await self._limited(
             ctx,
             self.identity.limits.token,

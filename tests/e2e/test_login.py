@@ -286,6 +286,21 @@ async def test_security_events_hold_no_password_code_or_username_typed(
     )
 
 
+@pytest.mark.parametrize("path", ["/auth/login", "/auth/refresh"])
+async def test_an_auth_body_over_8_kib_is_413(
+    client: httpx.AsyncClient, path: str, app_engine: AsyncEngine
+) -> None:
+    response = await client.post(
+        path,
+        content=b'{"username": "' + b"a" * 9000 + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "invalid_request"
+    assert "at most 8192 bytes" in response.json()["error_description"]
+    assert await events(app_engine) == []
+
+
 @pytest.mark.parametrize(
     ("content", "content_type", "fragment"),
     [
@@ -299,7 +314,16 @@ async def test_security_events_hold_no_password_code_or_username_typed(
         ),
         (b"username=a&password=b&totp=1", "application/x-www-form-urlencoded", "must be JSON"),
         (b'{"username": "a", "password": "b", "totp": "1"}', "text/plain", "must be JSON"),
-        (b'{"username": "' + b"a" * 9000 + b'"}', "application/json", "at most 8192 bytes"),
+        (
+            b'{"username": "a\\u0000", "password": "b", "totp": "1"}',
+            "application/json",
+            "'username' must not contain NUL characters or unpaired surrogates",
+        ),
+        (
+            b'{"username": "a", "password": "\\ud800", "totp": "1"}',
+            "application/json",
+            "'password' must not contain NUL characters or unpaired surrogates",
+        ),
     ],
 )
 async def test_malformed_login_requests_get_a_clear_400(

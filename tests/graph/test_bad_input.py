@@ -61,7 +61,7 @@ CASES = [
     ),
     (
         "future birth date",
-        {"dateOfBirth": "2999-01-01"},
+        {"dateOfBirth": "2150-01-01"},
         "BAD_USER_INPUT",
         ["input.dateOfBirth", "future"],
         ["2999-01-01"],
