@@ -412,3 +412,25 @@ def test_operations_register_validates_and_prints_hashes(
     assert main(["operations", "list"]) == 0
     listed = json.loads(capsys.readouterr().out)["operations"]
     assert [(o["sha256"], o["source"]) for o in listed] == [(entry["sha256"], "REGISTERED")]
+
+
+def test_production_serve_runs_every_check_and_refuses_demo_accounts(
+    external_database: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`phigate check` finds the demo accounts; `phigate serve` must refuse on the same
+    finding, not start with them (their password is in the README)."""
+    from tests.tls import self_signed
+
+    assert main(["seed-demo", "--patients", "2"]) == 0  # demo patients and demo accounts
+    capsys.readouterr()
+    cert, key = self_signed(tmp_path)
+    monkeypatch.setenv("PHIGATE_ENV", "production")
+    assert main(["check"]) == 1
+    assert "demo account(s) are active" in capsys.readouterr().out
+    options = ["serve", "--tls-cert", str(cert), "--tls-key", str(key), "--port", "1"]
+    assert main(options) == 2
+    refused = capsys.readouterr().err
+    assert "refusing to serve" in refused and "demo account(s) are active" in refused
