@@ -4,6 +4,7 @@ broken rule in words (never echoing the value) or ``None`` when the value is fin
 from __future__ import annotations
 
 import re
+import secrets
 from datetime import date
 from enum import StrEnum
 
@@ -48,6 +49,18 @@ def text_rule(value: str, *, max_length: int, required: bool = True) -> str | No
     if _CONTROL.search(value):
         return "must not contain control characters"
     return None
+
+
+MRN_CHOICE_RULE = (
+    "may be chosen only by a caller who can reach every patient (otherwise 'already in"
+    " use' would reveal a patient outside the care team); leave it out and phigate"
+    " assigns one"
+)
+
+
+def assigned_mrn() -> str:
+    """An MRN for a new patient: 40 random bits, in the MRN alphabet."""
+    return f"PG-{secrets.token_hex(5).upper()}"
 
 
 def mrn_rule(value: str) -> str | None:

@@ -163,6 +163,11 @@ async def create_patient(
     ctx: RequestContext, values: Mapping[str, Any], diagnoses: Sequence[Mapping[str, Any]]
 ) -> Row[Any]:
     violations = Violations()
+    values = dict(values)
+    if values.get("mrn") is None:
+        values["mrn"] = rules.assigned_mrn()
+    elif ctx.scope.row_scope is not RowScope.ALL:
+        violations.check("input.mrn", rules.MRN_CHOICE_RULE)
     _check_patient_values(values, violations, today=ctx.today)
     diagnosis_rows = _diagnosis_rows(
         diagnoses,
@@ -215,6 +220,8 @@ async def update_patient(
 ) -> Row[Any]:
     current = await patient(ctx, patient_id, field="input.id")
     violations = Violations()
+    if "mrn" in changes and ctx.scope.row_scope is not RowScope.ALL:
+        violations.check("input.mrn", rules.MRN_CHOICE_RULE)
     _check_patient_values(changes, violations, today=ctx.today)
     birth_date = changes.get("date_of_birth") or current.date_of_birth
     new_diagnoses = _diagnosis_rows(

@@ -75,7 +75,15 @@ def _columns(source: Any) -> dict[str, Any]:
 
 @strawberry.input
 class PatientCreateInput:
-    mrn: str = phi(IDENTIFIER)
+    mrn: str | None = phi(
+        IDENTIFIER,
+        default=UNSET,
+        description=(
+            "Left out, phigate assigns one. Only a caller who can reach every patient may"
+            " choose it: for anyone else, 'already in use' would reveal a patient outside"
+            " their care team."
+        ),
+    )
     given_name: str = phi(IDENTITY)
     family_name: str = phi(IDENTITY)
     date_of_birth: date = phi(IDENTITY)

@@ -21,7 +21,7 @@ def blocks(page: str, language: str) -> list[str]:
 
 async def test_enforcement_variable_default_example(as_role: AsRole) -> None:
     clinician = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
-    created = await clinician(CREATE_PATIENT, {"input": patient_input(mrn="DEMO-DOC-001")})
+    created = await clinician(CREATE_PATIENT, {"input": patient_input()})
     patient_id = created.ok()["patientCreate"]["patient"]["id"]
     [document] = blocks("enforcement.md", "graphql")
     [expected] = blocks("enforcement.md", "json")

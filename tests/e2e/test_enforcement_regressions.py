@@ -23,10 +23,10 @@ REASON = "Unresponsive on arrival, no care team on shift (synthetic)"
 GET_NAMES = "query($id: ID!) { patient(id: $id) { id givenName phone } }"
 
 
-async def _register(as_role: AsRole, mrn: str) -> tuple[str, GraphQLClient]:
+async def _register(as_role: AsRole) -> tuple[str, GraphQLClient]:
     """A patient on the care team of a clinician acting for TREATMENT."""
     alice = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
-    created = await alice(CREATE_PATIENT, {"input": patient_input(mrn=mrn)})
+    created = await alice(CREATE_PATIENT, {"input": patient_input()})
     return created.ok()["patientCreate"]["patient"]["id"], alice
 
 
@@ -66,7 +66,7 @@ def _sneaky_update(patient_id: str, **fields: object) -> str:
 async def test_a_default_value_cannot_write_without_a_purpose(
     as_role: AsRole, admin_engine: AsyncEngine
 ) -> None:
-    patient_id, alice = await _register(as_role, "DEMO-REG-001")
+    patient_id, alice = await _register(as_role)
     before = await _write_entries(admin_engine)
     no_purpose = _without_purpose(alice)
     sneaky = _sneaky_update(
@@ -85,7 +85,7 @@ async def test_a_default_value_cannot_write_without_a_purpose(
 async def test_a_default_value_cannot_write_a_class_the_role_may_not(
     as_role: AsRole, admin_engine: AsyncEngine
 ) -> None:
-    patient_id, alice = await _register(as_role, "DEMO-REG-002")
+    patient_id, alice = await _register(as_role)
     billing = await as_role(Role.BILLING, Purpose.PAYMENT)
     refused = await billing(_sneaky_update(patient_id, givenName='"Renamed"'))
     assert refused.data is None
@@ -132,7 +132,7 @@ async def test_a_default_list_item_and_a_nested_default_are_decided_too(
     as_role: AsRole,
 ) -> None:
     """Single values coerced to lists and defaults inside nested inputs."""
-    patient_id, _ = await _register(as_role, "DEMO-REG-004")
+    patient_id, _ = await _register(as_role)
     billing = await as_role(Role.BILLING, Purpose.PAYMENT)
     # A default of a single object for a list variable is coerced to a list of one.
     single = await billing(
@@ -186,7 +186,7 @@ async def test_an_unauthenticated_post_never_executes(client: httpx.AsyncClient)
 async def test_reads_through_an_open_episode_are_recorded_as_break_glass(
     as_role: AsRole, token_for: object, client: httpx.AsyncClient
 ) -> None:
-    patient_id, _ = await _register(as_role, "DEMO-REG-005")
+    patient_id, _ = await _register(as_role)
     token = await token_for(Role.CLINICIAN)  # type: ignore[operator]
     emergency = {
         "Authorization": f"Bearer {token}",
@@ -235,7 +235,7 @@ async def test_the_decision_cache_tells_apart_what_changes_the_decision(
     for show, refused in ((False, False), (True, True), (False, False), (True, True)):
         response = await nurse(document, {"show": show})
         assert (response.codes == ["FORBIDDEN_FIELD"]) is refused, (show, response.codes)
-    patient_id, _ = await _register(as_role, "DEMO-REG-006")
+    patient_id, _ = await _register(as_role)
     update = "mutation($i: PatientUpdateInput!) { patientUpdate(input: $i) { patient { id } } }"
     billing = await as_role(Role.BILLING, Purpose.PAYMENT)
     for fields, refused in (
@@ -286,7 +286,7 @@ async def test_reads_under_aliased_edges_and_payloads_are_audited(
     """Found while planning execution: the resolvers registered the records they returned
     under the literal names `edges.node` and `.patient`, while the decision names paths by
     the caller's aliases; an alias there left the PHI read out of the trail."""
-    patient_id, alice = await _register(as_role, "DEMO-REG-007")
+    patient_id, alice = await _register(as_role)
     listed = await alice(
         "{ patients { e: edges { n: node { id givenName } } } }",
         headers={"X-Request-ID": "aliased-edges"},

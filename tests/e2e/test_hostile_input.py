@@ -163,7 +163,6 @@ CREATE = """mutation Create($input: PatientCreateInput!) {
 
 def _patient(**overrides: Any) -> dict[str, Any]:
     return {
-        "mrn": f"MRN-HOSTILE-{uuid.uuid4().hex[:8].upper()}",
         "givenName": "Testy",
         "familyName": "Synthetic",
         "dateOfBirth": "1980-02-03",

@@ -51,7 +51,6 @@ async def test_canary_phi_reaches_no_log_and_no_audit_column(
         CREATE_PATIENT,
         {
             "input": {
-                "mrn": "DEMO-CANARY-1",
                 "dateOfBirth": "1981-03-04",
                 "address": {
                     "line": CANARY_STREET,

@@ -54,15 +54,15 @@ async def _entries(engine: AsyncEngine, request_id: str) -> list[dict[str, Any]]
         return [dict(row._mapping) for row in rows]
 
 
-async def _register(clinician: GraphQLClient, mrn: str) -> str:
-    created = await clinician(CREATE_PATIENT, {"input": patient_input(mrn=mrn)})
+async def _register(clinician: GraphQLClient) -> str:
+    created = await clinician(CREATE_PATIENT, {"input": patient_input()})
     return created.ok()["patientCreate"]["patient"]["id"]
 
 
 async def test_a_phi_field_the_decision_missed_is_never_returned(
     clinician: GraphQLClient, blind_to: Any, admin_engine: AsyncEngine
 ) -> None:
-    await _register(clinician, "DEMO-GRD-001")
+    await _register(clinician)
     blind_to("Patient.ssn")
     response = await clinician(
         "{ patients { edges { node { id givenName ssn } } } }",
@@ -90,7 +90,7 @@ async def test_a_phi_field_the_decision_missed_is_never_returned(
 async def test_a_phi_input_the_decision_missed_is_never_written(
     clinician: GraphQLClient, blind_to: Any, admin_engine: AsyncEngine
 ) -> None:
-    patient_id = await _register(clinician, "DEMO-GRD-002")
+    patient_id = await _register(clinician)
     blind_to("PatientUpdateInput.phone")
     response = await clinician(
         "mutation($i: PatientUpdateInput!) { patientUpdate(input: $i) { patient { id } } }",
@@ -120,7 +120,7 @@ async def test_a_phi_argument_the_decision_missed_is_never_used(
     as_role: AsRole, blind_to: Any, admin_engine: AsyncEngine
 ) -> None:
     clinician = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
-    await _register(clinician, "DEMO-GRD-003")
+    await _register(clinician)
     blind_to("Query.patientsByIdentifier(ssn:)")
     response = await clinician(
         'query { patientsByIdentifier(ssn: "987-65-4320") { id } }',
@@ -135,7 +135,7 @@ async def test_a_phi_argument_the_decision_missed_is_never_used(
 async def test_without_a_defect_the_guard_never_fires(
     clinician: GraphQLClient, admin_engine: AsyncEngine
 ) -> None:
-    await _register(clinician, "DEMO-GRD-004")
+    await _register(clinician)
     response = await clinician(
         "{ patients { edges { node { id ssn phone } } } }",
         headers={"X-Request-ID": "guard-none-1"},

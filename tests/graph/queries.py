@@ -24,9 +24,9 @@ GET_PATIENT = "query Get($id: ID!) { patient(id: $id) { " + PATIENT_FIELDS + " }
 
 
 def patient_input(**overrides: object) -> dict[str, object]:
-    """An obviously synthetic patient."""
+    """An obviously synthetic patient (phigate assigns the MRN: the test callers are
+    limited to their care team)."""
     values: dict[str, object] = {
-        "mrn": "DEMO-T00001",
         "givenName": "Alpha",
         "familyName": "Synthetic-Test",
         "dateOfBirth": "1980-02-29",

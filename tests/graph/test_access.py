@@ -28,10 +28,10 @@ def without_request_id(response: GraphQLResponse) -> list[dict]:
     ]
 
 
-async def register(clinician: GraphQLClient, mrn: str) -> str:
-    return (await clinician(CREATE_PATIENT, {"input": patient_input(mrn=mrn)})).ok()[
-        "patientCreate"
-    ]["patient"]["id"]
+async def register(clinician: GraphQLClient) -> str:
+    return (await clinician(CREATE_PATIENT, {"input": patient_input()})).ok()["patientCreate"][
+        "patient"
+    ]["id"]
 
 
 async def audit_rows(engine: AsyncEngine) -> list[dict]:
@@ -49,7 +49,7 @@ async def test_another_care_team_answers_exactly_like_a_missing_patient(
 ) -> None:
     alice = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
     bob = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
-    patient_id = await register(alice, "DEMO-ACC-001")
+    patient_id = await register(alice)
     assert (await alice(GET, {"id": patient_id})).ok()["patient"]["id"] == patient_id
 
     theirs = await bob(GET, {"id": patient_id})
@@ -88,7 +88,7 @@ async def test_phi_needs_a_declared_allowed_purpose(
     as_role: AsRole, app_engine: AsyncEngine, purpose: str | None, code: str
 ) -> None:
     registrar = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
-    patient_id = await register(registrar, "DEMO-ACC-002")
+    patient_id = await register(registrar)
     caller = GraphQLClient(registrar.http, {**registrar.headers})
     caller.headers.pop("X-Purpose-Of-Use")
     if purpose:
@@ -105,7 +105,7 @@ async def test_billing_reads_identifiers_for_payment_but_never_clinical_data(
     as_role: AsRole, app_engine: AsyncEngine
 ) -> None:
     registrar = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
-    patient_id = await register(registrar, "DEMO-ACC-003")
+    patient_id = await register(registrar)
     billing = await as_role(Role.BILLING, Purpose.PAYMENT)
     allowed = (
         await billing(
@@ -149,8 +149,8 @@ async def test_a_refused_request_executes_nothing(
 
 async def test_break_glass_reaches_one_patient_and_is_reviewed(as_role: AsRole) -> None:
     alice = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
-    patient_id = await register(alice, "DEMO-ACC-004")
-    other_id = await register(alice, "DEMO-ACC-005")
+    patient_id = await register(alice)
+    other_id = await register(alice)
     no_reason = await as_role(Role.CLINICIAN, Purpose.EMERGENCY)
     assert (await no_reason(GET, {"id": patient_id})).codes == ["BREAK_GLASS_REASON_REQUIRED"]
 
@@ -189,7 +189,7 @@ async def test_break_glass_ends_when_the_episode_expires(
     as_role: AsRole, admin_engine: AsyncEngine
 ) -> None:
     alice = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
-    patient_id = await register(alice, "DEMO-ACC-006")
+    patient_id = await register(alice)
     bob = await as_role(Role.CLINICIAN, Purpose.EMERGENCY, reason=REASON)
     assert (await bob(GET, {"id": patient_id})).ok()
     async with admin_engine.begin() as connection:
@@ -209,7 +209,7 @@ async def test_nurses_cannot_break_the_glass(as_role: AsRole) -> None:
 
 async def test_administrators_keep_care_teams_without_seeing_phi(as_role: AsRole) -> None:
     alice = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
-    patient_id = await register(alice, "DEMO-ACC-007")
+    patient_id = await register(alice)
     admin = await as_role(Role.ADMIN)
     users = (await admin("{ users { id username role } }")).ok()["users"]
     bob_token_user = await as_role(Role.NURSE, Purpose.TREATMENT)
@@ -291,7 +291,7 @@ def test_inputs_cannot_set_ownership_roles_or_audit_fields() -> None:
 async def test_writers_are_recorded_from_the_token(
     clinician: GraphQLClient, admin_engine: AsyncEngine
 ) -> None:
-    await register(clinician, "DEMO-ACC-008")
+    await register(clinician)
     async with admin_engine.connect() as connection:
         created_by = await connection.scalar(text("SELECT created_by FROM phigate.patients"))
         recorded_by = await connection.scalar(text("SELECT recorded_by FROM phigate.diagnoses"))
@@ -324,7 +324,7 @@ async def test_nested_edges_are_scoped_too(
 ) -> None:
     """breach -> affectedPatients: a caller that may read breaches but reach no patients
     sees the breach and none of its patients."""
-    patient_id = await register(clinician, "DEMO-ACC-009")
+    patient_id = await register(clinician)
     report = "mutation($i: BreachReportInput!) { breachReport(input: $i) { breach { id } } }"
     breach_id = (
         await gql(

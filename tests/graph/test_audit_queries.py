@@ -39,11 +39,11 @@ async def auditor(as_role: AsRole) -> GraphQLClient:
 async def history(clinician: GraphQLClient) -> dict:
     """A clinician registers three patients and reads their charts."""
     ids = []
-    for n in range(3):
+    for _ in range(3):
         ids.append(
-            (await clinician(CREATE_PATIENT, {"input": patient_input(mrn=f"DEMO-REV-{n}")})).ok()[
-                "patientCreate"
-            ]["patient"]["id"]
+            (await clinician(CREATE_PATIENT, {"input": patient_input()})).ok()["patientCreate"][
+                "patient"
+            ]["id"]
         )
     for patient_id in ids:
         (

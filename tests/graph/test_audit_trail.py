@@ -46,16 +46,16 @@ async def entries(engine: AsyncEngine, **where: str) -> list[dict]:
         return found
 
 
-async def register(clinician: GraphQLClient, mrn: str) -> str:
-    return (await clinician(CREATE_PATIENT, {"input": patient_input(mrn=mrn)})).ok()[
-        "patientCreate"
-    ]["patient"]["id"]
+async def register(clinician: GraphQLClient) -> str:
+    return (await clinician(CREATE_PATIENT, {"input": patient_input()})).ok()["patientCreate"][
+        "patient"
+    ]["id"]
 
 
 async def test_every_phi_field_resolved_is_one_entry_per_patient(
     clinician: GraphQLClient, app_engine: AsyncEngine
 ) -> None:
-    a, b = await register(clinician, "DEMO-AUD-001"), await register(clinician, "DEMO-AUD-002")
+    a, b = await register(clinician), await register(clinician)
     response = await clinician(
         READ, {"a": a, "b": b}, headers={"User-Agent": "synthetic-frontend/1.0"}
     )
@@ -91,7 +91,7 @@ async def test_every_phi_field_resolved_is_one_entry_per_patient(
 async def test_lists_and_nested_edges_are_recorded_per_patient(
     as_role: AsRole, clinician: GraphQLClient, app_engine: AsyncEngine
 ) -> None:
-    ids = [await register(clinician, f"DEMO-AUD-1{n}") for n in range(3)]
+    ids = [await register(clinician) for n in range(3)]
     billing = await as_role(Role.BILLING, Purpose.PAYMENT)
     response = await billing("{ patients(first: 2) { edges { node { mrn } } } }")
     listed = [e for e in await entries(app_engine, request_id=response.headers["x-request-id"])]
@@ -102,7 +102,7 @@ async def test_lists_and_nested_edges_are_recorded_per_patient(
 async def test_writes_record_the_fields_written_not_their_values(
     clinician: GraphQLClient, app_engine: AsyncEngine
 ) -> None:
-    patient_id = await register(clinician, "DEMO-AUD-003")
+    patient_id = await register(clinician)
     update = "mutation($i: PatientUpdateInput!) { patientUpdate(input: $i) { patient { id } } }"
     response = await clinician(
         update,
@@ -120,7 +120,7 @@ async def test_writes_record_the_fields_written_not_their_values(
 async def test_break_glass_reads_are_flagged(
     as_role: AsRole, clinician: GraphQLClient, app_engine: AsyncEngine
 ) -> None:
-    patient_id = await register(clinician, "DEMO-AUD-004")
+    patient_id = await register(clinician)
     other = await as_role(
         Role.CLINICIAN, Purpose.EMERGENCY, reason="Unresponsive on arrival (synthetic)"
     )
@@ -149,7 +149,7 @@ async def test_a_refused_request_is_recorded_as_denied_with_the_fields_asked_for
 async def test_a_failed_mutation_records_its_attempt_as_error(
     clinician: GraphQLClient, app_engine: AsyncEngine
 ) -> None:
-    patient_id = await register(clinician, "DEMO-AUD-005")
+    patient_id = await register(clinician)
     update = "mutation($i: PatientUpdateInput!) { patientUpdate(input: $i) { patient { id } } }"
     response = await clinician(update, {"i": {"id": patient_id, "phone": "bad phone"}})
     assert response.codes == ["BAD_USER_INPUT"]
@@ -175,7 +175,7 @@ async def audit_refuses_writes(admin_engine: AsyncEngine):
 async def test_no_audit_no_phi(
     clinician: GraphQLClient, app_engine: AsyncEngine, audit_refuses_writes
 ) -> None:
-    patient_id = await register(clinician, "DEMO-AUD-006")
+    patient_id = await register(clinician)
     await audit_refuses_writes()
     response = await clinician(
         "query($id: ID!) { patient(id: $id) { givenName ssn } }", {"id": patient_id}
@@ -192,7 +192,7 @@ async def test_no_audit_no_write(
     admin_engine: AsyncEngine,
 ) -> None:
     await audit_refuses_writes()
-    response = await clinician(CREATE_PATIENT, {"input": patient_input(mrn="DEMO-AUD-007")})
+    response = await clinician(CREATE_PATIENT, {"input": patient_input()})
     assert response.codes == ["AUDIT_UNAVAILABLE"] and response.data is None
     assert await count_rows(admin_engine, "patients") == 0
     assert await count_rows(admin_engine, "care_team_members") == 0

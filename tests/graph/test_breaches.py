@@ -42,8 +42,8 @@ async def report(gql: GraphQLClient, **overrides: object) -> dict:
 async def test_report_links_patients_and_derives_jurisdictions(
     gql: GraphQLClient, clinician: GraphQLClient
 ) -> None:
-    ma = await create(clinician, mrn="DEMO-T00101")
-    ny = await create(clinician, mrn="DEMO-T00102", address={"state": "NY"})
+    ma = await create(clinician)
+    ny = await create(clinician, address={"state": "NY"})
     breach = await report(gql, affectedPatientIds=[ma["id"], ny["id"], ma["id"]])
     assert breach["status"] == "REPORTED"
     assert breach["affectedCount"] == 2
@@ -57,7 +57,7 @@ async def test_report_links_patients_and_derives_jurisdictions(
 async def test_declared_counts_may_exceed_linked_patients_but_not_the_reverse(
     gql: GraphQLClient, clinician: GraphQLClient
 ) -> None:
-    patient = await create(clinician, mrn="DEMO-T00103")
+    patient = await create(clinician)
     breach = await report(
         gql,
         affectedPatientIds=[patient["id"]],

@@ -34,7 +34,7 @@ async def test_the_report_counts_what_happened(
     seeded: int,
     app_engine: AsyncEngine,
 ) -> None:
-    created = await clinician(CREATE_PATIENT, {"input": patient_input(mrn="DEMO-REP-001")})
+    created = await clinician(CREATE_PATIENT, {"input": patient_input()})
     patient_id = created.ok()["patientCreate"]["patient"]["id"]
     (await clinician("query($id: ID!) { patient(id: $id) { givenName } }", {"id": patient_id})).ok()
     billing = await as_role(Role.BILLING, Purpose.PAYMENT)
@@ -67,7 +67,7 @@ async def test_the_report_counts_what_happened(
 async def test_a_tampered_trail_shows_in_the_report(
     as_role: AsRole, clinician: GraphQLClient, app_engine: AsyncEngine, admin_engine: AsyncEngine
 ) -> None:
-    (await clinician(CREATE_PATIENT, {"input": patient_input(mrn="DEMO-REP-002")})).ok()
+    (await clinician(CREATE_PATIENT, {"input": patient_input()})).ok()
     await audit.seal_all(app_engine)
     await as_superuser_bypassing_triggers(
         admin_engine,

@@ -19,8 +19,8 @@ SSN, MEMBER = "900-12-3456", "XMP-CANARY-77"
 READ = "query($id: ID!) { patient(id: $id) { id givenName ssn insuranceMemberId } }"
 
 
-async def register(clinician: GraphQLClient, mrn: str, **overrides: object) -> str:
-    created = await clinician(CREATE_PATIENT, {"input": patient_input(mrn=mrn, **overrides)})
+async def register(clinician: GraphQLClient, **overrides: object) -> str:
+    created = await clinician(CREATE_PATIENT, {"input": patient_input(**overrides)})
     return created.ok()["patientCreate"]["patient"]["id"]
 
 
@@ -35,7 +35,7 @@ async def stored(admin_engine: AsyncEngine, patient_id: str) -> str:
 async def test_identifiers_are_unreadable_at_rest_and_open_for_the_caller(
     clinician: GraphQLClient, admin_engine: AsyncEngine
 ) -> None:
-    patient_id = await register(clinician, "DEMO-ENC-001", ssn=SSN, insuranceMemberId=MEMBER)
+    patient_id = await register(clinician, ssn=SSN, insuranceMemberId=MEMBER)
     row = await stored(admin_engine, patient_id)
     for plaintext in (SSN, SSN.replace("-", ""), MEMBER):
         assert plaintext not in row
@@ -57,8 +57,8 @@ async def test_identifiers_are_unreadable_at_rest_and_open_for_the_caller(
 async def test_a_ciphertext_moved_or_altered_is_an_error_never_garbage(
     clinician: GraphQLClient, admin_engine: AsyncEngine
 ) -> None:
-    a = await register(clinician, "DEMO-ENC-002", ssn="900-22-1111")
-    b = await register(clinician, "DEMO-ENC-003", ssn="900-22-2222")
+    a = await register(clinician, ssn="900-22-1111")
+    b = await register(clinician, ssn="900-22-2222")
     async with admin_engine.begin() as connection:
         await connection.execute(
             text(
@@ -91,12 +91,14 @@ async def test_a_ciphertext_moved_or_altered_is_an_error_never_garbage(
 async def test_lookup_by_ssn_or_mrn_through_the_blind_index(
     clinician: GraphQLClient, as_role: AsRole
 ) -> None:
-    patient_id = await register(clinician, "DEMO-ENC-004", ssn="900-33-4444")
-    await register(clinician, "DEMO-ENC-005", ssn="900-33-5555")
+    patient_id = await register(clinician, ssn="900-33-4444")
+    await register(clinician, ssn="900-33-5555")
     find = "query($ssn: String, $mrn: String) { patientsByIdentifier(ssn: $ssn, mrn: $mrn) { id } }"
     by_ssn = (await clinician(find, {"ssn": "900-33-4444"})).ok()["patientsByIdentifier"]
     assert [p["id"] for p in by_ssn] == [patient_id]
-    by_mrn = (await clinician(find, {"mrn": "DEMO-ENC-004"})).ok()["patientsByIdentifier"]
+    read = "query($id: ID!) { patient(id: $id) { mrn } }"
+    mrn = (await clinician(read, {"id": patient_id})).ok()["patient"]["mrn"]
+    by_mrn = (await clinician(find, {"mrn": mrn})).ok()["patientsByIdentifier"]
     assert [p["id"] for p in by_mrn] == [patient_id]
     assert (await clinician(find, {"ssn": "900-33-0001"})).ok()["patientsByIdentifier"] == []
     malformed = await clinician(find, {"ssn": "900334444"})
@@ -104,7 +106,7 @@ async def test_lookup_by_ssn_or_mrn_through_the_blind_index(
     assert malformed.errors[0]["extensions"]["fields"] == [
         {"field": "ssn", "rule": "must have the form NNN-NN-NNNN"}
     ]
-    both = await clinician(find, {"ssn": "900-33-4444", "mrn": "DEMO-ENC-004"})
+    both = await clinician(find, {"ssn": "900-33-4444", "mrn": mrn})
     assert both.codes == ["BAD_USER_INPUT"]
     # Searching by SSN is reading an identifier: an analyst may not.
     analyst = await as_role(Role.ANALYST)
@@ -115,9 +117,7 @@ async def test_rotation_rewraps_every_data_key_online_and_values_still_open(
     clinician: GraphQLClient, admin_engine: AsyncEngine
 ) -> None:
     """As `phigate keys rotate` runs it: the schema owner's connection."""
-    patient_id = await register(
-        clinician, "DEMO-ENC-006", ssn="900-44-1234", insuranceMemberId=MEMBER
-    )
+    patient_id = await register(clinician, ssn="900-44-1234", insuranceMemberId=MEMBER)
     old = base64.b64decode(MASTER_KEY)
     new = base64.b64decode(generate_key())
     both = Envelope(LocalKeyProvider({1: old, 2: new}))

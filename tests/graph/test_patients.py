@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import re
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from domain.patients import MRN_CHOICE_RULE
 from domain.purposes import Purpose
 from domain.roles import Role
 from tests.conftest import count_rows
@@ -15,7 +21,7 @@ async def create(gql: GraphQLClient, **overrides: object) -> dict:
 
 async def test_create_then_read_a_patient(clinician: GraphQLClient) -> None:
     created = await create(clinician)
-    assert created["mrn"] == "DEMO-T00001"
+    assert re.fullmatch(r"PG-[0-9A-F]{10}", created["mrn"])  # assigned by phigate
     assert created["address"] == {
         "line": "1 Synthetic Way",
         "city": "Testville",
@@ -74,14 +80,40 @@ async def test_required_fields_cannot_be_nulled(clinician: GraphQLClient) -> Non
     )
     assert response.codes == ["BAD_USER_INPUT"]
     fields = {f["field"] for f in response.errors[0]["extensions"]["fields"]}
-    assert fields == {"input.givenName", "input.mrn"}
+    assert fields == {"input.givenName", "input.mrn"}  # not null, and not theirs to choose
 
 
-async def test_duplicate_mrn_is_a_conflict_and_writes_nothing(
-    clinician: GraphQLClient, app_engine, admin_engine
+async def test_a_caller_limited_to_a_care_team_cannot_probe_mrns(
+    clinician: GraphQLClient, service: Any, admin_engine: AsyncEngine
 ) -> None:
-    await create(clinician)
-    response = await clinician(CREATE_PATIENT, {"input": patient_input(ssn=None)})
+    """An MRN in use outside the care team would answer CONFLICT and a free one succeed:
+    a clinician learns which exist. So a care-team-limited caller may not choose an MRN
+    at all (the same refusal whether or not it exists), and phigate assigns one."""
+    registrar = await service("patients:write", "patients:read", purpose=Purpose.TREATMENT)
+    existing = (
+        await registrar(CREATE_PATIENT, {"input": patient_input(mrn="DEMO-T00001", ssn=None)})
+    ).ok()["patientCreate"]["patient"]
+    assert existing["mrn"] == "DEMO-T00001"
+    taken = await clinician(CREATE_PATIENT, {"input": patient_input(mrn="DEMO-T00001")})
+    free = await clinician(CREATE_PATIENT, {"input": patient_input(mrn="DEMO-T99999")})
+    for response in (taken, free):
+        assert response.codes == ["BAD_USER_INPUT"] and response.data is None
+        assert response.errors[0]["extensions"]["fields"] == [
+            {"field": "input.mrn", "rule": MRN_CHOICE_RULE}
+        ]
+    assert taken.errors[0]["message"] == free.errors[0]["message"]
+    assert await count_rows(admin_engine, "patients") == 1
+
+
+async def test_duplicate_mrn_is_a_conflict_for_a_caller_who_reaches_everyone(
+    service: Any, admin_engine: AsyncEngine
+) -> None:
+    registrar = await service("patients:write", "patients:read", purpose=Purpose.TREATMENT)
+    first = await registrar(CREATE_PATIENT, {"input": patient_input(mrn="DEMO-T00001")})
+    first.ok()
+    response = await registrar(
+        CREATE_PATIENT, {"input": patient_input(mrn="DEMO-T00001", ssn=None)}
+    )
     assert response.codes == ["CONFLICT"]
     assert "input.mrn" in response.errors[0]["message"]
     assert response.data is None
@@ -154,8 +186,8 @@ async def test_a_failed_mutation_in_a_document_rolls_back_the_others(
     response = await clinician(
         document,
         {
-            "a": patient_input(mrn="DEMO-T00010"),
-            "b": patient_input(mrn="DEMO-T00011", ssn="000-00-0000"),
+            "a": patient_input(),
+            "b": patient_input(ssn="000-00-0000"),
         },
     )
     assert response.codes == ["BAD_USER_INPUT"]

@@ -28,8 +28,8 @@ HISTORY = "query($id: ID!) { legalHoldHistory(patientId: $id) { action reason ac
 REASON = "Litigation hold, matter 2026-CV-0001"
 
 
-async def register(clinician: GraphQLClient, mrn: str) -> str:
-    created = await clinician(CREATE_PATIENT, {"input": patient_input(mrn=mrn)})
+async def register(clinician: GraphQLClient) -> str:
+    created = await clinician(CREATE_PATIENT, {"input": patient_input()})
     return created.ok()["patientCreate"]["patient"]["id"]
 
 
@@ -45,7 +45,7 @@ async def audit_rows(engine: AsyncEngine, where: str, **params: object) -> list[
 async def test_a_held_record_cannot_be_deleted_until_released(
     gql: GraphQLClient, clinician: GraphQLClient, app_engine: AsyncEngine, admin_engine: AsyncEngine
 ) -> None:
-    patient_id = await register(clinician, "DEMO-RET-001")
+    patient_id = await register(clinician)
     held = (await gql(HOLD, {"input": {"patientId": patient_id, "reason": REASON}})).ok()
     assert held["legalHoldSet"]["patient"]["legalHold"]["active"] is True
     again = await gql(HOLD, {"input": {"patientId": patient_id, "reason": REASON}})
@@ -110,7 +110,7 @@ async def test_a_held_record_cannot_be_deleted_until_released(
 async def test_the_retention_run_deletes_only_unheld_expired_records(
     clinician: GraphQLClient, gql: GraphQLClient, app_engine: AsyncEngine, admin_engine: AsyncEngine
 ) -> None:
-    old, held, minor, recent = [await register(clinician, f"DEMO-RET-1{n}") for n in range(4)]
+    old, held, minor, recent = [await register(clinician) for n in range(4)]
     (await gql(HOLD, {"input": {"patientId": held, "reason": REASON}})).ok()
     async with admin_engine.begin() as connection:
         await connection.execute(
