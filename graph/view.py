@@ -26,7 +26,13 @@ from domain.authorization import is_written_reason
 from domain.permissions import RowScope
 from domain.policy import Policy
 from domain.roles import Role
-from domain.text import MAX_NESTING, NESTING_RULE, nesting_depth
+from domain.text import (
+    MAX_NESTING,
+    NESTING_RULE,
+    UNSAFE_TEXT_RULE,
+    is_unsafe_text,
+    nesting_depth,
+)
 from graph.authentication import PRINCIPAL, REQUEST_DATABASE, VERIFIED_SESSION
 from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE, TIMEOUT, masked
 from graph.logs import describe_exception
@@ -43,6 +49,18 @@ GRAPHIQL_ASSETS_PATH = "/graphiql-assets"
 # A written reason: long enough to say something, short enough to be a reason.
 MIN_REASON = 10
 MAX_REASON = 500
+
+
+def _check_request_text(payload: object) -> None:
+    """The document and the operation name are strings the caller sends too: the text
+    rule holds for them before anything parses them (values inside the document and
+    the variables are checked by graph/input_rules.py, naming their field)."""
+    if not isinstance(payload, dict):
+        return
+    for name in ("query", "operationName"):
+        value = payload.get(name)
+        if isinstance(value, str) and is_unsafe_text(value):
+            raise HTTPException(400, f"The field '{name}' {UNSAFE_TEXT_RULE}.")
 
 
 class GraphQLView(GraphQL[RequestContext, None]):
@@ -133,7 +151,13 @@ class GraphQLView(GraphQL[RequestContext, None]):
                 raise HTTPException(400, f"The request body {NESTING_RULE}.") from None
         if nesting_depth(payload) > MAX_NESTING:
             raise HTTPException(400, f"The request body {NESTING_RULE}.")
+        _check_request_text(payload)
         return payload
+
+    def parse_query_params(self, params: Any) -> dict[str, Any]:
+        parsed = super().parse_query_params(params)
+        _check_request_text(parsed)
+        return parsed
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:
         state = request.scope.get("state", {})

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from typing import Any
 
 import httpx
 import pytest
-from graphql import get_named_type
+from graphql import IntValueNode, StringValueNode, Visitor, get_named_type, parse, print_ast, visit
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -50,6 +51,7 @@ from graph.schema import build_schema
 from graph.schema import schema as served_schema
 from graph.settings import Settings
 from tests.conftest import FAST_HASHING, TEST_KEYS
+from tests.e2e.served import SUMMARY
 from tests.generated import Operation, operations, patient_operations
 from tests.identity import issue_token, service_token
 
@@ -458,6 +460,117 @@ async def test_generated_mutations(
     await _check(operation, subject, purpose, client, admin_engine, SCHEMA)
 
 
+# Hostile values: the same generated operations with some of their strings, numbers,
+# dates and times replaced by what an attacker sends. Every one is answered as a client
+# error naming the field, or served; never INTERNAL_ERROR, never AUDIT_UNAVAILABLE.
+UNSAFE_TEXT = ("\x00", "a\x00b", "\ud800", "x\udfffy")
+ODD_TEXT = ("\x01\x1f\x7f", "\u202e\u200b", "'; DROP TABLE patients; --", "x" * 100_000, "")
+EXTREME_INTS = (0, -1, 2**31, -(2**31) - 1, 2**53 + 1, 10**30)
+EXTREME_DATES = ("0001-01-01", "9999-12-31", "1899-12-31", "2200-01-01", "2024-02-30")
+EXTREME_TIMES = (
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-12:00",
+    "1899-12-31T23:59:59Z",
+    "2026-13-01T00:00:00Z",
+)
+HOSTILE_OUTCOMES: dict[str, int] = {}
+
+
+@st.composite
+def hostile(draw: Any, operation: Operation) -> tuple[Operation, bool]:
+    """The operation with some values replaced; and whether a replacement breaks the
+    text rule (so the answer must be a client error)."""
+    unsafe = False
+
+    def replace(value: Any) -> Any:
+        nonlocal unsafe
+        if isinstance(value, bool) or draw(st.integers(min_value=0, max_value=2)) != 0:
+            return value
+        if isinstance(value, int):
+            return draw(st.sampled_from(EXTREME_INTS))
+        if isinstance(value, str):
+            if len(value) >= 10 and value[4:5] == "-" and value[7:8] == "-":
+                return draw(st.sampled_from(EXTREME_TIMES if "T" in value else EXTREME_DATES))
+            chosen = draw(
+                st.one_of(
+                    st.sampled_from(UNSAFE_TEXT),
+                    st.sampled_from(ODD_TEXT),
+                    st.text(st.characters(codec=None, categories=None), max_size=20),
+                )
+            )
+            unsafe = unsafe or any(c == "\x00" or 0xD800 <= ord(c) <= 0xDFFF for c in chosen)
+            return chosen
+        return value
+
+    class Swap(Visitor):
+        def enter_string_value(self, node: Any, *_: Any) -> Any:
+            value = replace(node.value)
+            return None if value == node.value else StringValueNode(value=value)
+
+        def enter_int_value(self, node: Any, *_: Any) -> Any:
+            value = replace(int(node.value))
+            return None if value == int(node.value) else IntValueNode(value=str(value))
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: walk(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        return replace(value)
+
+    document = print_ast(visit(parse(operation.document), Swap()))
+    variables = walk(operation.variables)
+    return Operation(document, variables, operation.mutation), unsafe
+
+
+@seed(SEED + 2)
+@_generated(mutation=True)
+@given(data=st.data())
+async def test_hostile_values_are_client_errors_never_internal_ones(
+    data: st.DataObject,
+    client: httpx.AsyncClient,
+    subjects: list[Subject],
+    known_ids: list[str],
+    app: Starlette,
+) -> None:
+    subject, purpose = data.draw(callers([s for s in subjects if s[1] is not None]))
+    mutation = data.draw(st.booleans())
+    plain = data.draw(generated(subject, purpose, known_ids, mutation=mutation))
+    operation, unsafe = data.draw(hostile(plain))
+    headers = dict(subject[2])
+    if purpose is not None:
+        headers["X-Purpose-Of-Use"] = purpose.value
+        if purpose is Purpose.EMERGENCY:
+            headers["X-Break-Glass-Reason"] = REASON
+    response = await client.post(
+        "/graphql",
+        content=json.dumps({"query": operation.document, "variables": operation.variables}),
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    context = f"{subject[0]} {purpose} {operation.document!r} {operation.variables!r}"
+    assert response.status_code in (200, 400, 413), (response.status_code, context)
+    assert response.headers.get("x-request-id") and response.headers.get("cache-control")
+    body = response.json()
+    codes = {error["extensions"]["code"] for error in body.get("errors") or []}
+    assert not codes & {"INTERNAL_ERROR", "AUDIT_UNAVAILABLE", "ENFORCEMENT_FAILED"}, (
+        codes,
+        context,
+    )
+    if unsafe:
+        client_errors = {
+            "BAD_USER_INPUT",
+            "GRAPHQL_PARSE_FAILED",
+            "GRAPHQL_VALIDATION_FAILED",
+            "BAD_REQUEST",
+            "PAYLOAD_TOO_LARGE",
+        }
+        assert codes & client_errors, (codes, context)
+        assert body.get("data") is None, context
+    outcome = ",".join(sorted(codes)) or "served"
+    HOSTILE_OUTCOMES[outcome] = HOSTILE_OUTCOMES.get(outcome, 0) + 1
+
+
 def test_the_generated_operations_reached_data() -> None:
     """Runs after the two above (file order): they must have done more than refuse."""
     if not OUTCOMES:
@@ -466,3 +579,8 @@ def test_the_generated_operations_reached_data() -> None:
     assert OUTCOMES.get("refused", 0) > 0
     assert OUTCOMES.get("phi read", 0) > 0
     assert OUTCOMES.get("written", 0) > 0
+    if HOSTILE_OUTCOMES:
+        SUMMARY.append(
+            "hostile values: "
+            + ", ".join(f"{key}: {count}" for key, count in sorted(HOSTILE_OUTCOMES.items()))
+        )

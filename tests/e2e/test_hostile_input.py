@@ -483,3 +483,47 @@ def test_a_written_break_glass_reason_is_accepted(served: Served) -> None:
         **headers,
     )
     assert "BREAK_GLASS_REASON_REQUIRED" not in response.text, response.text
+
+
+# Found by the hostile-values property test: a lone surrogate written into the document
+# itself (a literal, or a comment) reached the audit trail's document hash and answered
+# INTERNAL_ERROR.
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        '{ patient(id: "@BAD@") { id } }',
+        "# @BAD@\n{ __typename }",
+    ],
+    ids=["literal", "comment"],
+)
+@pytest.mark.parametrize("bad", [NUL, SURROGATE], ids=["nul", "surrogate"])
+def test_nul_or_surrogate_in_the_document_text_is_a_400(
+    served: Served, query: str, bad: str
+) -> None:
+    body = '{"query": ' + json.dumps(query).replace("@BAD@", bad) + "}"
+    response = post(served, "CLINICIAN", body.encode())
+    assert response.status_code == 400, response.text
+    error = response.json()["errors"][0]
+    assert "'query'" in error["message"] and NUL_OR_SURROGATE in error["message"]
+    assert error["extensions"]["requestId"] == response.headers["x-request-id"]
+    assert_headers(response)
+
+
+# 8. No existence oracle on create.
+
+
+def test_choosing_an_mrn_answers_the_same_whether_it_exists_or_not(served: Served) -> None:
+    """DEMO-000001 belongs to a demo patient outside this clinician's care team."""
+    answers = []
+    for mrn in ("DEMO-000001", "DEMO-999999"):
+        response = post(
+            served, "CLINICIAN", {"query": CREATE, "variables": {"input": _patient(mrn=mrn)}}
+        )
+        error = response.json()["errors"][0]
+        answers.append((response.status_code, error["message"], error["extensions"]["code"]))
+    assert answers[0] == answers[1]
+    assert answers[0][2] == "BAD_USER_INPUT" and "input.mrn" in answers[0][1]
+    assigned = post(served, "CLINICIAN", {"query": CREATE, "variables": {"input": _patient()}})
+    assert codes(assigned) == set(), assigned.text
