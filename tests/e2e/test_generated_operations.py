@@ -465,7 +465,7 @@ async def test_generated_mutations(
 # error naming the field, or served; never INTERNAL_ERROR, never AUDIT_UNAVAILABLE.
 UNSAFE_TEXT = ("\x00", "a\x00b", "\ud800", "x\udfffy")
 ODD_TEXT = ("\x01\x1f\x7f", "\u202e\u200b", "'; DROP TABLE patients; --", "x" * 100_000, "")
-EXTREME_INTS = (0, -1, 2**31, -(2**31) - 1, 2**53 + 1, 10**30)
+EXTREME_INTS = (0, -1, 2**31 - 1, -(2**31), 2**31, -(2**31) - 1, 2**53 + 1, 10**30)
 EXTREME_DATES = ("0001-01-01", "9999-12-31", "1899-12-31", "2200-01-01", "2024-02-30")
 EXTREME_TIMES = (
     "0001-01-01T00:00:00Z",
