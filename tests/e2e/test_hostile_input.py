@@ -359,6 +359,13 @@ def test_a_patient_holds_a_bounded_number_of_diagnoses_and_reads_stay_in_budget(
     assert response.json()["data"] is None
     assert codes(response) == {"LIMIT_EXCEEDED"}, response.text
     assert "result items" in response.text
+    events = sql(
+        served,
+        "SELECT action, outcome, reason FROM audit.events WHERE request_id = :r"
+        " AND category = 'SECURITY'",
+        r=response.headers["x-request-id"],
+    )
+    assert [tuple(row) for row in events] == [("QUERY_LIMIT_EXCEEDED", "DENIED", "RESULT ITEMS")]
     small = post(served, "CLINICIAN", {"query": "{ patients(first: 5) { edges { node { id } } } }"})
     assert codes(small) == set()
 
