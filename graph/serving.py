@@ -6,17 +6,29 @@ worker's connections."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import ssl
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from graph.middleware import API_CSP, SecurityHeadersMiddleware
+
 # TLS 1.2 suites; TLS 1.3 suites are all AEAD and configured by OpenSSL separately.
 MODERN_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!SHA1:!DSS:!RSA+AES"
 
 HEADER_TIMEOUT_VARIABLE = "PHIGATE_HEADER_TIMEOUT_SECONDS"
+# The request line and headers together (nginx's default buffers hold 32 KiB; Node's 16).
+# uvicorn's httptools protocol sets no limit of its own: a client could stream headers
+# into a worker's memory for as long as the deadline lets it.
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class HeadersTooLarge(Exception):
+    pass
 
 
 def tls_context(config: Any, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
@@ -41,6 +53,8 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.header_timeout = float(os.environ.get(HEADER_TIMEOUT_VARIABLE) or 10)
         self.header_deadline: asyncio.TimerHandle | None = None
+        self.header_bytes = 0
+        self.headers_too_large = False
 
     def _arm(self) -> None:
         if self.header_deadline is None:
@@ -62,7 +76,60 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.header_bytes = 0
         self._arm()
+
+    def _count(self, size: int) -> None:
+        self.header_bytes += size
+        if self.header_bytes > MAX_HEADER_BYTES:
+            # Raised inside the parser's callback: uvicorn answers through
+            # send_400_response below and closes the connection.
+            self.headers_too_large = True
+            raise HeadersTooLarge
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value))
+        super().on_header(name, value)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser refused (malformed, or its headers too large): the usual
+        JSON error with a request id and the security headers, then the connection is
+        closed."""
+        self._disarm()
+        status, message = (
+            (431, f"The request line and headers must be at most {MAX_HEADER_BYTES} bytes.")
+            if self.headers_too_large
+            else (400, "The request is not valid HTTP/1.1.")
+        )
+        request_id = uuid.uuid4().hex
+        body = json.dumps(
+            {
+                "errors": [
+                    {
+                        "message": message,
+                        "extensions": {"code": "BAD_REQUEST", "requestId": request_id},
+                    }
+                ]
+            }
+        ).encode()
+        reason = "Request Header Fields Too Large" if status == 431 else "Bad Request"
+        headers = {
+            **SecurityHeadersMiddleware.HEADERS,
+            "Content-Security-Policy": API_CSP,
+            "X-Request-ID": request_id,
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+            "Connection": "close",
+        }
+        head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in headers.items()
+        )
+        self.transport.write(head.encode("latin-1") + b"\r\n" + body)
+        self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._disarm()

@@ -534,3 +534,35 @@ def test_choosing_an_mrn_answers_the_same_whether_it_exists_or_not(served: Serve
     assert answers[0][2] == "BAD_USER_INPUT" and "input.mrn" in answers[0][1]
     assigned = post(served, "CLINICIAN", {"query": CREATE, "variables": {"input": _patient()}})
     assert codes(assigned) == set(), assigned.text
+
+
+# Found looking for the rest of the class: uvicorn's httptools protocol bounds neither
+# the request line nor the headers, and answers a malformed request in plain text.
+
+
+def _raw(served: Served, request: bytes) -> bytes:
+    port = int(served.base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    return received
+
+
+def test_headers_past_64_kib_are_refused_with_431(served: Served) -> None:
+    filler = b"".join(b"X-Filler-%d: %s\r\n" % (n, b"a" * 1000) for n in range(100))
+    received = _raw(served, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + filler + b"\r\n")
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431")
+    assert b"content-security-policy" in head.lower() and b"x-request-id" in head.lower()
+    assert json.loads(body)["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_a_malformed_request_is_json_with_the_security_headers(served: Served) -> None:
+    received = _raw(served, b"NOT HTTP AT ALL\r\n\r\n")
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"strict-transport-security" in head.lower() and b"x-request-id" in head.lower()
+    error = json.loads(body)["errors"][0]
+    assert error["extensions"]["requestId"] in head.decode()
