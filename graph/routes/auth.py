@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import structlog
 from starlette.requests import Request
@@ -61,6 +63,22 @@ async def _limited_body(request: Request) -> bytes:
         if len(body) > MAX_BODY_BYTES:
             raise BodyTooLarge
     return body
+
+
+def _unreadable_basic_credentials(headers: Any) -> str | None:
+    """What is wrong with HTTP Basic client credentials that cannot be read (not UTF-8,
+    or holding a NUL after decoding): authlib would raise on them, and a client's
+    malformed header is its error, not an outage."""
+    scheme, _, token = (headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return "The Basic credentials must be base64 of UTF-8 text."
+    if is_unsafe_text(unquote(decoded)):
+        return f"The Basic credentials {UNSAFE_TEXT_RULE}."
+    return None
 
 
 def _text_field(name: str, value: str) -> str:
@@ -206,6 +224,11 @@ class AuthEndpoints:
             return bad.response()
         except (UnicodeDecodeError, ValueError):
             return oauth_error(400, "invalid_request", "The body is not valid form data.")
+        unreadable = _unreadable_basic_credentials(request.headers)
+        if unreadable is not None:
+            return oauth_error(
+                401, "invalid_client", unreadable, {"WWW-Authenticate": 'Basic realm="phigate"'}
+            )
         refused = await self._limited(
             ctx,
             self.identity.limits.token,

@@ -566,3 +566,24 @@ def test_a_malformed_request_is_json_with_the_security_headers(served: Served) -
     assert b"strict-transport-security" in head.lower() and b"x-request-id" in head.lower()
     error = json.loads(body)["errors"][0]
     assert error["extensions"]["requestId"] in head.decode()
+
+
+@pytest.mark.parametrize(
+    "credentials", ["/w==", "%%%", "YQBiOmM="], ids=["not-utf8", "not-base64", "nul"]
+)
+def test_unreadable_basic_client_credentials_are_invalid_client_not_an_outage(
+    served: Served, credentials: str
+) -> None:
+    """Found looking for the rest of the class: authlib raised on Basic credentials that
+    were not UTF-8, and the token endpoint answered 503 temporarily_unavailable."""
+    response = httpx.post(
+        f"{served.base}/oauth/token",
+        content=b"grant_type=client_credentials",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": f"Basic {credentials}",
+        },
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"
+    assert_headers(response)
