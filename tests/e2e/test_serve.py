@@ -4,6 +4,7 @@ directory starts the embedded PostgreSQL, migrates, seeds and answers GraphQL.""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -199,3 +200,66 @@ def test_a_worker_past_its_concurrency_limit_answers_503_at_once(
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=60)
+
+
+def _serve_embedded(data_dir: Path, cwd: Path, *options: str) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    env = {**os.environ, "PHIGATE_DATA_DIR": str(data_dir)}
+    env.pop("DATABASE_URL", None)
+    script = Path(sys.executable).parent / "phigate"
+    process = subprocess.Popen(
+        [str(script), "serve", "--port", str(port), *options],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(base, process)
+    return process, base
+
+
+def _embedded_running(data_dir: Path) -> bool:
+    try:
+        attach_embedded(data_dir)
+    except EmbeddedDatabaseError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("stop", "workers"),
+    [(signal.SIGTERM, "1"), (signal.SIGINT, "1"), (signal.SIGTERM, "2")],
+    ids=["sigterm", "sigint", "sigterm-2-workers"],
+)
+def test_stopping_serve_stops_the_embedded_database(
+    tmp_path: Path, stop: signal.Signals, workers: str
+) -> None:
+    """What systemd, Kubernetes and `kill` send (SIGTERM) and Ctrl-C (SIGINT) both stop
+    the gateway gracefully and the embedded PostgreSQL with it."""
+    data_dir = tmp_path / "pgdata"
+    process, base = _serve_embedded(data_dir, tmp_path, "--workers", workers)
+    assert httpx.get(f"{base}/health", timeout=10).status_code == 200
+    assert _embedded_running(data_dir)
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert not _embedded_running(data_dir)
+    assert json.loads((data_dir / ".handle_pids.json").read_text()) == []
+
+
+def test_serve_starts_again_after_the_gateway_was_killed(tmp_path: Path) -> None:
+    """kill -9 leaves the database running and its handle behind; the next start takes
+    it over, and its own stop stops the database."""
+    data_dir = tmp_path / "pgdata"
+    killed, _ = _serve_embedded(data_dir, tmp_path)
+    killed.kill()
+    killed.communicate(timeout=30)
+    assert _embedded_running(data_dir)  # nothing could stop it
+    process, base = _serve_embedded(data_dir, tmp_path)
+    assert httpx.get(f"{base}/ready", timeout=10).status_code == 200
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert not _embedded_running(data_dir)
