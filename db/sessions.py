@@ -152,6 +152,16 @@ async def revoke_all_for_user(
     )
 
 
+async def revoke_all_for_client(
+    db: RequestDatabase, client_id: str, *, now: datetime, reason: str
+) -> int:
+    return await db.rowcount(
+        update(sessions)
+        .where(sessions.c.client_id == client_id, sessions.c.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+
+
 async def add_refresh_token(
     db: RequestDatabase, *, token_hash: str, session_id: uuid.UUID, now: datetime
 ) -> None:

@@ -4,7 +4,7 @@ UPDATEs, so concurrent requests cannot both win."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,10 @@ users = User.__table__
 
 async def by_username(db: RequestDatabase, username: str) -> Row[Any] | None:
     return await db.first(select(users).where(users.c.username == username.lower()))
+
+
+async def all_users(db: RequestDatabase) -> Sequence[Row[Any]]:
+    return await db.rows(select(users).order_by(users.c.username))
 
 
 async def by_id(db: RequestDatabase, user_id: uuid.UUID) -> Row[Any] | None:

@@ -143,6 +143,61 @@ def client_add(
     }
 
 
+def user_list_action(
+    settings: Settings, target: DatabaseTarget, _args: argparse.Namespace
+) -> dict[str, Any]:
+    return {"users": run_with_context(settings, target, accounts.list_users)}
+
+
+def client_list(
+    settings: Settings, target: DatabaseTarget, _args: argparse.Namespace
+) -> dict[str, Any]:
+    return {"clients": run_with_context(settings, target, accounts.list_clients)}
+
+
+def client_disable(
+    settings: Settings, target: DatabaseTarget, args: argparse.Namespace
+) -> dict[str, Any]:
+    run_with_context(
+        settings,
+        target,
+        lambda ctx: accounts.disable_client(ctx, actor=operator(), client_id=args.client_id),
+    )
+    return {"disabled": args.client_id, "tokens": "no longer accepted"}
+
+
+def client_enable(
+    settings: Settings, target: DatabaseTarget, args: argparse.Namespace
+) -> dict[str, Any]:
+    run_with_context(
+        settings,
+        target,
+        lambda ctx: accounts.enable_client(ctx, actor=operator(), client_id=args.client_id),
+    )
+    return {"enabled": args.client_id}
+
+
+def client_rotate_secret(
+    settings: Settings, target: DatabaseTarget, args: argparse.Namespace
+) -> dict[str, Any]:
+    secret = run_with_context(
+        settings,
+        target,
+        lambda ctx: accounts.rotate_client_secret(
+            ctx,
+            actor=operator(),
+            client_id=args.client_id,
+            overlap_minutes=args.overlap_minutes,
+        ),
+    )
+    return {
+        "client_id": args.client_id,
+        "client_secret": secret,
+        "previous_secret_works_for_minutes": args.overlap_minutes,
+        "note": "the secret is shown once; store it in your secret manager",
+    }
+
+
 def keys_rotate_signing(
     settings: Settings, target: DatabaseTarget, _: argparse.Namespace
 ) -> dict[str, Any]:
@@ -292,6 +347,8 @@ def add_parsers(commands: Any, handler: Callable[..., int]) -> None:
     add.add_argument("username")
     add.add_argument("--role", required=True, choices=[role.value for role in Role])
     add.set_defaults(handler=handler, action=user_add)
+    user_list = user_commands.add_parser("list", help="every account: role, status, last login")
+    user_list.set_defaults(handler=handler, action=user_list_action)
     for name, action, text in (
         ("unlock", user_unlock, "clear a lockout after failed logins"),
         ("reset-mfa", user_reset_mfa, "issue a new TOTP secret and end the user's sessions"),
@@ -314,6 +371,26 @@ def add_parsers(commands: Any, handler: Callable[..., int]) -> None:
         "--allow-ip", nargs="*", default=[], metavar="CIDR", help="only these addresses may use it"
     )
     add_client.set_defaults(handler=handler, action=client_add)
+    listing = client_commands.add_parser("list", help="every client: id, name, scopes, status")
+    listing.set_defaults(handler=handler, action=client_list)
+    for name, action, text in (
+        ("disable", client_disable, "disable a client; its tokens stop working at once"),
+        ("enable", client_enable, "enable a disabled client (it requests new tokens)"),
+    ):
+        sub = client_commands.add_parser(name, help=text)
+        sub.add_argument("client_id")
+        sub.set_defaults(handler=handler, action=action)
+    rotate_secret = client_commands.add_parser(
+        "rotate-secret", help="a new secret, printed once; the old one works for --overlap-minutes"
+    )
+    rotate_secret.add_argument("client_id")
+    rotate_secret.add_argument(
+        "--overlap-minutes",
+        type=int,
+        default=60,
+        help="how long the previous secret keeps working (default 60; 0: not at all)",
+    )
+    rotate_secret.set_defaults(handler=handler, action=client_rotate_secret)
 
     keys = commands.add_parser("keys", help="manage token-signing and encryption keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

@@ -8,6 +8,7 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pyotp
@@ -234,3 +235,143 @@ async def create_client(
     finally:
         await db.close()
     return RegisteredClient(client_id, client_secret, sorted(set(scopes)))
+
+
+async def list_users(ctx: AuthContext) -> list[dict[str, Any]]:
+    """Workforce accounts, for an operator: never a secret, a hash or a TOTP seed."""
+    db = RequestDatabase(ctx.engine)
+    try:
+        rows = await users.all_users(db)
+    finally:
+        await db.close()
+    return [
+        {
+            "user_id": str(row.id),
+            "username": row.username,
+            "role": row.role,
+            "status": row.status,
+            "locked_until": row.locked_until.isoformat() if row.locked_until else None,
+            "last_login_at": row.last_login_at.isoformat() if row.last_login_at else None,
+            "demo": bool(row.demo),
+        }
+        for row in rows
+    ]
+
+
+async def list_clients(ctx: AuthContext) -> list[dict[str, Any]]:
+    db = RequestDatabase(ctx.engine)
+    try:
+        rows = await clients.all_clients(db)
+    finally:
+        await db.close()
+    return [
+        {
+            "client_id": row.client_id,
+            "name": row.name,
+            "scopes": list(row.scopes),
+            "allow_ip": [str(network) for network in row.ip_allowlist or []],
+            "status": row.status,
+            "previous_secret_until": (
+                row.previous_secret_until.isoformat() if row.previous_secret_until else None
+            ),
+            "created_at": row.created_at.isoformat(),
+        }
+        for row in rows
+    ]
+
+
+async def _change_client(
+    ctx: AuthContext,
+    *,
+    actor: str,
+    client_id: str,
+    values: dict[str, Any],
+    event: SecurityEvent,
+    end_sessions: bool,
+) -> Any:
+    db = RequestDatabase(ctx.engine)
+    try:
+        row = await clients.set_values(db, client_id, values, now=ctx.now)
+        if row is None:
+            raise NotFound("client", "client_id")
+        if end_sessions:
+            await sessions.revoke_all_for_client(db, client_id, now=ctx.now, reason=event.value)
+        ctx.record(
+            event,
+            Outcome.ALLOWED,
+            actor_id=actor,
+            actor_kind="SYSTEM",
+            reason=f"CLIENT:{client_id}",
+        )
+        await _write(ctx, db)
+        return row
+    finally:
+        await db.close()
+
+
+async def disable_client(ctx: AuthContext, *, actor: str, client_id: str) -> None:
+    """Its tokens stop working at once, in every gateway process: each request's
+    database check (phigate.begin_request) requires an active client, and its sessions
+    are revoked too."""
+    await _change_client(
+        ctx,
+        actor=actor,
+        client_id=client_id,
+        values={"status": UserStatus.DISABLED.value},
+        event=SecurityEvent.CLIENT_DISABLED,
+        end_sessions=True,
+    )
+
+
+async def enable_client(ctx: AuthContext, *, actor: str, client_id: str) -> None:
+    """Active again; it must request new tokens (the old sessions stay revoked)."""
+    await _change_client(
+        ctx,
+        actor=actor,
+        client_id=client_id,
+        values={"status": UserStatus.ACTIVE.value},
+        event=SecurityEvent.CLIENT_ENABLED,
+        end_sessions=False,
+    )
+
+
+MAX_SECRET_OVERLAP_HOURS = 7 * 24
+
+
+async def rotate_client_secret(
+    ctx: AuthContext, *, actor: str, client_id: str, overlap_minutes: int
+) -> str:
+    """A new secret, shown once. The previous one keeps working for ``overlap_minutes``
+    (0: not at all), so the service can be redeployed with the new one first; tokens
+    already issued live out their few minutes."""
+    if not 0 <= overlap_minutes <= MAX_SECRET_OVERLAP_HOURS * 60:
+        raise InvalidInput(
+            [
+                FieldViolation(
+                    "overlap_minutes", f"must be between 0 and {MAX_SECRET_OVERLAP_HOURS * 60}"
+                )
+            ]
+        )
+    db = RequestDatabase(ctx.engine)
+    try:
+        current = await clients.get_client(db, client_id)
+    finally:
+        await db.close()
+    if current is None:
+        raise NotFound("client", "client_id")
+    secret = secrets.token_urlsafe(32)
+    await _change_client(
+        ctx,
+        actor=actor,
+        client_id=client_id,
+        values={
+            "secret_hash": ctx.config.passwords.hash(secret),
+            "previous_secret_hash": current.secret_hash if overlap_minutes else None,
+            "previous_secret_until": (
+                ctx.now + timedelta(minutes=overlap_minutes) if overlap_minutes else None
+            ),
+        },
+        event=SecurityEvent.CLIENT_SECRET_ROTATED,
+        end_sessions=False,
+    )
+    return secret

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -47,7 +48,16 @@ class _Client(ClientMixin):
         return False
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return self._passwords.check(self.row.secret_hash, client_secret)  # in a worker thread
+        # In a worker thread. After a rotation the previous secret works until its time.
+        if self._passwords.check(self.row.secret_hash, client_secret):
+            return True
+        previous, until = self.row.previous_secret_hash, self.row.previous_secret_until
+        return bool(
+            previous is not None
+            and until is not None
+            and until > datetime.now(UTC)
+            and self._passwords.check(previous, client_secret)
+        )
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return endpoint == "token" and method in ("client_secret_basic", "client_secret_post")

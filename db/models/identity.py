@@ -136,6 +136,9 @@ class OAuthClient(Base):
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     secret_hash: Mapped[str] = mapped_column(Text)
+    # After a rotation, the previous secret keeps working until previous_secret_until.
+    previous_secret_hash: Mapped[str | None] = mapped_column(Text)
+    previous_secret_until: Mapped[datetime | None] = utc_timestamp(nullable=True)
     scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
     # Empty means any address may use the client.
     ip_allowlist: Mapped[list[Any]] = mapped_column(ARRAY(CIDR), server_default=text("'{}'"))

@@ -221,6 +221,34 @@ def test_user_lifecycle_from_the_cli(
     assert reset["otpauth_uri"] != added["otpauth_uri"]
     assert main(["user", "disable", "ops.nurse"]) == 0
     assert main(["user", "unlock", "nobody.at.all"]) == 2
+    capsys.readouterr()
+    assert main(["user", "list"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)["users"]
+    assert (listed["username"], listed["role"], listed["status"]) == (
+        "ops.nurse",
+        "NURSE",
+        "DISABLED",
+    )
+    assert "otpauth" not in json.dumps(listed) and "hash" not in json.dumps(listed)
+
+
+def test_client_management_from_the_cli(
+    external_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["client", "add", "Synthetic lab interface", "--scopes", "patients:read"]) == 0
+    added = json.loads(capsys.readouterr().out)
+    client_id = added["client_id"]
+    assert main(["client", "rotate-secret", client_id, "--overlap-minutes", "30"]) == 0
+    rotated = json.loads(capsys.readouterr().out)
+    assert rotated["client_secret"] not in (None, added["client_secret"])
+    assert main(["client", "disable", client_id]) == 0
+    assert main(["client", "list"]) == 0
+    [listed] = json.loads(capsys.readouterr().out.split("\n}\n")[-2] + "\n}")["clients"]
+    assert (listed["client_id"], listed["status"]) == (client_id, "DISABLED")
+    assert listed["previous_secret_until"] is not None
+    assert added["client_secret"] not in json.dumps(listed)
+    assert main(["client", "enable", client_id]) == 0
+    assert main(["client", "disable", "svc_nonexistent"]) == 2
 
 
 def test_client_add_and_key_rotation_from_the_cli(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from sqlalchemy import text
@@ -194,3 +196,59 @@ async def test_client_registration_rules(app: Starlette) -> None:
         await accounts.create_client(
             ctx, actor="test", name="x", scopes=["baas:read"], allow_ip=["not-an-address"]
         )
+
+
+async def test_an_operator_lists_disables_enables_and_rotates_a_client(
+    client: httpx.AsyncClient, app: Starlette, app_engine: AsyncEngine
+) -> None:
+    """What `phigate client list | disable | enable | rotate-secret` do, each an audited
+    security event; a disabled client's live token stops working at once."""
+
+    def ctx() -> Any:  # one per command, as the CLI runs them
+        return identity_of(app).context(RequestMeta("test"))
+
+    registered = await register(app)
+    listed = await accounts.list_clients(ctx())
+    assert [(c["client_id"], c["status"]) for c in listed] == [(registered.client_id, "ACTIVE")]
+    assert registered.client_secret not in str(listed)
+
+    issued = (await token(client, registered.client_id, registered.client_secret)).json()
+    bearer = {"Authorization": f"Bearer {issued['access_token']}"}
+    assert (await client.post("/graphql", json=QUERY, headers=bearer)).status_code == 200
+
+    await accounts.disable_client(ctx(), actor="cli:test", client_id=registered.client_id)
+    assert (await client.post("/graphql", json=QUERY, headers=bearer)).status_code == 401
+    refused = await token(client, registered.client_id, registered.client_secret)
+    assert refused.status_code == 401
+
+    await accounts.enable_client(ctx(), actor="cli:test", client_id=registered.client_id)
+    # The old token's session stays revoked; a new token works.
+    assert (await client.post("/graphql", json=QUERY, headers=bearer)).status_code == 401
+    renewed = await token(client, registered.client_id, registered.client_secret)
+    assert renewed.status_code == 200
+
+    fresh = await accounts.rotate_client_secret(
+        ctx(), actor="cli:test", client_id=registered.client_id, overlap_minutes=60
+    )
+    # During the overlap both secrets work; without one, only the new one does.
+    assert (await token(client, registered.client_id, fresh)).status_code == 200
+    assert (await token(client, registered.client_id, registered.client_secret)).status_code == 200
+    newest = await accounts.rotate_client_secret(
+        ctx(), actor="cli:test", client_id=registered.client_id, overlap_minutes=0
+    )
+    assert (await token(client, registered.client_id, newest)).status_code == 200
+    assert (await token(client, registered.client_id, fresh)).status_code == 401
+    with pytest.raises(accounts.InvalidInput):
+        await accounts.rotate_client_secret(
+            ctx(), actor="cli:test", client_id=registered.client_id, overlap_minutes=-1
+        )
+
+    actions = [e["action"] for e in await events(app_engine) if e["actor_id"] == "cli:test"]
+    assert actions == [
+        "CLIENT_DISABLED",
+        "CLIENT_ENABLED",
+        "CLIENT_SECRET_ROTATED",
+        "CLIENT_SECRET_ROTATED",
+    ]
+    dump = str(await events(app_engine))
+    assert fresh not in dump and newest not in dump
