@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -141,6 +143,52 @@ def _at_least_one(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError("must be a whole number of at least 1")
     return number
+
+
+def _port(raw: str) -> int:
+    try:
+        number = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a port number, 1 to 65535") from None
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError("must be a port number, 1 to 65535")
+    return number
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """One line an operator can act on when the database cannot be used, instead of a
+    traceback: what could not be reached and what to check. Never the URL's password."""
+    import asyncpg
+
+    # Refusals at connection time; an error in a statement is not one of these.
+    refused = (
+        asyncpg.InvalidAuthorizationSpecificationError,  # wrong password, no such role
+        asyncpg.InvalidCatalogNameError,  # no such database
+        asyncpg.CannotConnectNowError,
+        asyncpg.TooManyConnectionsError,
+        asyncpg.ConnectionDoesNotExistError,
+    )
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionError | TimeoutError | socket.gaierror) or (
+            isinstance(seen, OSError) and seen.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH)
+        ):
+            kind = type(seen).__name__
+            return (
+                f"the database could not be reached ({kind}): check DATABASE_URL (host, port,"
+                " TLS settings) and that PostgreSQL is running and accepts connections from here"
+            )
+        if isinstance(seen, refused):
+            return (
+                f"the database refused the connection ({type(seen).__name__}): check"
+                " DATABASE_URL (user, password, database name, sslmode) and the server's logs"
+            )
+        orig = getattr(seen, "orig", None)
+        if isinstance(orig, BaseException) and orig is not seen and isinstance(orig, refused):
+            seen = orig
+            continue
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _refuse_unsafe_serving(settings: Settings, args: argparse.Namespace | None = None) -> None:
@@ -316,7 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)"
     )
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--port", type=_port, default=8000, help="port to listen on, 1 to 65535 (default 8000)"
+    )
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument(
         "--limit-concurrency",
@@ -394,6 +444,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         OwnerConnectionRequired,
     ) as exc:
         print(f"phigate: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        reason = _unreachable(exc)
+        if reason is None:
+            raise
+        print(f"phigate: {reason}", file=sys.stderr)
         return 2
 
 

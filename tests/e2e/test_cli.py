@@ -462,3 +462,29 @@ def test_production_serve_runs_every_check_and_refuses_demo_accounts(
     assert main(options) == 2
     refused = capsys.readouterr().err
     assert "refusing to serve" in refused and "demo account(s) are active" in refused
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["report"], ["audit", "verify"], ["serve"]])
+def test_an_unreachable_database_is_one_line_not_a_traceback(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import BLIND_INDEX_KEY, MASTER_KEY
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://phigate_app:synthetic@127.0.0.1:1/phigate")
+    monkeypatch.setenv("PHIGATE_MASTER_KEY", MASTER_KEY)
+    monkeypatch.setenv("PHIGATE_BLIND_INDEX_KEY", BLIND_INDEX_KEY)
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "could not be reached (ConnectionRefusedError)" in err and "DATABASE_URL" in err
+    assert "synthetic" not in err  # never the password
+
+
+@pytest.mark.parametrize("port", ["99999", "-5", "0", "http"])
+def test_serve_refuses_a_port_that_is_not_one(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--port", port])
+    assert exited.value.code == 2
+    assert "must be a port number, 1 to 65535" in capsys.readouterr().err

@@ -183,3 +183,18 @@ async def test_an_error_beside_a_running_field_is_that_error_not_an_internal_one
     )
     assert response.data is None
     assert response.codes == ["NOT_FOUND"]
+
+
+def test_library_log_lines_are_formatted_only_for_the_servers_own_facts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """uvicorn's own messages (process ids, addresses) are readable; a library that can
+    carry statement parameters (SQLAlchemy) keeps only its template."""
+    import logging
+
+    capsys.readouterr()
+    logging.getLogger("uvicorn.error").info("Started server process [%d]", 4242)
+    logging.getLogger("sqlalchemy.engine").warning("parameters %s", "987-65-4321")
+    lines = log_lines(capsys.readouterr().err)
+    assert lines[-2]["event"] == "Started server process [4242]"
+    assert lines[-1]["event"] == "parameters %s"
