@@ -15,7 +15,7 @@ from domain.security_events import Outcome, SecurityEvent
 from graph.identity import Identity
 from graph.logs import describe_exception
 from graph.middleware import REQUEST_META, header
-from graph.responses import oauth_error, rate_limited
+from graph.responses import RETRY_AFTER, oauth_error, rate_limited, unavailable
 from resolvers.auth import AuthContext, authenticate, flush_events
 from resolvers.context import RequestMeta
 from resolvers.tokens import TokenRejected
@@ -131,8 +131,10 @@ class BearerAuthentication:
             outcome = await self._check(ctx, token)
         except Exception as exc:
             log.error("authentication_failed", **describe_exception(exc))
-            outcome = oauth_error(
-                503, "temporarily_unavailable", "Retry shortly.", {"Retry-After": "5"}
+            outcome = (
+                unavailable(meta.request_id)
+                if scope["path"] == "/graphql"
+                else oauth_error(503, "temporarily_unavailable", "Retry shortly.", RETRY_AFTER)
             )
         if not isinstance(outcome, tuple):
             await outcome(scope, receive, send)

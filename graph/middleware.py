@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE
 from graph.logs import describe_exception
-from graph.responses import request_error
+from graph.responses import database_unavailable, request_error, unavailable
 from resolvers.context import RequestMeta
 
 log = structlog.get_logger("phigate.http")
@@ -73,9 +73,12 @@ class RequestContextMiddleware:
             # headers); the log gets the exception's type and place, never its text.
             log.error("request_failed", **describe_exception(exc))
             if not responded:
-                await request_error(500, INTERNAL_MESSAGE, request_id, code=INTERNAL_ERROR)(
-                    scope, receive, send_with_id
+                answer = (
+                    unavailable(request_id)
+                    if database_unavailable(exc)
+                    else request_error(500, INTERNAL_MESSAGE, request_id, code=INTERNAL_ERROR)
                 )
+                await answer(scope, receive, send_with_id)
         finally:
             log.info(
                 "request",

