@@ -12,10 +12,11 @@ Blob layout (all integers big-endian)::
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -107,6 +108,39 @@ def generate_key() -> str:
 
 def associated_data(table: str, column: str, row_id: object) -> bytes:
     return f"{table}.{column}:{row_id}".encode()
+
+
+class ReloadingKeyProvider:
+    """Key versions that can grow while the process runs: the development key file, to
+    which `phigate keys rotate` adds a version. A version this process does not hold is
+    looked for once in the file before a value is declared unreadable, and a heartbeat
+    reloads it too (graph/app.py), so a running gateway learns a new version without a
+    restart. Keys from the environment or KMS cannot change in a running process: for
+    them `keys rotate` waits until every live gateway reports the version."""
+
+    def __init__(self, load: Callable[[], LocalKeyProvider]) -> None:
+        self._load = load
+        self._current = load()
+
+    @property
+    def keys(self) -> Mapping[int, bytes]:
+        return self._current.keys
+
+    @property
+    def current_version(self) -> int:
+        return self._current.current_version
+
+    def reload(self) -> None:
+        with contextlib.suppress(OSError, KeyConfigurationError, ValueError):
+            self._current = self._load()
+
+    def wrap(self, data_key: bytes, *, aad: bytes) -> tuple[int, bytes]:
+        return self._current.wrap(data_key, aad=aad)
+
+    def unwrap(self, version: int, wrapped: bytes, *, aad: bytes) -> bytes:
+        if version not in self._current.keys:
+            self.reload()
+        return self._current.unwrap(version, wrapped, aad=aad)
 
 
 class Envelope:

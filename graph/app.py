@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 from sqlalchemy import text
@@ -18,7 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from db import audit
+from db import audit, gateways
 from db.embedded import attach_embedded
 from db.engine import DatabaseTarget, create_engine, parse_database_url
 from domain.policy import Policy, PolicyError, bundled_policy, parse_policy
@@ -97,9 +101,15 @@ def create_app(
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        heartbeat = asyncio.create_task(
+            gateway_heartbeat(engine, [cipher.envelope.provider, identity.config.envelope.provider])
+        )
         try:
             yield
         finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
             if sequencer is not None:
                 sequencer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -108,13 +118,14 @@ def create_app(
             if audit_reads is not None:
                 await audit_reads.dispose()
 
+    cipher = field_cipher(settings)
     graphql = GraphQLView(
         schema,
         engine=engine,
         audit_read_engine=audit_reads,
         settings=settings,
         policy=policy,
-        cipher=field_cipher(settings),
+        cipher=cipher,
     )
     app = Starlette(
         routes=[
@@ -185,6 +196,29 @@ def create_app(
 
 PARTITION_CHECK_SECONDS = 3600
 GC_THRESHOLDS = (10_000, 10, 10)
+
+
+async def gateway_heartbeat(engine: AsyncEngine, providers: list[Any]) -> None:
+    """Every few seconds: this process is alive and holds these key-encryption key
+    versions (a key file that grew is reloaded first). `phigate keys rotate` waits for
+    every live gateway to hold the version it re-wraps to. On the way out, the record
+    goes."""
+    instance = uuid.uuid4()
+    host, pid = socket.gethostname(), os.getpid()
+    try:
+        while True:
+            try:
+                for provider in providers:
+                    if hasattr(provider, "reload"):
+                        provider.reload()
+                held = set.intersection(*(set(provider.keys) for provider in providers))
+                await gateways.beat(engine, instance, host=host, pid=pid, versions=sorted(held))
+            except Exception as exc:
+                log.warning("heartbeat_failed", **describe_exception(exc))
+            await asyncio.sleep(gateways.HEARTBEAT_SECONDS)
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(gateways.leave(engine, instance))
 
 
 async def audit_sequencer(engine: AsyncEngine, interval: float) -> None:

@@ -244,6 +244,9 @@ def keys_rotate(
                 f"every value is already under key version {version}: add a new version"
                 " to PHIGATE_MASTER_KEY (`1:<old>,2:<new>`) or PHIGATE_KMS_WRAPPED_KEKS first"
             )
+        await _every_gateway_holds(
+            ctx, version, wait=args.wait_seconds, from_environment=from_environment
+        )
         done = await rewrap_all(ctx.engine, ctx.config.envelope, batch=args.batch, progress=report)
         ctx.record(
             SecurityEvent.DATA_KEYS_REWRAPPED,
@@ -257,6 +260,38 @@ def keys_rotate(
         return {"key_version": version, "rewrapped": done, "remaining": remaining}
 
     return run_with_context(settings, target, rotate)
+
+
+async def _every_gateway_holds(
+    ctx: AuthContext, version: int, *, wait: float, from_environment: bool
+) -> None:
+    """Re-wrapping to a version a running gateway does not hold would take it offline for
+    every encrypted value and every sign-in until it restarted. A gateway reading the
+    development key file picks a new version up within a heartbeat; one configured from
+    the environment must be restarted with it. So: wait for every live gateway to report
+    the version, or refuse and change nothing."""
+    from db import gateways
+
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        live = await gateways.live(ctx.engine, now=datetime.now(UTC))
+        lacking = [row for row in live if version not in row.kek_versions]
+        if not lacking:
+            return
+        if asyncio.get_running_loop().time() >= deadline:
+            where = ", ".join(sorted({f"{row.host}:{row.pid}" for row in lacking})[:10])
+            how = (
+                f"restart them with key version {version} in PHIGATE_MASTER_KEY"
+                " (or PHIGATE_KMS_WRAPPED_KEKS)"
+                if from_environment
+                else "they reload the key file every few seconds: check they are healthy"
+            )
+            raise ValueError(
+                f"{len(lacking)} running gateway(s) do not hold key version {version} yet"
+                f" ({where}); nothing was re-wrapped: {how}, then run `phigate keys rotate"
+                f"{'' if from_environment else ' --resume'}` again"
+            )
+        await asyncio.sleep(1)
 
 
 def keys_kms_new(
@@ -404,6 +439,12 @@ def add_parsers(commands: Any, handler: Callable[..., int]) -> None:
         help="new key-encryption key version; re-wrap every data key under it, online",
     )
     rotate_kek.add_argument("--batch", type=int, default=500, help="rows per transaction")
+    rotate_kek.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=30,
+        help="how long to wait for every running gateway to hold the new version (default 30)",
+    )
     rotate_kek.add_argument(
         "--resume", action="store_true", help="finish an interrupted run without a new version"
     )

@@ -29,6 +29,7 @@ from db.crypto import DecryptionError
 from db.errors import ConstraintViolation
 from domain.errors import DomainError, InvalidInput
 from graph.logs import describe_exception
+from graph.responses import UNAVAILABLE_MESSAGE, database_unavailable
 from graph.scalars import ScalarRuleError
 
 log = structlog.get_logger("phigate.errors")
@@ -43,6 +44,7 @@ DATA_INTEGRITY = "DATA_INTEGRITY"
 LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
 TIMEOUT = "TIMEOUT"
 ENFORCEMENT_FAILED = "ENFORCEMENT_FAILED"
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
 INTERNAL_MESSAGE = "Internal error. Quote the request id to your administrator."
 AUDIT_MESSAGE = (
@@ -238,6 +240,9 @@ def safe_error(
     elif cause is None or isinstance(cause, GraphQLError | ScalarRuleError):
         code, message = _rewrite_pre_execution(error, document)
         message = _redact(message, set(allowed_names) | _document_names(document))
+    elif database_unavailable(cause):
+        log.error("database_unavailable", **describe_exception(cause))
+        code, message = SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE
     else:
         log.error("resolver_failed", **describe_exception(cause))
         code, message = INTERNAL_ERROR, INTERNAL_MESSAGE

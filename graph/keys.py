@@ -13,6 +13,7 @@ from db.crypto import (
     FieldCipher,
     KeyConfigurationError,
     LocalKeyProvider,
+    ReloadingKeyProvider,
     generate_key,
 )
 from db.kms import kms_client, parse_wrapped, provider_from_kms
@@ -35,7 +36,7 @@ def _development_key(settings: Settings, name: str) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def key_provider(settings: Settings, *, kms: Any = None) -> LocalKeyProvider:
+def key_provider(settings: Settings, *, kms: Any = None) -> LocalKeyProvider | ReloadingKeyProvider:
     """PHIGATE_KMS_WRAPPED_KEKS (decrypted by AWS KMS at start-up), PHIGATE_MASTER_KEY
     (or _FILE); in development, a generated key file. ``kms`` replaces the boto3 client
     (tests)."""
@@ -56,7 +57,11 @@ def key_provider(settings: Settings, *, kms: Any = None) -> LocalKeyProvider:
         raise SettingsError(
             "PHIGATE_MASTER_KEY (or PHIGATE_MASTER_KEY_FILE) is required in production"
         )
-    return LocalKeyProvider.from_base64(_development_key(settings, "master.key"))
+    # The development key file grows when `phigate keys rotate` adds a version: a
+    # running gateway picks it up (on a miss, and at each heartbeat).
+    return ReloadingKeyProvider(
+        lambda: LocalKeyProvider.from_base64(_development_key(settings, "master.key"))
+    )
 
 
 def blind_index(settings: Settings) -> BlindIndex:

@@ -45,6 +45,7 @@ from graph.logs import describe_exception
 from graph.operation_access import shape
 from graph.persisted import Refused
 from graph.planner import Plan, Plans, Root
+from graph.responses import database_unavailable, unavailable
 from resolvers.audit_trail import entry_base
 from resolvers.context import RequestContext
 from resolvers.inputs import decode_cursor, encode_cursor, page_size, parse_id
@@ -240,6 +241,8 @@ class PlannedEndpoint:
                 "request_not_committed", error_codes=[AUDIT_UNAVAILABLE], **describe_exception(exc)
             )
             await _quietly(context.db.rollback())
+            if database_unavailable(exc):
+                return unavailable(context.meta.request_id)
             return _error(AUDIT_UNAVAILABLE, AUDIT_MESSAGE, context)
         try:
             await context.db.commit()
@@ -248,6 +251,8 @@ class PlannedEndpoint:
                 "request_not_committed", error_codes=[INTERNAL_ERROR], **describe_exception(exc)
             )
             await _quietly(context.db.rollback())
+            if database_unavailable(exc):
+                return unavailable(context.meta.request_id)
             return _error(INTERNAL_ERROR, INTERNAL_MESSAGE, context)
         return Response(orjson.dumps({"data": data}), media_type="application/json")
 

@@ -52,7 +52,8 @@ def database_unavailable(exc: BaseException) -> bool:
             ConnectionError
             | FileNotFoundError  # the embedded server's Unix socket, while it restarts
             | asyncpg.CannotConnectNowError
-            | asyncpg.ConnectionDoesNotExistError,
+            | asyncpg.ConnectionDoesNotExistError
+            | asyncpg.OperatorInterventionError,  # the server shutting down, a terminated backend
         ):
             return True
         if isinstance(seen, DBAPIError) and seen.connection_invalidated:

@@ -9,6 +9,7 @@ from db.models.breach import (
 )
 from db.models.care import BreakGlassEpisode, CareTeamMember
 from db.models.identity import (
+    GatewayInstance,
     OAuthClient,
     PersistedOperation,
     RateLimitCounter,
@@ -39,6 +40,7 @@ __all__ = [
     "Checkpoint",
     "Consent",
     "Diagnosis",
+    "GatewayInstance",
     "LegalHoldEvent",
     "OAuthClient",
     "Patient",

@@ -185,3 +185,18 @@ class PersistedOperation(Base):
     source: Mapped[str] = mapped_column(String(20))
     registered_by: Mapped[str | None] = mapped_column(String(100))
     registered_at: Mapped[datetime] = utc_timestamp(server_now=True)
+
+
+class GatewayInstance(Base):
+    """A running gateway process and the key-encryption key versions it holds, recorded
+    every few seconds; `phigate keys rotate` waits for every live one to hold the new
+    version before it re-wraps anything."""
+
+    __tablename__ = "gateway_instances"
+
+    instance_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    kek_versions: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    started_at: Mapped[datetime] = utc_timestamp(server_now=True)
+    seen_at: Mapped[datetime] = utc_timestamp(server_now=True)

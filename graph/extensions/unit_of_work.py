@@ -18,11 +18,13 @@ from graph.errors import (
     ENFORCEMENT_MESSAGE,
     INTERNAL_ERROR,
     INTERNAL_MESSAGE,
+    SERVICE_UNAVAILABLE,
     limit_of,
     masked,
 )
 from graph.extensions.limits import limit_error
 from graph.logs import describe_exception
+from graph.responses import UNAVAILABLE_MESSAGE, database_unavailable
 from resolvers.audit_trail import entry_base, security_entry
 from resolvers.context import RequestContext
 
@@ -187,6 +189,9 @@ class UnauditedUnitOfWork(UnitOfWork):
 
 
 def _fail(result: Any, request: RequestContext, code: str, message: str, exc: Exception) -> None:
+    if database_unavailable(exc):
+        # The database went away: that, not the audit trail or a defect, is the answer.
+        code, message = SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE
     log.error("request_not_committed", error_codes=[code], **describe_exception(exc))
     result.data = None
     result.errors = [masked(code, message, request_id=request.meta.request_id)]

@@ -334,7 +334,10 @@ def test_audit_retention_never_shorter_than_six_years(
 
 
 def test_kek_rotation_from_the_cli(
-    external_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    external_database: str,
+    postgres: EmbeddedPostgres,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from db.crypto import generate_key
 
@@ -344,6 +347,22 @@ def test_kek_rotation_from_the_cli(
     assert main(["keys", "rotate"]) == 2
     assert "add a new version to PHIGATE_MASTER_KEY" in capsys.readouterr().err
     monkeypatch.setenv("PHIGATE_MASTER_KEY", f"1:{MASTER_KEY},2:{generate_key()}")
+    # A running gateway still configured with version 1 alone: re-wrapping now would take
+    # it offline, so nothing is re-wrapped until it has been restarted with version 2.
+    postgres.psql(
+        "INSERT INTO phigate.gateway_instances (instance_id, host, pid, kek_versions)"
+        " VALUES ('6f1b2c3d-0000-4000-8000-00000000a001', 'gw-1.example.test', 4242, '{1}')",
+        database=external_database,
+    )
+    assert main(["keys", "rotate", "--wait-seconds", "0"]) == 2
+    refused = capsys.readouterr().err
+    assert "1 running gateway(s) do not hold key version 2 yet (gw-1.example.test:4242)" in refused
+    assert "restart them with key version 2 in PHIGATE_MASTER_KEY" in refused
+    postgres.psql(
+        "UPDATE phigate.gateway_instances SET kek_versions = '{1,2}'"
+        " WHERE host = 'gw-1.example.test'",
+        database=external_database,
+    )
     assert main(["keys", "rotate", "--batch", "2"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)

@@ -331,16 +331,21 @@ def test_a_database_restart_under_load_fails_fast_and_recovers(tmp_path: Path) -
         for thread in clients:
             thread.join()
         failed = [answer for answer in answers if answer[2] != 200 or answer[3]]
-        assert {(status, code) for _, _, status, code in failed} <= {(503, "SERVICE_UNAVAILABLE")}
-        assert max(elapsed for _, elapsed, _, _ in answers) < 2  # fail fast, no hangs
+        kinds = {(status, code) for _, _, status, code in failed}
+        # 503 before the operation started; a GraphQL error (in a 200, no data) when the
+        # connection died under a running operation.
+        assert kinds <= {(503, "SERVICE_UNAVAILABLE"), (200, "SERVICE_UNAVAILABLE")}, kinds
+        slowest = max(elapsed for _, elapsed, _, _ in answers)
+        assert slowest < 3, slowest  # fail fast, no hangs (a loaded machine's margin)
         recovered = min(
             started for started, _, status, code in answers if started > back and status == 200
         )
-        assert recovered - back < 5
-        assert all(started < back + 5 for started, _, _, _ in failed)
+        assert recovered - back < 5, recovered - back
+        late = [answer for answer in failed if answer[0] >= back + 5]
+        assert late == [], late
         assert httpx.get(f"{base}/ready", timeout=10).status_code == 200
         SUMMARY.append(
-            f"database restart under load: {len(answers)} requests, {len(failed)} answered 503"
+            f"database restart under load: {len(answers)} requests, {len(failed)} answered"
             f" SERVICE_UNAVAILABLE while it restarted ({back - stopped:.2f} s), first success"
             f" {recovered - back:.3f} s after it was back"
         )
@@ -469,3 +474,127 @@ def test_a_worker_killed_during_writes_loses_no_acknowledged_write_or_audit_entr
         f"worker killed under write load: {len(written)} writes acknowledged, all stored and"
         f" audited; {len(other)} requests failed or were cut off with the worker"
     )
+
+
+def _count(seen: dict[str, int], key: str) -> None:
+    seen[key] = seen.get(key, 0) + 1
+
+
+def _login(http: httpx.Client, base: str, role: str) -> httpx.Response:
+    code = pyotp.TOTP(demo_totp_secret(role)).now()
+    return http.post(
+        f"{base}/auth/login",
+        json={"username": f"demo.{role.lower()}", "password": DEMO_PASSWORD, "totp": code},
+    )
+
+
+def _load_with_refreshes(base: str, role: str, done: Any, seen: dict[str, int]) -> None:
+    """One sign-in, then reads of encrypted identifiers and token refreshes (each signs
+    a new token and opens the session), until ``done`` is set."""
+    with httpx.Client(timeout=10) as http:
+        login = _login(http, base, role)
+        _count(seen, f"login {login.status_code}")
+        tokens = login.json()
+        while not done.is_set():
+            headers = {
+                "Authorization": f"Bearer {tokens['access_token']}",
+                "X-Purpose-Of-Use": "PAYMENT",
+            }
+            for _ in range(5):
+                response = http.post(
+                    f"{base}/graphql",
+                    json={
+                        "query": "{ patients(first: 5) { edges { node { ssn insuranceMemberId } } } }"
+                    },
+                    headers=headers,
+                )
+                errors = response.json().get("errors") or []
+                codes = ",".join(sorted({e["extensions"]["code"] for e in errors}))
+                _count(seen, f"read {response.status_code} {codes}".strip())
+            done.wait(0.2)  # light load
+            refreshed = http.post(
+                f"{base}/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+            )
+            _count(seen, f"refresh {refreshed.status_code}")
+            if refreshed.status_code == 200:
+                tokens = refreshed.json()
+
+
+def test_key_rotation_while_a_gateway_serves_takes_nothing_offline(tmp_path: Path) -> None:
+    """`phigate keys rotate` and `keys rotate-signing` while a gateway serves (development
+    key file): the gateway learns the new key version by itself before anything is
+    re-wrapped; no DATA_INTEGRITY, no 503, no failed sign-in."""
+    import threading
+    import time
+
+    from tests.e2e.served import SUMMARY
+
+    data_dir = tmp_path / "var" / "pgdata"
+    port = free_port()
+    env = {**os.environ, "PHIGATE_DATA_DIR": str(data_dir)}
+    for name in ("DATABASE_URL", "PHIGATE_MASTER_KEY", "PHIGATE_BLIND_INDEX_KEY"):
+        env.pop(name, None)
+    env["PHIGATE_RATE_LIMIT_LOGIN"] = "100000/minute"
+    env["PHIGATE_RATE_LIMIT_GRAPHQL"] = "100000/minute"
+    script = Path(sys.executable).parent / "phigate"
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(
+        [str(script), "serve", "--demo", "--demo-patients", "10", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    seen: dict[str, int] = {}
+    try:
+        wait_ready(base, process)
+        done = threading.Event()
+        clients = [
+            threading.Thread(target=_load_with_refreshes, args=(base, "BILLING", done, seen)),
+        ]
+        for thread in clients:
+            thread.start()
+        time.sleep(1)
+        rotated = subprocess.run(
+            [str(script), "keys", "rotate", "--batch", "5"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert rotated.returncode == 0, rotated.stderr[-2000:]
+        assert json.loads(rotated.stdout.split("\n}\n")[-2] + "\n}")["key_version"] == 2
+        signing = subprocess.run(
+            [str(script), "keys", "rotate-signing"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert signing.returncode == 0, signing.stderr[-2000:]
+        time.sleep(3)
+        # Sign-ins after both rotations: each opens a TOTP secret re-wrapped under the
+        # new key version and is signed with the new signing key.
+        with httpx.Client(timeout=10) as http:
+            for role in ("AUDITOR", "NURSE", "CLINICIAN"):
+                _count(seen, f"login {_login(http, base, role).status_code}")
+        done.set()
+        for thread in clients:
+            thread.join()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        log.close()
+    failures = {
+        key: count
+        for key, count in seen.items()
+        if key not in ("login 200", "read 200", "refresh 200")
+    }
+    assert seen.get("read 200", 0) > 20 and seen.get("refresh 200", 0) > 3, seen
+    assert seen.get("login 200") == 4, seen
+    assert failures == {}, seen
+    SUMMARY.append(f"key rotation while serving: {seen}")

@@ -16,10 +16,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.execute("SET LOCAL ROLE phigate_owner")
     op.execute("ALTER TABLE phigate.oauth_clients ADD COLUMN previous_secret_hash text")
     op.execute("ALTER TABLE phigate.oauth_clients ADD COLUMN previous_secret_until timestamptz")
+    op.execute("RESET ROLE")
 
 
 def downgrade() -> None:
+    op.execute("SET LOCAL ROLE phigate_owner")
     op.execute("ALTER TABLE phigate.oauth_clients DROP COLUMN previous_secret_until")
     op.execute("ALTER TABLE phigate.oauth_clients DROP COLUMN previous_secret_hash")
+    op.execute("RESET ROLE")
