@@ -222,14 +222,7 @@ class PlannedEndpoint:
         """As the unit of work: the audit entries durable before anything leaves (those a
         read wrote itself are in the same transaction)."""
         entries = context.trail.entries(
-            base=entry_base(
-                now=context.now,
-                principal=context.principal,
-                purpose=context.purpose,
-                operation_name=context.operation_name,
-                query=context.query,
-                meta=context.meta,
-            ),
+            base=_entry_base(context),
             decision=context.decision,
             outcome="ALLOWED",
             episodes=context.break_glass_episodes,
@@ -237,24 +230,35 @@ class PlannedEndpoint:
         try:
             await audit.append(context.db, entries)
         except Exception as exc:
-            log.error(
-                "request_not_committed", error_codes=[AUDIT_UNAVAILABLE], **describe_exception(exc)
-            )
-            await _quietly(context.db.rollback())
-            if database_unavailable(exc):
-                return unavailable(context.meta.request_id)
-            return _error(AUDIT_UNAVAILABLE, AUDIT_MESSAGE, context)
+            return await _not_committed(context, exc, AUDIT_UNAVAILABLE, AUDIT_MESSAGE)
         try:
             await context.db.commit()
         except Exception as exc:
-            log.error(
-                "request_not_committed", error_codes=[INTERNAL_ERROR], **describe_exception(exc)
-            )
-            await _quietly(context.db.rollback())
-            if database_unavailable(exc):
-                return unavailable(context.meta.request_id)
-            return _error(INTERNAL_ERROR, INTERNAL_MESSAGE, context)
+            return await _not_committed(context, exc, INTERNAL_ERROR, INTERNAL_MESSAGE)
         return Response(orjson.dumps({"data": data}), media_type="application/json")
+
+
+async def _not_committed(
+    context: RequestContext, exc: Exception, code: str, message: str
+) -> Response:
+    """Nothing of the request stays, and nothing it read leaves; a database that went
+    away is said to be unavailable, not blamed on the audit trail or a defect."""
+    log.error("request_not_committed", error_codes=[code], **describe_exception(exc))
+    await _quietly(context.db.rollback())
+    if database_unavailable(exc):
+        return unavailable(context.meta.request_id)
+    return _error(code, message, context)
+
+
+def _entry_base(context: RequestContext) -> dict[str, Any]:
+    return entry_base(
+        now=context.now,
+        principal=context.principal,
+        purpose=context.purpose,
+        operation_name=context.operation_name,
+        query=context.query,
+        meta=context.meta,
+    )
 
 
 def _inline_audit(root: Root, context: RequestContext) -> dict[str, Any]:
@@ -267,14 +271,7 @@ def _inline_audit(root: Root, context: RequestContext) -> dict[str, Any]:
     for access in context.decision.phi:
         if not access.write and access.path.startswith(prefix):
             fields.setdefault(access.coordinate, access.data_class or "")
-    base = entry_base(
-        now=context.now,
-        principal=context.principal,
-        purpose=context.purpose,
-        operation_name=context.operation_name,
-        query=context.query,
-        meta=context.meta,
-    )
+    base = _entry_base(context)
     return {
         **{name: base[name] for name in INLINE_SHARED},
         "audit_fields": list(fields),

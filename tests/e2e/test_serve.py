@@ -202,19 +202,28 @@ def test_a_worker_past_its_concurrency_limit_answers_503_at_once(
         process.communicate(timeout=60)
 
 
-def _serve_embedded(data_dir: Path, cwd: Path, *options: str) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    env = {**os.environ, "PHIGATE_DATA_DIR": str(data_dir)}
+def _embedded_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """`phigate serve` (and the CLI) on the embedded server in ``data_dir``."""
+    env = {**os.environ, "PHIGATE_DATA_DIR": str(data_dir), **extra}
     env.pop("DATABASE_URL", None)
-    script = Path(sys.executable).parent / "phigate"
-    process = subprocess.Popen(
-        [str(script), "serve", "--port", str(port), *options],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return env
+
+
+def _serve_embedded(
+    data_dir: Path, cwd: Path, *options: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """A served gateway, ready; its log goes to a file (a full pipe that nobody reads
+    would block the workers once a few hundred requests have been logged)."""
+    port = free_port()
+    with (cwd / "serve.log").open("a") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "phigate"), "serve", "--port", str(port), *options],
+            env=env or _embedded_env(data_dir),
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
     base = f"http://127.0.0.1:{port}"
     wait_ready(base, process)
     return process, base
@@ -277,25 +286,9 @@ def test_a_database_restart_under_load_fails_fast_and_recovers(tmp_path: Path) -
     from tests.e2e.served import SUMMARY
 
     data_dir = tmp_path / "pgdata"
-    port = free_port()
-    env = {
-        **os.environ,
-        "PHIGATE_DATA_DIR": str(data_dir),
-        "PHIGATE_RATE_LIMIT_GRAPHQL": "1000000/minute",
-    }
-    env.pop("DATABASE_URL", None)
-    log = (tmp_path / "serve.log").open("w")  # a file: a full pipe would block the workers
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "phigate"), "serve", "--demo", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    env = _embedded_env(data_dir, PHIGATE_RATE_LIMIT_GRAPHQL="1000000/minute")
+    process, base = _serve_embedded(data_dir, tmp_path, "--demo", env=env)
     try:
-        wait_ready(base, process)
         code = pyotp.TOTP(demo_totp_secret("BILLING")).now()
         login = httpx.post(
             f"{base}/auth/login",
@@ -352,7 +345,6 @@ def test_a_database_restart_under_load_fails_fast_and_recovers(tmp_path: Path) -
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
-        log.close()
         # The server restarted behind phigate's back has a new process, which the
         # embedded server's handle does not know: stop it by its data directory.
         if _embedded_running(data_dir):
@@ -372,29 +364,13 @@ def test_a_worker_killed_during_writes_loses_no_acknowledged_write_or_audit_entr
     from tests.e2e.served import SUMMARY
 
     data_dir = tmp_path / "pgdata"
-    port = free_port()
-    env = {
-        **os.environ,
-        "PHIGATE_DATA_DIR": str(data_dir),
-        "PHIGATE_RATE_LIMIT_GRAPHQL": "1000000/minute",
-    }
-    env.pop("DATABASE_URL", None)
+    env = _embedded_env(data_dir, PHIGATE_RATE_LIMIT_GRAPHQL="1000000/minute")
     script = Path(sys.executable).parent / "phigate"
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(
-        [str(script), "serve", "--demo", "--workers", "2", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    process, base = _serve_embedded(data_dir, tmp_path, "--demo", "--workers", "2", env=env)
     written: list[str] = []  # patient ids acknowledged
     reads: list[str] = []  # request ids of responses that carried PHI
     other: list[int] = []
     try:
-        wait_ready(base, process)
         code = pyotp.TOTP(demo_totp_secret("CLINICIAN")).now()
         login = httpx.post(
             f"{base}/auth/login",
@@ -468,7 +444,6 @@ def test_a_worker_killed_during_writes_loses_no_acknowledged_write_or_audit_entr
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
-        log.close()
     # Restarted (the command starts the embedded server again): the chain verifies.
     verified = subprocess.run(
         [str(script), "audit", "verify"], env=env, cwd=tmp_path, capture_output=True, text=True
@@ -534,26 +509,17 @@ def test_key_rotation_while_a_gateway_serves_takes_nothing_offline(tmp_path: Pat
     from tests.e2e.served import SUMMARY
 
     data_dir = tmp_path / "var" / "pgdata"
-    port = free_port()
-    env = {**os.environ, "PHIGATE_DATA_DIR": str(data_dir)}
-    for name in ("DATABASE_URL", "PHIGATE_MASTER_KEY", "PHIGATE_BLIND_INDEX_KEY"):
-        env.pop(name, None)
-    env["PHIGATE_RATE_LIMIT_LOGIN"] = "100000/minute"
-    env["PHIGATE_RATE_LIMIT_GRAPHQL"] = "100000/minute"
-    script = Path(sys.executable).parent / "phigate"
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(
-        [str(script), "serve", "--demo", "--demo-patients", "10", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        text=True,
+    env = _embedded_env(
+        data_dir,
+        PHIGATE_RATE_LIMIT_LOGIN="100000/minute",
+        PHIGATE_RATE_LIMIT_GRAPHQL="100000/minute",
     )
-    base = f"http://127.0.0.1:{port}"
+    for name in ("PHIGATE_MASTER_KEY", "PHIGATE_BLIND_INDEX_KEY"):  # the development key file
+        env.pop(name, None)
+    script = Path(sys.executable).parent / "phigate"
+    process, base = _serve_embedded(data_dir, tmp_path, "--demo", "--demo-patients", "10", env=env)
     seen: dict[str, int] = {}
     try:
-        wait_ready(base, process)
         done = threading.Event()
         clients = [
             threading.Thread(target=_load_with_refreshes, args=(base, "BILLING", done, seen)),
@@ -592,7 +558,6 @@ def test_key_rotation_while_a_gateway_serves_takes_nothing_offline(tmp_path: Pat
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
-        log.close()
     failures = {
         key: count
         for key, count in seen.items()
