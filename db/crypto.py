@@ -114,7 +114,7 @@ class ReloadingKeyProvider:
     """Key versions that can grow while the process runs: the development key file, to
     which `phigate keys rotate` adds a version. A version this process does not hold is
     looked for once in the file before a value is declared unreadable, and a heartbeat
-    reloads it too (graph/app.py), so a running gateway learns a new version without a
+    reloads it too (graph/http/app.py), so a running gateway learns a new version without a
     restart. Keys from the environment or KMS cannot change in a running process: for
     them `keys rotate` waits until every live gateway reports the version."""
 

@@ -27,7 +27,7 @@ class Access:
     # An argument or input field (a value the caller provides), not a selected field.
     input: bool = False
     # Where the selected field's node starts in the document: the runtime guard knows a
-    # field it resolves by it (see graph/guard.py). -1 for inputs.
+    # field it resolves by it (see graph/enforcement/guard.py). -1 for inputs.
     node: int = -1
 
 

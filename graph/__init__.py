@@ -1,1 +1,3 @@
-"""The GraphQL surface of phigate: types, directives, extensions, the ASGI app, the CLI."""
+"""The GraphQL surface of phigate: the schema, its types, directives and extensions at the
+top; the HTTP edge in `http/`, execution in `execution/`, minimum necessary in
+`enforcement/`, the command line in `cli/`."""

@@ -28,8 +28,8 @@ from graphql.language import (
 from db.crypto import DecryptionError
 from db.errors import ConstraintViolation
 from domain.errors import DomainError, InvalidInput
+from graph.http.responses import UNAVAILABLE_MESSAGE, database_unavailable
 from graph.logs import describe_exception
-from graph.responses import UNAVAILABLE_MESSAGE, database_unavailable
 from graph.scalars import ScalarRuleError
 
 log = structlog.get_logger("phigate.errors")

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.crypto import Envelope
 from domain.sessions import LockoutPolicy, SessionPolicy
+from graph.http.rate_limits import RateLimits
 from graph.keys import key_provider
-from graph.rate_limits import RateLimits
 from graph.settings import Settings, SettingsError
 from resolvers.auth import AuthContext
 from resolvers.context import RequestMeta

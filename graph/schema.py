@@ -11,8 +11,8 @@ from strawberry.printer import print_schema
 from strawberry.schema.config import StrawberryConfig
 
 from domain.policy import PHI
-from graph import guard
-from graph.execution import GatewayExecutor, UnenforcedExecutor
+from graph.enforcement import guard
+from graph.execution.executor import GatewayExecutor, UnenforcedExecutor
 from graph.extensions.caches import PARSE_CACHE_SIZE, ParseCache
 from graph.extensions.limits import QueryLimitsExtension
 from graph.extensions.safe_errors import SafeErrors
@@ -35,8 +35,8 @@ def build_schema(
     measure what enforcement and audit cost; nothing serves them. ``observers`` are
     extra extensions for tests that watch execution (what resolved, what was written).
 
-    Minimum necessary is decided by the executor (graph/execution.py) from the state it
-    executes, and checked again by the guard (graph/guard.py) where PHI is resolved."""
+    Minimum necessary is decided by the executor (graph/execution/executor.py) from the state it
+    executes, and checked again by the guard (graph/enforcement/guard.py) where PHI is resolved."""
     unit_of_work = UnitOfWork if audit else UnauditedUnitOfWork
     extensions: list[Any] = [
         SafeErrors,

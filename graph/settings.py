@@ -51,7 +51,9 @@ class Settings:
     header_timeout_seconds: int = 10
     body_timeout_seconds: int = 30
     cors_origins: tuple[str, ...] = ()
-    operations: str = "open"  # "strict": registered operations only (see graph/persisted.py)
+    operations: str = (
+        "open"  # "strict": registered operations only (see graph/execution/persisted.py)
+    )
     adhoc_roles: tuple[str, ...] = ("ANALYST",)
     graphiql_assets: Path | None = None
     default_page_size: int = 20

@@ -118,10 +118,10 @@ class RequestContext:
     # planned read) the document, for the audit entries it writes itself.
     operation_name: str | None = None
     query: str | None = None
-    # Set by the executor before any field resolves (graph/execution.py).
+    # Set by the executor before any field resolves (graph/execution/executor.py).
     purpose: Purpose | None = None
     decision: Decision | None = None
-    # What the runtime guard lets through (graph/guard.py), from the decision; and the
+    # What the runtime guard lets through (graph/enforcement/guard.py), from the decision; and the
     # coordinates it stopped, if any (a defect: the request fails closed).
     phi_nodes: frozenset[int] = frozenset()
     phi_inputs: frozenset[str] = frozenset()

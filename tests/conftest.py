@@ -21,7 +21,7 @@ from db.migrate import upgrade
 from db.unit_of_work import RequestDatabase
 from domain.purposes import Purpose
 from domain.roles import Role
-from graph.app import create_app, engine_of, identity_of
+from graph.http.app import create_app, engine_of, identity_of
 from graph.logs import configure_logging
 from graph.settings import Settings
 from tests.graphql_client import GraphQLClient

@@ -35,9 +35,9 @@ from strawberry.extensions.max_aliases import create_validator as aliases_valida
 from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
 
+from graph.enforcement.input_rules import input_rule
 from graph.errors import LIMIT_EXCEEDED
 from graph.extensions.caches import PARSE_CACHE_SIZE
-from graph.input_rules import input_rule
 from resolvers.context import QueryLimits
 
 LIST_FACTOR = 10  # a list without a `first` argument is assumed to hold this many

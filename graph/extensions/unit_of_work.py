@@ -23,8 +23,8 @@ from graph.errors import (
     masked,
 )
 from graph.extensions.limits import limit_error
+from graph.http.responses import UNAVAILABLE_MESSAGE, database_unavailable
 from graph.logs import describe_exception
-from graph.responses import UNAVAILABLE_MESSAGE, database_unavailable
 from resolvers.audit_trail import entry_base, security_entry
 from resolvers.context import RequestContext
 

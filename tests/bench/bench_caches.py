@@ -12,7 +12,7 @@ from typing import Any
 from graphql import specified_rules
 from strawberry.extensions.validation_cache import _get_validate_cache
 
-from graph.authorization import authorize
+from graph.enforcement.authorization import authorize
 from graph.extensions.caches import _cached_parse
 from graph.extensions.limits import _rules
 from graph.schema import schema

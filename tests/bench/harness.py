@@ -144,7 +144,7 @@ def database(patients: int) -> Database:
 @contextlib.asynccontextmanager
 async def bench_identity(db: Database) -> AsyncIterator[Any]:
     """The gateway's identity service on the bench database: to mint callers' tokens."""
-    from graph.app import create_app, engine_of, identity_of
+    from graph.http.app import create_app, engine_of, identity_of
     from graph.settings import Settings
 
     master, index = BENCH_KEYS

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from graph.app import create_app, database_target
+from graph.http.app import create_app, database_target
 from graph.logs import configure_logging
 from graph.schema import build_schema
 from graph.settings import Settings

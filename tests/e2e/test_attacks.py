@@ -188,7 +188,7 @@ async def test_every_response_carries_transport_and_content_policies(
 
 
 async def test_graphiql_can_be_served_without_the_internet(app_target, tmp_path) -> None:
-    from graph.app import create_app, engine_of
+    from graph.http.app import create_app, engine_of
 
     script = tmp_path / "graphiql@3.8.3" / "graphiql.min.js"
     script.parent.mkdir()

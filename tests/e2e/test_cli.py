@@ -315,7 +315,7 @@ def test_a_broken_policy_file_stops_phigate(
 
 def test_the_readme_shows_the_policy_as_it_is() -> None:
     from domain.policy import bundled_policy
-    from graph.cli_policy import render_table
+    from graph.cli.policy import render_table
 
     readme = (ROOT / "README.md").read_text()
     shown = readme.split("<!-- policy-matrix:start -->\n```\n")[1].split(
@@ -445,7 +445,7 @@ def test_check_passes_a_sound_setup_and_sees_demo_accounts(
 def test_operations_register_validates_and_prints_hashes(
     external_database: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from graph.persisted import digest
+    from graph.execution.persisted import digest
 
     good = tmp_path / "chart.graphql"
     good.write_text("query Chart($id: ID!) { patient(id: $id) { givenName } }\n")

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from graph.app import identity_of
+from graph.http.app import identity_of
 from resolvers import accounts
 from resolvers.context import RequestMeta
 from tests.e2e.test_login import claims_of, events

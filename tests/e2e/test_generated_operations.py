@@ -45,8 +45,8 @@ from domain.policy import PHI, bundled_policy
 from domain.principals import Human, Service
 from domain.purposes import Purpose
 from domain.roles import Role, ServiceScope
-from graph.app import create_app, engine_of, identity_of
 from graph.classification import classify
+from graph.http.app import create_app, engine_of, identity_of
 from graph.schema import build_schema
 from graph.schema import schema as served_schema
 from graph.settings import Settings

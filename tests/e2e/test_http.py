@@ -8,7 +8,7 @@ import pytest
 from starlette.applications import Starlette
 
 from db.engine import DatabaseTarget
-from graph.app import create_app, engine_of
+from graph.http.app import create_app, engine_of
 from graph.settings import Settings
 from tests.graph.queries import CREATE_PATIENT, patient_input
 from tests.graphql_client import GraphQLClient

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from graph.app import identity_of
+from graph.http.app import identity_of
 from resolvers import accounts
 from resolvers.context import RequestMeta
 from resolvers.identity import Passwords

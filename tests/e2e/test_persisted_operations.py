@@ -12,8 +12,8 @@ from starlette.applications import Starlette
 from db import operations
 from domain.purposes import Purpose
 from domain.roles import Role
-from graph.app import engine_of
-from graph.persisted import digest
+from graph.execution.persisted import digest
+from graph.http.app import engine_of
 from graph.settings import Settings
 from tests.conftest import FAST_HASHING, TEST_KEYS, AsRole
 
@@ -70,7 +70,7 @@ async def test_strict_mode_runs_registered_operations_only(
 async def test_open_mode_remembers_automatic_persisted_queries(
     app: Starlette, as_role: AsRole, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from graph.persisted import OperationsMode
+    from graph.execution.persisted import OperationsMode
 
     # Same app, open mode: the view's store decides, so flip it for this test.
     endpoint = next(

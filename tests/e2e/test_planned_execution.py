@@ -28,8 +28,8 @@ from domain.principals import Human
 from domain.purposes import Purpose
 from domain.roles import Role
 from graph.classification import classify
-from graph.planned import PlannedEndpoint
-from graph.planner import PLANS
+from graph.execution.planned import PlannedEndpoint
+from graph.execution.planner import PLANS
 from graph.schema import schema as served
 from tests.conftest import AsRole
 from tests.generated import operations, patient_operations

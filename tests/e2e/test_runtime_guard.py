@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.purposes import Purpose
 from domain.roles import Role
-from graph import authorization
+from graph.enforcement import authorization
 from graph.settings import Settings
 from tests.conftest import FAST_HASHING, TEST_KEYS, AsRole
 from tests.graph.queries import CREATE_PATIENT, patient_input

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from db import audit
 from db.embedded import EmbeddedPostgres
 from domain.roles import Role
-from graph.app import identity_of
+from graph.http.app import identity_of
 from tests.e2e.test_login import PASSWORD, code
 from tests.e2e.test_serve import free_port, gateway_env, start_gateway, wait_ready
 from tests.identity import create_user

@@ -15,7 +15,7 @@ from joserfc.jwk import ECKey, OctKey
 from starlette.applications import Starlette
 
 from domain.roles import Role
-from graph.app import identity_of
+from graph.http.app import identity_of
 from resolvers.tokens import TokenRejected, TokenService
 from tests.e2e.test_login import claims_of
 from tests.identity import issue_token

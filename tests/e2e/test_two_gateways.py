@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 
 from db.engine import DatabaseTarget
 from domain.roles import Role
-from graph.app import create_app, engine_of, identity_of
+from graph.http.app import create_app, engine_of, identity_of
 from graph.settings import Settings
 from tests.conftest import FAST_HASHING, TEST_KEYS
 from tests.e2e.test_login import PASSWORD, code, login

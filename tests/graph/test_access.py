@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.purposes import Purpose
 from domain.roles import Role
-from graph import authorization
+from graph.enforcement import authorization
 from graph.schema import schema
 from tests.conftest import AsRole, StatementCounter, count_rows
 from tests.graph.queries import CREATE_PATIENT, patient_input

@@ -26,8 +26,8 @@ from domain.policy import bundled_policy
 from domain.principals import Human, Service
 from domain.purposes import Purpose
 from domain.roles import Role, ServiceScope
-from graph.authorization import authorize
 from graph.classification import classify
+from graph.enforcement.authorization import authorize
 from graph.schema import schema
 from resolvers.context import AccessRequest
 

@@ -1,6 +1,6 @@
 """Running gateway processes and the key-encryption key versions each holds.
 
-Each gateway process records itself every few seconds (graph/app.py). `phigate keys
+Each gateway process records itself every few seconds (graph/http/app.py). `phigate keys
 rotate` re-wraps data keys under a new version only once every live gateway holds that
 version: a gateway that cannot unwrap a re-wrapped key would answer DATA_INTEGRITY for
 encrypted values and fail sign-ins until it was restarted.

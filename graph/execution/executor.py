@@ -5,7 +5,7 @@ gathered the fragments and coerced the variables (defaults applied, single value
 coerced to lists, nested input objects). The query limits that need variables and the
 minimum-necessary decision are computed from that state, not from a second reading of
 the request; a refusal returns before any field resolves. The decision also arms the
-runtime guard (graph/guard.py) for the fields and inputs it allowed."""
+runtime guard (graph/enforcement/guard.py) for the fields and inputs it allowed."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import structlog
 from graphql import ExecutionResult, GraphQLError
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from graph.authorization import decide, denied_entries, refusal_errors
+from graph.enforcement.authorization import decide, denied_entries, refusal_errors
+from graph.enforcement.input_rules import variable_violations
+from graph.execution.planner import PLANS
 from graph.extensions.limits import exceeded_limit, limit_error
-from graph.input_rules import variable_violations
-from graph.planner import PLANS
 from resolvers.context import RequestContext
 
 log = structlog.get_logger("phigate.execution")
@@ -58,7 +58,7 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
                 request.audit.extend(denied_entries(request, decision, name))
                 return ExecutionResult(None, refusal_errors(request, decision))
             # Parsed, validated and decided: the next request for this operation (and
-            # this shape of variables) may run a plan instead (graph/planned.py).
+            # this shape of variables) may run a plan instead (graph/execution/planned.py).
             PLANS.learn(
                 self.schema,
                 request.operation_name,

@@ -14,8 +14,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE
+from graph.http.responses import database_unavailable, request_error, unavailable
 from graph.logs import describe_exception
-from graph.responses import database_unavailable, request_error, unavailable
 from resolvers.context import RequestMeta
 
 log = structlog.get_logger("phigate.http")

@@ -30,8 +30,9 @@ from db import audit
 from db.crypto import DecryptionError
 from db.patients import planned_one, planned_one_audited, planned_page, planned_page_audited
 from domain.errors import DomainError
-from graph.authentication import PRINCIPAL, REQUEST_DATABASE
-from graph.authorization import decide
+from graph.enforcement.authorization import decide
+from graph.enforcement.input_rules import variable_violations
+from graph.enforcement.operation_access import shape
 from graph.errors import (
     AUDIT_MESSAGE,
     AUDIT_UNAVAILABLE,
@@ -39,13 +40,12 @@ from graph.errors import (
     INTERNAL_MESSAGE,
     TIMEOUT,
 )
+from graph.execution.persisted import Refused
+from graph.execution.planner import Plan, Plans, Root
 from graph.extensions.limits import exceeded_limit
-from graph.input_rules import variable_violations
+from graph.http.authentication import PRINCIPAL, REQUEST_DATABASE
+from graph.http.responses import database_unavailable, unavailable
 from graph.logs import describe_exception
-from graph.operation_access import shape
-from graph.persisted import Refused
-from graph.planner import Plan, Plans, Root
-from graph.responses import database_unavailable, unavailable
 from resolvers.audit_trail import entry_base
 from resolvers.context import RequestContext
 from resolvers.inputs import decode_cursor, encode_cursor, page_size, parse_id

@@ -12,10 +12,10 @@ from db.sessions import SessionEnded, VerifiedSession
 from db.unit_of_work import RequestDatabase
 from domain.principals import Principal
 from domain.security_events import Outcome, SecurityEvent
+from graph.http.middleware import REQUEST_META, header
+from graph.http.responses import RETRY_AFTER, oauth_error, rate_limited, unavailable
 from graph.identity import Identity
 from graph.logs import describe_exception
-from graph.middleware import REQUEST_META, header
-from graph.responses import RETRY_AFTER, oauth_error, rate_limited, unavailable
 from resolvers.auth import AuthContext, authenticate, flush_events
 from resolvers.context import RequestMeta
 from resolvers.tokens import TokenRejected

@@ -35,7 +35,7 @@ from graphql.language import OperationDefinitionNode
 
 from domain.policy import PHI
 from graph.classification import classify
-from graph.operation_access import shape
+from graph.enforcement.operation_access import shape
 from graph.scalars import _serialize_datetime
 
 FAMILIES = 2048
@@ -158,7 +158,7 @@ class Family:
 
 class Plans:
     """Plans per (document, operation name), learnt by the full path and run by
-    graph/planned.py. Bounded; an evicted one is learnt again."""
+    graph/execution/planned.py. Bounded; an evicted one is learnt again."""
 
     def __init__(self, entries: int = FAMILIES) -> None:
         self._families: LRUCache[tuple[str, str | None], Family] = LRUCache(entries)

@@ -15,7 +15,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from graph.middleware import API_CSP, SecurityHeadersMiddleware
+from graph.http.middleware import API_CSP, SecurityHeadersMiddleware
 
 # TLS 1.2 suites; TLS 1.3 suites are all AEAD and configured by OpenSSL separately.
 MODERN_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!SHA1:!DSS:!RSA+AES"
@@ -46,7 +46,7 @@ class DeadlineProtocol(HttpToolsProtocol):
     moment a connection opens, or a kept-alive connection starts its next request, the
     client has PHIGATE_HEADER_TIMEOUT_SECONDS to finish sending them, or the connection
     is closed. uvicorn closes idle kept-alive connections itself; the body's deadline is
-    the request guard's (graph/middleware.py). Worker processes import it by name, and
+    the request guard's (graph/http/middleware.py). Worker processes import it by name, and
     read the deadline from the environment `phigate serve` validated."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -17,11 +17,11 @@ from starlette.routing import Route
 from domain.principals import Human
 from domain.security_events import Outcome, SecurityEvent
 from domain.text import UNSAFE_TEXT_RULE, is_unsafe_text
-from graph.authentication import PRINCIPAL
+from graph.http.authentication import PRINCIPAL
+from graph.http.middleware import REQUEST_META
+from graph.http.responses import NO_STORE, oauth_error, rate_limited
 from graph.identity import Identity
 from graph.logs import describe_exception
-from graph.middleware import REQUEST_META
-from graph.responses import NO_STORE, oauth_error, rate_limited
 from resolvers import auth, oauth
 from resolvers.context import RequestMeta
 from resolvers.identity import fingerprint

@@ -33,12 +33,12 @@ from domain.text import (
     is_unsafe_text,
     nesting_depth,
 )
-from graph.authentication import PRINCIPAL, REQUEST_DATABASE, VERIFIED_SESSION
 from graph.errors import INTERNAL_ERROR, INTERNAL_MESSAGE, TIMEOUT, masked
+from graph.execution.persisted import OperationsMode, PersistedOperations, Refused
+from graph.http.authentication import PRINCIPAL, REQUEST_DATABASE, VERIFIED_SESSION
+from graph.http.middleware import REQUEST_META
+from graph.http.responses import request_error
 from graph.logs import describe_exception
-from graph.middleware import REQUEST_META
-from graph.persisted import OperationsMode, PersistedOperations, Refused
-from graph.responses import request_error
 from graph.settings import Settings
 from resolvers.context import AccessRequest, PageLimits, QueryLimits, RequestContext, RequestMeta
 
@@ -54,7 +54,7 @@ MAX_REASON = 500
 def _check_request_text(payload: object) -> None:
     """The document and the operation name are strings the caller sends too: the text
     rule holds for them before anything parses them (values inside the document and
-    the variables are checked by graph/input_rules.py, naming their field)."""
+    the variables are checked by graph/enforcement/input_rules.py, naming their field)."""
     if not isinstance(payload, dict):
         return
     for name in ("query", "operationName"):

@@ -15,7 +15,7 @@ from db.engine import DatabaseTarget, create_engine
 from domain.audit import MIN_AUDIT_RETENTION_DAYS
 from domain.retention import MIN_RETENTION_DAYS
 from domain.security_events import Outcome, SecurityEvent
-from graph.cli_identity import operator, run_with_context
+from graph.cli.identity import operator, run_with_context
 from graph.settings import Settings
 from resolvers.auth import AuthContext, flush_events
 from resolvers.tokens import TokenRejected
@@ -252,7 +252,7 @@ def operations_register(
     from graphql import GraphQLError, OperationDefinitionNode, parse, validate
 
     from db import operations as store
-    from graph.persisted import digest
+    from graph.execution.persisted import digest
     from graph.schema import schema
 
     documents = []

@@ -21,10 +21,12 @@ from db.errors import ConstraintViolation
 from db.migrate import current_revision, head_revision, upgrade
 from db.visibility import OwnerConnectionRequired
 from domain.policy import PolicyError
-from graph import cli_audit, cli_identity, cli_policy
+from graph.cli import audit as cli_audit
+from graph.cli import identity as cli_identity
+from graph.cli import policy as cli_policy
+from graph.http.serving import DeadlineProtocol, tls_context
 from graph.keys import configured_field_cipher, field_cipher
 from graph.logs import configure_logging
-from graph.serving import DeadlineProtocol, tls_context
 from graph.settings import Settings, SettingsError
 
 
@@ -221,7 +223,7 @@ def _refuse_unsafe_serving(settings: Settings, args: argparse.Namespace | None =
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    from graph.checks import configuration_problems, database_problems
+    from graph.cli.checks import configuration_problems, database_problems
 
     problems = configuration_problems(settings)
     if not args.no_database:
@@ -239,7 +241,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     _refuse_unsafe_serving(settings, args)
     if settings.is_production:
-        from graph.checks import configuration_problems, database_problems
+        from graph.cli.checks import configuration_problems, database_problems
 
         serving = {
             **os.environ,
@@ -274,7 +276,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # exit handlers that stop the embedded PostgreSQL; as SystemExit they run.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
-        "graph.app:create_app_from_env",
+        "graph.http.app:create_app_from_env",
         factory=True,
         host=args.host,
         port=args.port,

@@ -18,7 +18,7 @@ from graph.settings import Settings, SettingsError
 
 def configuration_problems(settings: Settings, environ: dict[str, str] | None = None) -> list[str]:
     """Problems that need no database. Production rules apply in production only."""
-    from graph.app import load_policy
+    from graph.http.app import load_policy
     from graph.keys import blind_index, key_provider
 
     env = dict(os.environ if environ is None else environ)
@@ -81,7 +81,7 @@ async def database_problems(settings: Settings) -> list[str]:
     """Problems found in the database itself: reachable, current, no demo accounts in
     production."""
     from db.migrate import current_revision, head_revision
-    from graph.app import database_target, load_policy
+    from graph.http.app import database_target, load_policy
 
     problems: list[str] = []
     if settings.uses_embedded_database:

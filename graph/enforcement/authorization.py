@@ -4,7 +4,7 @@ execute it) against the caller's grant and declared purpose. One refusal refuses
 request; nothing is fetched. Decisions are cached per (document, operation, grant,
 purpose, shape of the coerced variables), so enforcement costs nothing per result row.
 
-The executor calls ``decide`` with its own state (graph/execution.py); ``authorize``
+The executor calls ``decide`` with its own state (graph/execution/executor.py); ``authorize``
 builds that state from a document and raw variables, the same way, for the CLI, tests
 and benchmarks."""
 
@@ -25,7 +25,7 @@ from domain.authorization import decide as decide_accesses
 from domain.principals import Human, Service
 from domain.purposes import Purpose
 from graph.classification import classify
-from graph.operation_access import accesses, shape
+from graph.enforcement.operation_access import accesses, shape
 from resolvers.context import AccessRequest, RequestContext
 
 CACHE_ENTRIES = 4096

@@ -7,7 +7,7 @@ fragments, aliases, ``@skip``/``@include`` and field merging are exactly the
 executor's), and the inputs are the argument values graphql-core's own
 ``get_argument_values`` hands to resolvers, from the variables as graphql-core coerced
 them (defaults applied, single values coerced to lists, nested input objects). The
-executor computes the decision from its own state (see graph/execution.py).
+executor computes the decision from its own state (see graph/execution/executor.py).
 """
 
 from __future__ import annotations

@@ -26,21 +26,21 @@ from db import audit, gateways
 from db.embedded import attach_embedded
 from db.engine import DatabaseTarget, create_engine, parse_database_url
 from domain.policy import Policy, PolicyError, bundled_policy, parse_policy
-from graph.authentication import BearerAuthentication
-from graph.identity import Identity, build_identity
-from graph.keys import field_cipher
-from graph.logs import configure_logging, describe_exception
-from graph.middleware import (
+from graph.execution.planned import PlannedEndpoint
+from graph.execution.planner import PLANS
+from graph.http.authentication import BearerAuthentication
+from graph.http.middleware import (
     RequestContextMiddleware,
     RequestGuardMiddleware,
     SecurityHeadersMiddleware,
 )
-from graph.planned import PlannedEndpoint
-from graph.planner import PLANS
-from graph.routes.auth import AuthEndpoints
+from graph.http.routes.auth import AuthEndpoints
+from graph.http.view import GRAPHIQL_ASSETS_PATH, GraphQLView
+from graph.identity import Identity, build_identity
+from graph.keys import field_cipher
+from graph.logs import configure_logging, describe_exception
 from graph.schema import schema as default_schema
 from graph.settings import Settings, SettingsError
-from graph.view import GRAPHIQL_ASSETS_PATH, GraphQLView
 
 CORS_HEADERS = [
     "Authorization",
@@ -80,7 +80,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        from graph.checks import row_scope_problems
+        from graph.cli.checks import row_scope_problems
 
         problems = await row_scope_problems(engine, policy)
         if problems:
@@ -273,7 +273,7 @@ def database_target(settings: Settings) -> DatabaseTarget:
 
 
 def create_app_from_env() -> Starlette:
-    """Factory for `uvicorn --factory graph.app:create_app_from_env` (used by workers)."""
+    """Factory for `uvicorn --factory graph.http.app:create_app_from_env` (used by workers)."""
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     return create_app(settings, target=database_target(settings))

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from domain.policy import Policy
-from graph.app import load_policy
+from graph.http.app import load_policy
 from graph.settings import Settings
 
 COLUMNS = ("who", "purpose", "reads", "writes", "rows", "permissions")
@@ -51,7 +51,7 @@ def policy_apply_row_scopes(settings: Settings, args: argparse.Namespace) -> int
     cannot widen what the database lets it reach."""
     from db.engine import create_engine
     from db.visibility import apply_row_scopes, row_scope_ceilings
-    from graph.cli import open_database
+    from graph.cli.main import open_database
 
     policy = load_policy(settings)
     wanted = policy.row_scopes()
