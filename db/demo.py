@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -50,6 +50,12 @@ ZIPS = (
     ("02115", "MA"), ("10001", "NY"), ("60601", "IL"), ("94103", "CA"), ("73301", "TX"),
     ("98101", "WA"), ("33101", "FL"), ("80202", "CO"), ("85001", "AZ"), ("03601", "NH"),
 )  # fmt: skip
+# A practice's patients cluster in a few areas and ages, so the demo's do too (by patient
+# number modulo 10): then de-identified counts over the 50 demo patients have cells
+# above the suppression threshold as well as below it. NH's 036 is a sparsely populated
+# area, reported as 000.
+ZIP_SLOTS = (0, 0, 0, 1, 1, 1, 2, 2, 3, 9)
+AGE_DECADES = (3, 3, 3, 4, 4, 4, 5, 5, 6, 9)
 DIAGNOSES = (
     ("E11.9", "Type 2 diabetes mellitus without complications"),
     ("I10", "Essential (primary) hypertension"),
@@ -68,13 +74,15 @@ def demo_id(kind: str, number: int) -> uuid.UUID:
 
 def synthetic_patient(number: int, *, now: datetime) -> dict[str, Any]:
     rng = random.Random(number)
-    postal_code, state = ZIPS[number % len(ZIPS)]
+    postal_code, state = ZIPS[ZIP_SLOTS[number % 10]]
+    # An age well inside its decade, so the band holds for months after seeding.
+    age_days = int(365.25 * AGE_DECADES[number % 10] * 10) + rng.randrange(180, 9 * 365)
     return {
         "id": demo_id("patient", number),
         "mrn": f"DEMO-{number:06d}",
         "given_name": GIVEN_NAMES[number % len(GIVEN_NAMES)],
         "family_name": f"Synthetic-{number:05d}",
-        "date_of_birth": date(1930, 1, 1) + timedelta(days=rng.randrange(0, 90 * 365)),
+        "date_of_birth": now.date() - timedelta(days=age_days),
         "ssn": "-".join(
             (
                 f"9{rng.randrange(100):02d}",

@@ -1,4 +1,4 @@
-"""Configuration from the environment. Every variable is listed in the README."""
+"""Configuration from the environment. Every variable is listed in docs/configuration.md."""
 
 from __future__ import annotations
 

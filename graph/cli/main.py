@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phigate",
         description="phigate: a GraphQL gateway for HIPAA-regulated data. Configuration comes "
-        "from environment variables (see the README); with no DATABASE_URL an embedded "
+        "from environment variables (see docs/configuration.md); with no DATABASE_URL an embedded "
         "PostgreSQL is started in PHIGATE_DATA_DIR (default ./var/pgdata).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -313,16 +313,16 @@ def test_a_broken_policy_file_stops_phigate(
     assert "unknown data class(es) GOSSIP" in capsys.readouterr().err
 
 
-def test_the_readme_shows_the_policy_as_it_is() -> None:
+def test_the_docs_show_the_policy_as_it_is() -> None:
     from domain.policy import bundled_policy
     from graph.cli.policy import render_table
 
-    readme = (ROOT / "README.md").read_text()
-    shown = readme.split("<!-- policy-matrix:start -->\n```\n")[1].split(
+    page = (ROOT / "docs" / "minimum-necessary.md").read_text()
+    shown = page.split("<!-- policy-matrix:start -->\n```\n")[1].split(
         "\n```\n<!-- policy-matrix:end -->"
     )[0]
     assert shown == render_table(bundled_policy()), (
-        "README matrix is stale: paste `phigate policy show`"
+        "docs/minimum-necessary.md's matrix is stale: paste `phigate policy show`"
     )
 
 

@@ -33,3 +33,28 @@ async def test_enforcement_variable_default_example(as_role: AsRole) -> None:
     assert error["message"] == want["message"]
     for key in ("code", "field", "path"):
         assert error["extensions"][key] == want["extensions"][key]
+
+
+async def test_compliance_breach_lifecycle_example(as_role: AsRole) -> None:
+    """docs/compliance.md: report, assess and confirm a breach, then its deadlines."""
+    clinician = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
+    created = await clinician(CREATE_PATIENT, {"input": patient_input()})
+    patient_id = created.ok()["patientCreate"]["patient"]["id"]
+    lifecycle, deadlines = blocks("compliance.md", "graphql")
+    report, assess, confirm = lifecycle.strip().split("\n\n")
+    officer = await as_role(Role.COMPLIANCE_OFFICER, Purpose.COMPLIANCE)
+    reported = (await officer(report.replace("<a patient id>", patient_id))).ok()
+    breach = reported["breachReport"]["breach"]
+    assert (breach["status"], breach["affectedCount"]) == ("REPORTED", 1)
+    assert breach["jurisdictions"][0]["affectedCount"] == 1
+    assessed = (await officer(assess.replace("<the breach id>", breach["id"]))).ok()
+    assert assessed["breachUpdate"]["breach"]["status"] == "UNDER_ASSESSMENT"
+    confirmed = (await officer(confirm.replace("<the breach id>", breach["id"]))).ok()
+    assert confirmed["breachUpdate"]["breach"]["status"] == "CONFIRMED_BREACH"
+    assert confirmed["breachUpdate"]["breach"]["riskAssessment"]["conclusion"] == (
+        "BREACH_PRESUMED"
+    )
+    # Due within 60 days of 2026-11-20, or overdue since: listed either way.
+    due = {entry["id"]: entry for entry in (await officer(deadlines)).ok()["breachDeadlines"]}
+    individuals = [d for d in due[breach["id"]]["deadlines"] if d["recipient"] == "INDIVIDUALS"]
+    assert [d["dueOn"] for d in individuals] == ["2027-01-19"]
