@@ -11,10 +11,11 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 
-from db.models import BreakGlassEpisode, CareTeamMember
+from db.models import BreakGlassEpisode, CareTeamChange, CareTeamMember
 from db.unit_of_work import RequestDatabase
 
 members = CareTeamMember.__table__
+changes = CareTeamChange.__table__
 episodes = BreakGlassEpisode.__table__
 
 
@@ -40,13 +41,41 @@ async def add_member(
     )
     row = await db.first(statement)
     assert row is not None
+    await db.execute(
+        insert(changes).values(
+            patient_id=patient_id,
+            user_id=user_id,
+            change="ADDED",
+            ends_at=ends_at,
+            changed_by=added_by,
+            changed_at=now,
+        )
+    )
     return row
 
 
-async def remove_member(db: RequestDatabase, *, patient_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+async def remove_member(
+    db: RequestDatabase,
+    *,
+    patient_id: uuid.UUID,
+    user_id: uuid.UUID,
+    removed_by: str,
+    now: datetime,
+) -> bool:
+    """Ends a membership; the history keeps that it existed and who ended it."""
     removed = await db.rowcount(
         delete(members).where(members.c.patient_id == patient_id, members.c.user_id == user_id)
     )
+    if removed:
+        await db.execute(
+            insert(changes).values(
+                patient_id=patient_id,
+                user_id=user_id,
+                change="REMOVED",
+                changed_by=removed_by,
+                changed_at=now,
+            )
+        )
     return removed > 0
 
 

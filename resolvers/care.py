@@ -15,6 +15,8 @@ from db.errors import ConstraintViolation
 from db.models import User
 from domain.errors import NotFound, Violations
 from domain.patients import text_rule
+from domain.security_events import Outcome, SecurityEvent
+from resolvers.audit_trail import security_entry
 from resolvers.context import RequestContext
 
 users = User.__table__
@@ -29,7 +31,7 @@ async def add_member(
     violations.raise_if_any()
     try:
         async with ctx.db.savepoint():
-            return await care_teams.add_member(
+            row = await care_teams.add_member(
                 ctx.db,
                 patient_id=patient_id,
                 user_id=user_id,
@@ -46,11 +48,30 @@ async def add_member(
             else "input.patientId"
         )
         raise NotFound("patient" if field.endswith("patientId") else "user", field) from None
+    _record_change(ctx, SecurityEvent.CARE_TEAM_MEMBER_ADDED, patient_id, user_id)
+    return row
 
 
 async def remove_member(ctx: RequestContext, *, patient_id: uuid.UUID, user_id: uuid.UUID) -> None:
-    if not await care_teams.remove_member(ctx.db, patient_id=patient_id, user_id=user_id):
+    removed = await care_teams.remove_member(
+        ctx.db,
+        patient_id=patient_id,
+        user_id=user_id,
+        removed_by=ctx.actor_id or "",
+        now=ctx.now,
+    )
+    if not removed:
         raise NotFound("care-team membership", "input")
+    _record_change(ctx, SecurityEvent.CARE_TEAM_MEMBER_REMOVED, patient_id, user_id)
+
+
+def _record_change(
+    ctx: RequestContext, event: SecurityEvent, patient_id: uuid.UUID, user_id: uuid.UUID
+) -> None:
+    """A grant or removal of PHI access is a security event in the same transaction:
+    the patient as the record, the member in the reason (ids only)."""
+    entry = security_entry(ctx, event, Outcome.ALLOWED, reason=f"USER:{user_id}")
+    ctx.audit.append({**entry, "record_id": str(patient_id)})
 
 
 async def episodes(ctx: RequestContext, *, reviewed: bool | None) -> Sequence[Row[Any]]:

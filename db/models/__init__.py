@@ -7,7 +7,7 @@ from db.models.breach import (
     BreachJurisdiction,
     BreachNotification,
 )
-from db.models.care import BreakGlassEpisode, CareTeamMember
+from db.models.care import BreakGlassEpisode, CareTeamChange, CareTeamMember
 from db.models.identity import (
     GatewayInstance,
     OAuthClient,
@@ -35,6 +35,7 @@ __all__ = [
     "BreachJurisdiction",
     "BreachNotification",
     "BreakGlassEpisode",
+    "CareTeamChange",
     "CareTeamMember",
     "ChainLink",
     "Checkpoint",

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -24,6 +24,26 @@ class CareTeamMember(Base):
     added_by: Mapped[str | None] = mapped_column(String(100))
     added_at: Mapped[datetime] = utc_timestamp(server_now=True)
     ends_at: Mapped[datetime | None] = utc_timestamp(nullable=True)
+
+
+class CareTeamChange(Base):
+    """Every grant and removal of care-team membership, kept: membership is what opens a
+    patient's PHI to a clinician or nurse, so a grant must not vanish when it ends. The
+    gateway may only add and read these rows."""
+
+    __tablename__ = "care_team_changes"
+    __table_args__ = (
+        CheckConstraint("change IN ('ADDED', 'REMOVED')", name="change"),
+        Index("ix_care_team_changes_patient_changed", "patient_id", "changed_at"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    change: Mapped[str] = mapped_column(String(10))
+    ends_at: Mapped[datetime | None] = utc_timestamp(nullable=True)
+    changed_by: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime] = utc_timestamp(server_now=True)
 
 
 class BreakGlassEpisode(Base):
