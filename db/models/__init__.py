@@ -22,9 +22,19 @@ from db.models.identity import (
 )
 from db.models.patient import Consent, Diagnosis, LegalHoldEvent, Patient
 
+# Tables that hold PHI, or facts about one patient (a consent, a legal hold, being among
+# a breach's affected): each is under row-level security keyed by the patient
+# (migrations 0003, 0008, 0016). The schema's PHI-classified types live in the first two.
+PHI_TABLES = ("patients", "diagnoses", "consents", "breach_affected_patients", "legal_hold_events")
+# Tables that name a patient by id only, maintained by administrators and compliance
+# (who reach no PHI rows), so not under row-level security; no PHI column in them.
+PATIENT_LINKED_TABLES = ("care_team_members", "care_team_changes", "break_glass_episodes")
+
 __all__ = [
     "APP_SCHEMA",
     "AUDIT_SCHEMA",
+    "PATIENT_LINKED_TABLES",
+    "PHI_TABLES",
     "AuditBase",
     "AuditEvent",
     "Baa",
