@@ -244,9 +244,21 @@ def keys_rotate(
                 f"every value is already under key version {version}: add a new version"
                 " to PHIGATE_MASTER_KEY (`1:<old>,2:<new>`) or PHIGATE_KMS_WRAPPED_KEKS first"
             )
-        await _every_gateway_holds(
-            ctx, version, wait=args.wait_seconds, from_environment=from_environment
-        )
+        try:
+            await _every_gateway_holds(
+                ctx, version, wait=args.wait_seconds, from_environment=from_environment
+            )
+        except ValueError:
+            # A refused rotation is on the record too, with why.
+            ctx.record(
+                SecurityEvent.DATA_KEYS_REWRAPPED,
+                Outcome.DENIED,
+                actor_id=operator(),
+                actor_kind="SYSTEM",
+                reason=f"GATEWAYS_LACK_KEK:{version}",
+            )
+            await flush_events(ctx)
+            raise
         done = await rewrap_all(ctx.engine, ctx.config.envelope, batch=args.batch, progress=report)
         ctx.record(
             SecurityEvent.DATA_KEYS_REWRAPPED,

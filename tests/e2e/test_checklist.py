@@ -5,6 +5,7 @@ runs the deployment-level ones against a configured deployment."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import asyncpg
@@ -16,6 +17,7 @@ from domain.purposes import Purpose
 from domain.roles import Role
 from tests.conftest import AsRole
 from tests.db.test_row_level_security import world  # noqa: F401 (a fixture)
+from tests.e2e.test_cli import external_database  # noqa: F401 (a fixture)
 from tests.graph.queries import CREATE_PATIENT, patient_input
 
 ADD = "mutation($i: CareTeamInput!) { careTeamAdd(input: $i) { membership { patientId } } }"
@@ -393,3 +395,46 @@ async def test_I7_no_phi_value_is_stored_outside_the_phi_tables(
                     break
     # The scan sees PHI where it is (names are stored as they are), and nowhere else.
     assert [entry.split(":")[0] for entry in found] == ["phigate.patients"], found
+
+
+# I3: key rotation is recorded.
+
+
+def test_I3_key_rotations_are_recorded_as_security_events(
+    external_database: str,  # noqa: F811 (the fixture imported above)
+    postgres,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from db.crypto import generate_key
+    from graph.cli import main
+    from tests.conftest import MASTER_KEY
+
+    assert main(["seed-demo", "--patients", "2"]) == 0
+    monkeypatch.setenv("PHIGATE_MASTER_KEY", f"1:{MASTER_KEY},2:{generate_key()}")
+    postgres.psql(
+        "INSERT INTO phigate.gateway_instances (instance_id, host, pid, kek_versions)"
+        " VALUES ('6f1b2c3d-0000-4000-8000-00000000a002', 'gw-2.example.test', 4343, '{1}')",
+        database=external_database,
+    )
+    assert main(["keys", "rotate", "--wait-seconds", "0"]) == 2  # refused: gw-2 lacks v2
+    postgres.psql("DELETE FROM phigate.gateway_instances", database=external_database)
+    assert main(["keys", "rotate"]) == 0
+    capsys.readouterr()
+    assert main(["keys", "rotate-signing"]) == 0
+    kid = json.loads(capsys.readouterr().out)["signing_kid"]
+    events = [
+        line.split("|")
+        for line in postgres.psql(
+            "SELECT action, outcome, reason, actor_kind, actor_id FROM audit.events"
+            " WHERE action IN ('DATA_KEYS_REWRAPPED', 'SIGNING_KEY_ROTATED') ORDER BY id",
+            database=external_database,
+        ).splitlines()
+    ]
+    assert [(action, outcome, reason) for action, outcome, reason, *_ in events] == [
+        ("DATA_KEYS_REWRAPPED", "DENIED", "GATEWAYS_LACK_KEK:2"),
+        ("DATA_KEYS_REWRAPPED", "ALLOWED", "KEK:2"),
+        ("SIGNING_KEY_ROTATED", "ALLOWED", f"KID:{kid}"[:60]),
+    ]
+    # Who did it: the operating-system user who ran the command.
+    assert all(kind == "SYSTEM" and actor.startswith("cli:") for *_, kind, actor in events)
