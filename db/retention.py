@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import delete, insert, select, text, tuple_, update
 from sqlalchemy.engine import Row
 
-from db.models import LegalHoldEvent, Patient
+from db.models import LegalHoldEvent, Patient, RetentionPolicy
 from db.unit_of_work import RequestDatabase
 from db.visibility import PatientScope
 
@@ -106,3 +106,20 @@ async def retention_candidates(
     if after is not None:
         query = query.where(tuple_(patients.c.updated_at, patients.c.id) > tuple_(*after))
     return await db.rows(query)
+
+
+async def sweep(db: RequestDatabase, batch: int) -> list[uuid.UUID]:
+    """Delete up to ``batch`` unheld records past the database's retention period
+    (``phigate.retention_sweep``, migration 0021); none when another gateway is
+    sweeping. Returns the ids deleted."""
+    rows = await db.rows(text("SELECT phigate.retention_sweep(:batch) AS id"), {"batch": batch})
+    return [row.id for row in rows]
+
+
+async def policy_days(connection: Any) -> int:
+    return int(await connection.scalar(select(RetentionPolicy.__table__.c.days)))
+
+
+async def set_policy_days(connection: Any, days: int) -> None:
+    """The retention period the scheduled sweep applies (schema owner only)."""
+    await connection.execute(update(RetentionPolicy.__table__).values(days=days))

@@ -63,6 +63,8 @@ class Settings:
     audit_seal_seconds: float = 2.0
     audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
     retention_days: int = DEFAULT_RETENTION_DAYS
+    # How often a gateway sweeps records past retention (0: never; run the CLI instead).
+    retention_interval_seconds: int = 3600
     anomaly_bulk_patients: int = 50
     anomaly_bulk_minutes: int = 10
     anomaly_denials: int = 10
@@ -172,6 +174,9 @@ class Settings:
             business_hours=_hours(env, "PHIGATE_BUSINESS_HOURS", "7-19"),
             timezone=_timezone(env, "PHIGATE_TIMEZONE", "UTC"),
             audit_seal_seconds=_int(env, "PHIGATE_AUDIT_SEAL_SECONDS", 2, minimum=0, maximum=3600),
+            retention_interval_seconds=_int(
+                env, "PHIGATE_RETENTION_INTERVAL_SECONDS", 3600, minimum=0, maximum=7 * 86400
+            ),
             retention_days=_int(
                 env,
                 "PHIGATE_RETENTION_DAYS",

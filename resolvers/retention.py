@@ -140,3 +140,43 @@ async def run_retention(
         finally:
             await db.close()
     return report
+
+
+SWEEPER = "phigate:retention-schedule"
+
+
+async def sweep_retention(engine: Any, *, batch: int, now: datetime) -> int:
+    """The scheduled retention run, as the gateway (no owner credentials): the database
+    picks and deletes what is past its retention period, a batch per transaction, and
+    each batch's audit entry is written in that transaction, so neither happens without
+    the other. Returns how many records went."""
+    deleted = 0
+    while True:
+        db = RequestDatabase(engine)
+        try:
+            ids = await repo.sweep(db, batch)
+            if ids:
+                await audit.append(
+                    db,
+                    [
+                        {
+                            "occurred_at": now,
+                            "category": "ACCESS",
+                            "action": "DELETE",
+                            "outcome": "ALLOWED",
+                            "actor_id": SWEEPER,
+                            "actor_kind": "SYSTEM",
+                            "operation_name": "retention schedule",
+                            "request_id": f"retention-{now:%Y%m%dT%H%M%S}",
+                            "field_path": "Patient",
+                            "record_ids": sorted(ids),
+                            "reason": rules.DeletionReason.RETENTION_EXPIRED.value,
+                        }
+                    ],
+                )
+            await db.commit()
+        finally:
+            await db.close()
+        deleted += len(ids)
+        if len(ids) < batch:
+            return deleted

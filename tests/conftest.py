@@ -227,7 +227,7 @@ async def count_rows(engine: AsyncEngine, table: str) -> int:
         bound = await connection.scalar(text("SELECT row_security_active('phigate.patients')"))
         assert not bound, "count_rows needs the owner's engine (admin_engine)"
         return int(
-            (await connection.execute(text(f"SELECT count(*) FROM phigate.{table}"))).scalar_one()  # noqa: S608
+            (await connection.execute(text(f"SELECT count(*) FROM phigate.{table}"))).scalar_one()
         )
 
 

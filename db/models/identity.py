@@ -200,3 +200,18 @@ class GatewayInstance(Base):
     kek_versions: Mapped[list[int]] = mapped_column(ARRAY(Integer))
     started_at: Mapped[datetime] = utc_timestamp(server_now=True)
     seen_at: Mapped[datetime] = utc_timestamp(server_now=True)
+
+
+class RetentionPolicy(Base):
+    """The retention period the database's scheduled sweep applies (one row). Written by
+    the schema owner only (`phigate retention run` sets it), so the gateway, which runs
+    the sweep, cannot shorten it."""
+
+    __tablename__ = "retention_policy"
+    __table_args__ = (
+        CheckConstraint("id", name="single_row"),
+        CheckConstraint("days >= 365", name="days"),
+    )
+
+    id: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
+    days: Mapped[int] = mapped_column(Integer)

@@ -187,9 +187,14 @@ def retention_run(
             flush=True,
         )
 
-    report = _engine_run(
-        owner,
-        lambda engine: run_retention(
+    async def run(engine: Any) -> RetentionReport:
+        if not args.dry_run:
+            # The period the gateways' scheduled sweeps apply from now on: the same.
+            from db.retention import set_policy_days
+
+            async with engine.begin() as connection:
+                await set_policy_days(connection, days)
+        return await run_retention(
             engine,
             days=days,
             now=now,
@@ -197,8 +202,9 @@ def retention_run(
             audit_base=base,
             batch=args.batch,
             progress=progress,
-        ),
-    )
+        )
+
+    report = _engine_run(owner, run)
     print(
         json.dumps(
             {

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import gc
 import os
+import random
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -104,12 +106,21 @@ def create_app(
         heartbeat = asyncio.create_task(
             gateway_heartbeat(engine, [cipher.envelope.provider, identity.config.envelope.provider])
         )
+        sweeper = (
+            asyncio.create_task(
+                retention_schedule(engine, settings.retention_interval_seconds, settings)
+            )
+            if settings.retention_interval_seconds
+            else None
+        )
         try:
             yield
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (heartbeat, sweeper):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if sequencer is not None:
                 sequencer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -234,6 +245,41 @@ async def audit_sequencer(engine: AsyncEngine, interval: float) -> None:
             await audit.seal_all(engine)
         except Exception as exc:
             log.error("audit_seal_failed", **describe_exception(exc))
+        await asyncio.sleep(interval)
+
+
+RETENTION_BATCH = 200
+
+
+async def retention_schedule(engine: AsyncEngine, interval: float, settings: Settings) -> None:
+    """Delete records past retention on a schedule (checklist C12). Every gateway runs
+    one; the database lets one sweep at a time, picks the records and applies its own
+    retention period (which only the schema owner sets), and each batch is audited in
+    its transaction. The first sweep comes at a random moment within a minute of start
+    (or of the interval, if shorter), so gateways started together do not all try at
+    once."""
+    from db.retention import policy_days
+    from resolvers.retention import sweep_retention
+
+    try:
+        async with engine.connect() as connection:
+            days = await policy_days(connection)
+        if days != settings.retention_days:
+            log.warning(
+                "retention_period_differs",
+                reason=f"the database sweeps at {days} days, PHIGATE_RETENTION_DAYS is"
+                f" {settings.retention_days}: `phigate retention run` (schema owner) sets it",
+            )
+    except Exception as exc:
+        log.warning("retention_policy_unreadable", **describe_exception(exc))
+    await asyncio.sleep(random.uniform(0, min(interval, 60)))
+    while True:
+        try:
+            deleted = await sweep_retention(engine, batch=RETENTION_BATCH, now=datetime.now(UTC))
+            if deleted:
+                log.info("retention_swept", count=deleted)
+        except Exception as exc:
+            log.error("retention_sweep_failed", **describe_exception(exc))
         await asyncio.sleep(interval)
 
 

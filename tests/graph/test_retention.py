@@ -36,7 +36,7 @@ async def register(clinician: GraphQLClient) -> str:
 async def audit_rows(engine: AsyncEngine, where: str, **params: object) -> list[dict]:
     async with engine.connect() as connection:
         rows = await connection.execute(
-            text(f"SELECT * FROM audit.events WHERE {where} ORDER BY id"),  # noqa: S608
+            text(f"SELECT * FROM audit.events WHERE {where} ORDER BY id"),
             params,
         )
         return [dict(row._mapping) for row in rows]

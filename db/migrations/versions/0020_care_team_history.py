@@ -32,7 +32,10 @@ def upgrade() -> None:
         sa.Column("ends_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("changed_by", sa.String(length=100), nullable=False),
         sa.Column(
-            "changed_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "changed_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.CheckConstraint(
             "change IN ('ADDED', 'REMOVED')", name=op.f("ck_care_team_changes_change")
