@@ -3,6 +3,7 @@ with the `limits` library's fixed-window strategy."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -59,7 +60,21 @@ class RateLimits:
     ) -> int | None:
         """Count a hit; None when allowed, else seconds until the window resets."""
         limiter = self.graphql_limiter if item is self.graphql else self.limiter
+        identifiers = tuple(map(_bounded, identifiers))
         if await limiter.hit(item, *identifiers, cost=cost):
             return None
         stats = await limiter.get_window_stats(item, *identifiers)
         return max(1, math.ceil(stats.reset_time - time.time()))
+
+
+MAX_IDENTIFIER = 64
+
+
+def _bounded(identifier: str) -> str:
+    """A counter's key part as sent is the caller's to choose (a client id before it is
+    verified): past a real identifier's length it is counted by its digest, so no value
+    can overflow the counter's key (a 180-character client id made /oauth/token answer
+    503 instead of invalid_client)."""
+    if len(identifier) <= MAX_IDENTIFIER:
+        return identifier
+    return "sha256:" + hashlib.sha256(identifier.encode()).hexdigest()
