@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -179,6 +180,12 @@ def _unreachable(exc: BaseException) -> str | None:
             return (
                 f"the database could not be reached ({kind}): check DATABASE_URL (host, port,"
                 " TLS settings) and that PostgreSQL is running and accepts connections from here"
+            )
+        if isinstance(seen, ssl.SSLError):
+            return (
+                f"the database's TLS could not be verified ({type(seen).__name__}): check"
+                " sslrootcert in DATABASE_URL names the CA that signed the server's certificate,"
+                " and that the host name in the URL is one the certificate names"
             )
         if isinstance(seen, refused):
             return (

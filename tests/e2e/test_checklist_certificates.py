@@ -541,6 +541,13 @@ def test_I4_phigate_check_reports_an_unverifiable_database_and_passes_a_verified
     assert json.loads(capsys.readouterr().out)["problems"] == [
         "the database schema is not current: run `phigate migrate`"
     ]
+    # migrate and the other commands say it in one line too, not as a traceback.
+    monkeypatch.setenv("DATABASE_URL", url(server, sslmode="verify-full", rootcert=other_ca))
+    monkeypatch.delenv("PHIGATE_MIGRATION_DATABASE_URL", raising=False)
+    assert main(["migrate"]) == 2
+    err = capsys.readouterr().err
+    assert "the database's TLS could not be verified (SSLCertVerificationError)" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 # --- Nothing in phigate's own code turns verification off ------------------------------
