@@ -172,10 +172,34 @@ def test_serve_over_tls_refuses_old_protocols_and_plain_http(
             raise AssertionError(f"plain HTTP was answered: {plain.status_code}")
         except httpx.TransportError:
             pass
+        # The container's health probe (the Dockerfile's HEALTHCHECK, as written) passes
+        # against this certificate and fails against another: it verifies.
+        probe = dockerfile_healthcheck().replace(":8000/", f":{port}/")
+        (tmp_path / "other").mkdir()
+        other, _ = self_signed(tmp_path / "other")
+        for trusted, status in ((cert, 0), (other, 1)):
+            done = subprocess.run(
+                [sys.executable, "-c", probe],
+                env={**os.environ, "PHIGATE_TLS_CERT_FILE": str(trusted)},
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            assert (done.returncode != 0) == bool(status), done.stderr[-500:]
     finally:
         process.send_signal(signal.SIGINT)
         stdout, _ = process.communicate(timeout=60)
     assert f"https://127.0.0.1:{port}/graphql" in stdout
+
+
+def dockerfile_healthcheck() -> str:
+    """The Python the Dockerfile's HEALTHCHECK runs."""
+    text = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    command = text.split("HEALTHCHECK", 1)[1].split("CMD", 1)[1].split("\nENTRYPOINT")[0]
+    argv = json.loads(command.strip().splitlines()[0])
+    assert argv[:2] == ["python", "-c"]
+    return argv[2]
 
 
 def test_a_worker_past_its_concurrency_limit_answers_503_at_once(
