@@ -78,12 +78,19 @@ async def replace_jurisdictions(
 
 
 async def affected_patients_for(
-    db: RequestDatabase, breach_ids: Sequence[uuid.UUID], *, scope: PatientScope
+    db: RequestDatabase,
+    breach_ids: Sequence[uuid.UUID],
+    *,
+    scope: PatientScope,
+    fields: frozenset[str] | None = None,
 ) -> Sequence[Row[Any]]:
     """Patient rows of the given breaches, each with its ``breach_id``: one statement
-    for any number of breaches; only patients within the caller's scope."""
+    for any number of breaches; only patients within the caller's scope, and only the
+    PHI columns of the fields asked for."""
+    from db.patients import patient_columns
+
     return await db.rows(
-        select(affected.c.breach_id, patients)
+        select(affected.c.breach_id, *patient_columns(fields))
         .join(patients, patients.c.id == affected.c.patient_id)
         .where(affected.c.breach_id.in_(breach_ids), scope.clause(patients.c.id))
         .order_by(affected.c.breach_id, patients.c.created_at, patients.c.id)

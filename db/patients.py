@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, insert, null, select, tuple_, update
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import Row
@@ -25,6 +25,53 @@ from db.visibility import PatientScope
 from domain.permissions import RowScope
 
 patients = Patient.__table__
+
+# The columns behind each PHI field (schema coordinate) a response can carry. A read for
+# a response selects a PHI column only when the operation asked for a field it backs;
+# every other PHI column comes back as NULL, never read from the row (checklist C11:
+# minimum necessary in the SQL too, not only in the answer).
+PHI_FIELD_COLUMNS: dict[str, tuple[str, ...]] = {
+    "Patient.mrn": ("mrn",),
+    "Patient.givenName": ("given_name",),
+    "Patient.familyName": ("family_name",),
+    "Patient.dateOfBirth": ("date_of_birth",),
+    "Patient.ssn": ("ssn_sealed",),
+    "Patient.insuranceMemberId": ("insurance_member_id_sealed",),
+    "Patient.phone": ("phone",),
+    "Patient.email": ("email",),
+    "Patient.insurancePayer": ("insurance_payer",),
+    "Patient.address": ("address_line", "address_city", "address_state", "address_postal_code"),
+    "Address.line": ("address_line",),
+    "Address.city": ("address_city",),
+    "Address.state": ("address_state",),
+    "Address.postalCode": ("address_postal_code",),
+    "Diagnosis.icd10Code": ("icd10_code",),
+    "Diagnosis.onsetDate": ("onset_date",),
+    "Diagnosis.recordedAt": ("recorded_at",),
+    "Diagnosis.description": ("description_sealed",),
+}
+PATIENT_PHI_COLUMNS = frozenset(
+    {"mrn", "given_name", "family_name", "date_of_birth", "ssn_sealed", "ssn_index"}
+    | {"insurance_member_id_sealed", "phone", "email", "insurance_payer"}
+    | {"address_line", "address_city", "address_state", "address_postal_code"}
+)
+DIAGNOSIS_PHI_COLUMNS = frozenset({"icd10_code", "onset_date", "recorded_at", "description_sealed"})
+
+
+@functools.cache
+def _minimal(table: Any, phi: frozenset[str], fields: frozenset[str]) -> tuple[Any, ...]:
+    wanted = {column for field in fields for column in PHI_FIELD_COLUMNS.get(field, ())}
+    return tuple(
+        column if column.name not in phi or column.name in wanted else null().label(column.name)
+        for column in table.c
+    )
+
+
+def patient_columns(fields: frozenset[str] | None) -> tuple[Any, ...]:
+    """A patient row for a response that asked for these PHI fields (None: every column,
+    for the reads a write or a rule needs)."""
+    return tuple(patients.c) if fields is None else _minimal(patients, PATIENT_PHI_COLUMNS, fields)
+
 
 # Columns stored encrypted, and the purpose string of the SSN's blind index.
 SEALED = {"ssn": "ssn_sealed", "insurance_member_id": "insurance_member_id_sealed"}
@@ -58,18 +105,26 @@ def seal_diagnosis(cipher: FieldCipher, values: Mapping[str, Any]) -> dict[str, 
 
 
 async def patients_by_ssn(
-    db: RequestDatabase, cipher: FieldCipher, ssn: str, scope: PatientScope
+    db: RequestDatabase,
+    cipher: FieldCipher,
+    ssn: str,
+    scope: PatientScope,
+    fields: frozenset[str] | None = None,
 ) -> Sequence[Row[Any]]:
     """Exact match through the blind index: nothing is decrypted to search."""
     return await db.rows(
-        select(patients)
+        select(*patient_columns(fields))
         .where(patients.c.ssn_index == cipher.index(SSN_INDEX, ssn), scope.clause(patients.c.id))
         .order_by(patients.c.created_at, patients.c.id)
     )
 
 
-async def patients_by_mrn(db: RequestDatabase, mrn: str, scope: PatientScope) -> Sequence[Row[Any]]:
-    return await db.rows(select(patients).where(patients.c.mrn == mrn, scope.clause(patients.c.id)))
+async def patients_by_mrn(
+    db: RequestDatabase, mrn: str, scope: PatientScope, fields: frozenset[str] | None = None
+) -> Sequence[Row[Any]]:
+    return await db.rows(
+        select(*patient_columns(fields)).where(patients.c.mrn == mrn, scope.clause(patients.c.id))
+    )
 
 
 diagnoses = Diagnosis.__table__
@@ -77,10 +132,15 @@ consents = Consent.__table__
 
 
 async def get_patient(
-    db: RequestDatabase, patient_id: uuid.UUID, scope: PatientScope
+    db: RequestDatabase,
+    patient_id: uuid.UUID,
+    scope: PatientScope,
+    fields: frozenset[str] | None = None,
 ) -> Row[Any] | None:
     return await db.first(
-        select(patients).where(patients.c.id == patient_id, scope.clause(patients.c.id))
+        select(*patient_columns(fields)).where(
+            patients.c.id == patient_id, scope.clause(patients.c.id)
+        )
     )
 
 
@@ -98,11 +158,12 @@ async def list_patients(
     *,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
+    fields: frozenset[str] | None = None,
 ) -> Sequence[Row[Any]]:
     """One page in (created_at, id) order: a stable order that carries no PHI into
     cursors. Fetches ``limit + 1`` rows so the caller can tell whether more follow."""
     query = (
-        select(patients)
+        select(*patient_columns(fields))
         .where(scope.clause(patients.c.id))
         .order_by(patients.c.created_at, patients.c.id)
         .limit(limit + 1)
@@ -218,10 +279,17 @@ async def update_patient(
 
 
 async def diagnoses_for(
-    db: RequestDatabase, patient_ids: Sequence[uuid.UUID], *, scope: PatientScope
+    db: RequestDatabase,
+    patient_ids: Sequence[uuid.UUID],
+    *,
+    scope: PatientScope,
+    fields: frozenset[str] | None = None,
 ) -> Sequence[Row[Any]]:
+    columns = (
+        tuple(diagnoses.c) if fields is None else _minimal(diagnoses, DIAGNOSIS_PHI_COLUMNS, fields)
+    )
     return await db.rows(
-        select(diagnoses)
+        select(*columns)
         .where(diagnoses.c.patient_id.in_(patient_ids), scope.clause(diagnoses.c.patient_id))
         .order_by(diagnoses.c.patient_id, diagnoses.c.recorded_at, diagnoses.c.id)
     )

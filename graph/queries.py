@@ -32,7 +32,9 @@ IdArg = Annotated[strawberry.ID, classified_arg(PUBLIC)]
 class Query(AuditQueries):
     @classified(PUBLIC, requires=Permission.PATIENT_RECORDS_READ, description="One patient by id.")
     async def patient(self, info: GraphInfo, id: IdArg) -> Patient:
-        row = await patients.patient(info.context, parse_id(id, "id"))
+        row = await patients.patient(
+            info.context, parse_id(id, "id"), fields=info.context.read_fields
+        )
         info.context.trail.returned(response_path(info), [row.id])
         return Patient.from_row(row)
 

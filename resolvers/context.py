@@ -144,7 +144,14 @@ class RequestContext:
     @functools.cached_property
     def loaders(self) -> Loaders:
         """Built on first use: a planned read needs none."""
-        return Loaders(self.db, self.access.scope, self.audit_reads)
+        return Loaders(self.db, self.access.scope, self.audit_reads, fields=self.read_fields)
+
+    @property
+    def read_fields(self) -> frozenset[str] | None:
+        """The PHI fields (schema coordinates) this operation may read: the reads behind
+        its answer select only their columns. None before a decision (read everything
+        a rule needs)."""
+        return self.decision.phi_fields if self.decision is not None else None
 
     def admit(self, purpose: Purpose | None, decision: Decision) -> None:
         self.purpose, self.decision = purpose, decision

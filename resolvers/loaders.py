@@ -49,15 +49,20 @@ class EpisodeAccesses(DataLoader[uuid.UUID, int]):
 
 class Loaders:
     def __init__(
-        self, db: RequestDatabase, scope: PatientScope, audit_db: RequestDatabase | None = None
+        self,
+        db: RequestDatabase,
+        scope: PatientScope,
+        audit_db: RequestDatabase | None = None,
+        *,
+        fields: frozenset[str] | None = None,
     ) -> None:
         self.episode_accesses = EpisodeAccesses(audit_db or db)
         self.diagnoses = RowsByParent(
-            db, partial(patients.diagnoses_for, scope=scope), "patient_id"
+            db, partial(patients.diagnoses_for, scope=scope, fields=fields), "patient_id"
         )
         self.consents = RowsByParent(db, partial(patients.consents_for, scope=scope), "patient_id")
         self.affected_patients = RowsByParent(
-            db, partial(breaches.affected_patients_for, scope=scope), "breach_id"
+            db, partial(breaches.affected_patients_for, scope=scope, fields=fields), "breach_id"
         )
         self.jurisdictions = RowsByParent(db, breaches.jurisdictions_for, "breach_id")
         self.notifications = RowsByParent(db, breaches.notifications_for, "breach_id")

@@ -141,12 +141,18 @@ async def _break_glass(ctx: RequestContext, patient_id: uuid.UUID) -> bool:
     return True
 
 
-async def patient(ctx: RequestContext, patient_id: uuid.UUID, *, field: str = "id") -> Row[Any]:
-    """A patient the caller may reach. Outside the caller's rows answers exactly like
-    an id that does not exist."""
-    row = await repo.get_patient(ctx.db, patient_id, ctx.scope)
+async def patient(
+    ctx: RequestContext,
+    patient_id: uuid.UUID,
+    *,
+    field: str = "id",
+    fields: frozenset[str] | None = None,
+) -> Row[Any]:
+    """A patient the caller may reach (with only the PHI columns of ``fields``, when
+    given). Outside the caller's rows answers exactly like an id that does not exist."""
+    row = await repo.get_patient(ctx.db, patient_id, ctx.scope, fields)
     if row is None and await _break_glass(ctx, patient_id):
-        row = await repo.get_patient(ctx.db, patient_id, ctx.scope)
+        row = await repo.get_patient(ctx.db, patient_id, ctx.scope, fields)
     if row is None:
         raise NotFound("patient", field)
     return row
@@ -155,7 +161,9 @@ async def patient(ctx: RequestContext, patient_id: uuid.UUID, *, field: str = "i
 async def patient_page(ctx: RequestContext, *, first: int | None, after: str | None) -> Page:
     limit = page_size(first, ctx.page_limits)
     position = decode_cursor(after) if after is not None else None
-    rows = await repo.list_patients(ctx.db, ctx.scope, limit=limit, after=position)
+    rows = await repo.list_patients(
+        ctx.db, ctx.scope, limit=limit, after=position, fields=ctx.read_fields
+    )
     return Page(rows=rows[:limit], has_next_page=len(rows) > limit)
 
 
@@ -294,6 +302,8 @@ async def find_patients(
         violations.check("mrn", rules.mrn_rule(mrn))
     violations.raise_if_any()
     if ssn is not None:
-        return await repo.patients_by_ssn(ctx.db, ctx.require_cipher(), ssn, ctx.scope)
+        return await repo.patients_by_ssn(
+            ctx.db, ctx.require_cipher(), ssn, ctx.scope, ctx.read_fields
+        )
     assert mrn is not None
-    return await repo.patients_by_mrn(ctx.db, mrn, ctx.scope)
+    return await repo.patients_by_mrn(ctx.db, mrn, ctx.scope, ctx.read_fields)

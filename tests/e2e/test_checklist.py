@@ -438,3 +438,67 @@ def test_I3_key_rotations_are_recorded_as_security_events(
     ]
     # Who did it: the operating-system user who ran the command.
     assert all(kind == "SYSTEM" and actor.startswith("cli:") for *_, kind, actor in events)
+
+
+# C11: data minimization in the queries themselves.
+
+MINIMAL_READS = [
+    # (role, purpose, operation, PHI columns it may touch in SQL)
+    (Role.BILLING, Purpose.PAYMENT, "{ patients(first: 5) { edges { node { mrn } } } }", {"mrn"}),
+    (
+        Role.BILLING,
+        Purpose.PAYMENT,
+        "{ patients(first: 5) { edges { node { familyName insurancePayer } } } }",
+        {"family_name", "insurance_payer"},
+    ),
+    (
+        Role.BILLING,
+        Purpose.PAYMENT,
+        '{ patientsByIdentifier(mrn: "DEMO-000003") { givenName } }',
+        {"given_name", "mrn"},  # mrn: the lookup key the caller gave
+    ),
+    (
+        Role.CLINICIAN,
+        Purpose.TREATMENT,
+        "{ patients(first: 5) { edges { node { diagnoses { icd10Code } } } } }",
+        {"icd10_code", "recorded_at"},  # recorded_at: the diagnoses' order
+    ),
+    (
+        Role.COMPLIANCE_OFFICER,
+        Purpose.COMPLIANCE,
+        "{ breaches { affectedPatients { givenName } } }",
+        {"given_name"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("role", "purpose", "operation", "allowed"), MINIMAL_READS)
+async def test_C11_a_minimal_selection_reads_no_other_phi_column(
+    as_role: AsRole, statements, seeded: int, role, purpose, operation: str, allowed: set[str]
+) -> None:
+    """The SQL sent for a selection names only the PHI columns of the fields selected
+    (the others are NULL constants, never read), on the full path and the planned one
+    (the same operation three times: learnt, then planned)."""
+    import re
+
+    from db.patients import DIAGNOSIS_PHI_COLUMNS, PATIENT_PHI_COLUMNS
+
+    caller = await as_role(role, purpose)
+    if role is Role.CLINICIAN:
+        # A clinician reaches the patients of their care team: register some.
+        for _ in range(3):
+            (await caller(CREATE_PATIENT, {"input": patient_input()})).ok()
+    phi = PATIENT_PHI_COLUMNS | DIAGNOSIS_PHI_COLUMNS
+    for _ in range(3):
+        statements.statements.clear()
+        answer = (await caller(operation)).ok()
+        assert answer
+        touched = {
+            column
+            for statement in statements.statements
+            if not statement.startswith("COPY")
+            for column in re.findall(r"\b(?:patients|diagnoses)\.(\w+)", statement)
+            if column in phi
+        }
+        assert touched <= allowed, f"read PHI columns not asked for: {sorted(touched - allowed)}"
+        assert touched, "the operation read nothing: the test would prove nothing"
