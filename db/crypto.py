@@ -94,6 +94,9 @@ class LocalKeyProvider:
         keys: dict[int, bytes] = {}
         for index, item in enumerate(part.strip() for part in encoded.split(",") if part.strip()):
             version_text, _, material = item.rpartition(":")
+            if version_text and not version_text.isdigit():
+                # Never quote the text: it may be a key, or a secret pasted by mistake.
+                raise KeyConfigurationError("a key version must be a number (`1:<key>,2:<key>`)")
             version = int(version_text) if version_text else index + 1
             try:
                 keys[version] = base64.b64decode(material, validate=True)
@@ -215,9 +218,10 @@ class BlindIndex:
     @classmethod
     def from_base64(cls, encoded: str) -> BlindIndex:
         try:
-            return cls(base64.b64decode(encoded.strip(), validate=True))
+            material = base64.b64decode(encoded.strip(), validate=True)
         except ValueError:
             raise KeyConfigurationError("the blind-index key must be base64") from None
+        return cls(material)
 
 
 @dataclass(frozen=True)

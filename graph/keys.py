@@ -51,8 +51,14 @@ def key_provider(settings: Settings, *, kms: Any = None) -> LocalKeyProvider | R
     if settings.master_key:
         try:
             return LocalKeyProvider.from_base64(settings.master_key)
-        except (KeyConfigurationError, ValueError) as exc:
+        except KeyConfigurationError as exc:
             raise SettingsError(f"PHIGATE_MASTER_KEY is unusable: {exc}") from None
+        except ValueError:
+            # Never the error's own text: it may quote the value.
+            raise SettingsError(
+                "PHIGATE_MASTER_KEY is unusable: give `<key>` or `1:<key>,2:<key>`,"
+                " each 32 random bytes in base64"
+            ) from None
     if settings.is_production:
         raise SettingsError(
             "PHIGATE_MASTER_KEY (or PHIGATE_MASTER_KEY_FILE) is required in production"

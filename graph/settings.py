@@ -272,8 +272,9 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
     if path:
         try:
             value = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise SettingsError(f"{name}_FILE names a file that cannot be read") from exc
+        except (OSError, UnicodeDecodeError):
+            # Not chained: a decoding error carries the file's bytes.
+            raise SettingsError(f"{name}_FILE names a file that cannot be read as text") from None
     return value or None
 
 
