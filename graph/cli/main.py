@@ -239,6 +239,28 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_compliance_evidence(settings: Settings, args: argparse.Namespace) -> int:
+    from graph.cli import evidence
+
+    database = open_database(settings)
+
+    async def run() -> list[evidence.Verdict]:
+        engine = create_engine(
+            database.app, pool_size=3, max_overflow=0, application_name="phigate-evidence"
+        )
+        try:
+            return await evidence.gather(settings, engine, url=args.url, ca_file=args.ca_file)
+        finally:
+            await engine.dispose()
+
+    verdicts = asyncio.run(run())
+    page = evidence.to_json(verdicts) if args.format == "json" else evidence.render(verdicts)
+    print(page)
+    if args.output:
+        Path(args.output).write_text(page + "\n", encoding="utf-8")
+    return 1 if any(verdict.status == evidence.FAIL for verdict in verdicts) else 0
+
+
 def _exit_on_sigterm(_signal: int, _frame: Any) -> None:
     raise SystemExit(0)
 
@@ -366,6 +388,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--no-database", action="store_true", help="configuration only")
     check.set_defaults(handler=cmd_check)
+
+    compliance = commands.add_parser(
+        "compliance", help="evidence for the pre-deployment checklist"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    evidence = compliance.add_parser(
+        "evidence",
+        help="run the checklist's validations against this deployment; exit 1 on any FAIL",
+    )
+    evidence.add_argument("--url", help="the served gateway, to probe over HTTP(S)")
+    evidence.add_argument("--ca-file", help="CA to verify --url's certificate with")
+    evidence.add_argument("--format", choices=("table", "json"), default="table")
+    evidence.add_argument("--output", help="also write the page to this file")
+    evidence.set_defaults(handler=cmd_compliance_evidence)
 
     serve = commands.add_parser(
         "serve", help="run the gateway (migrates the embedded database first)"
