@@ -12,6 +12,7 @@ auditor asks for before go-live, computed from the deployment itself."""
 from __future__ import annotations
 
 import json
+import secrets
 import ssl
 import urllib.error
 import urllib.request
@@ -124,7 +125,10 @@ async def _mfa(d: Deployment, v: Verdict) -> None:
         status, _, _ = d.http(
             "POST",
             "/auth/login",
-            body=b'{"username": "evidence.probe", "password": "not a password at all"}',
+            # A random passphrase and no code: refused whoever the account is.
+            body=json.dumps(
+                {"username": "evidence.probe", "password": secrets.token_urlsafe(18)}
+            ).encode(),
             headers={"content-type": "application/json"},
         )
         v.check(
