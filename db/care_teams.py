@@ -41,16 +41,7 @@ async def add_member(
     )
     row = await db.first(statement)
     assert row is not None
-    await db.execute(
-        insert(changes).values(
-            patient_id=patient_id,
-            user_id=user_id,
-            change="ADDED",
-            ends_at=ends_at,
-            changed_by=added_by,
-            changed_at=now,
-        )
-    )
+    await _record(db, "ADDED", patient_id, user_id, by=added_by, now=now, ends_at=ends_at)
     return row
 
 
@@ -67,16 +58,31 @@ async def remove_member(
         delete(members).where(members.c.patient_id == patient_id, members.c.user_id == user_id)
     )
     if removed:
-        await db.execute(
-            insert(changes).values(
-                patient_id=patient_id,
-                user_id=user_id,
-                change="REMOVED",
-                changed_by=removed_by,
-                changed_at=now,
-            )
-        )
+        await _record(db, "REMOVED", patient_id, user_id, by=removed_by, now=now)
     return removed > 0
+
+
+async def _record(
+    db: RequestDatabase,
+    change: str,
+    patient_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    by: str,
+    now: datetime,
+    ends_at: datetime | None = None,
+) -> None:
+    """A membership granted or ended, kept in care_team_changes (append-only)."""
+    await db.execute(
+        insert(changes).values(
+            patient_id=patient_id,
+            user_id=user_id,
+            change=change,
+            ends_at=ends_at,
+            changed_by=by,
+            changed_at=now,
+        )
+    )
 
 
 async def members_of(db: RequestDatabase, patient_id: uuid.UUID) -> Sequence[Row[Any]]:

@@ -119,21 +119,7 @@ async def run_retention(
                     report.kept_by_class[kind.value] = report.kept_by_class.get(kind.value, 0) + 1
             report.expired += len(expired)
             if expired and not dry_run:
-                await audit.append(
-                    db,
-                    [
-                        {
-                            **audit_base,
-                            "occurred_at": now,
-                            "category": "ACCESS",
-                            "action": "DELETE",
-                            "outcome": "ALLOWED",
-                            "field_path": "Patient",
-                            "record_ids": sorted(expired),
-                            "reason": rules.DeletionReason.RETENTION_EXPIRED.value,
-                        }
-                    ],
-                )
+                await audit.append(db, [_deleted_entry(audit_base, now, expired)])
                 report.deleted += len(await repo.delete_patients(db, expired, SYSTEM))
                 await db.commit()
             progress(report)
@@ -150,33 +136,36 @@ async def sweep_retention(engine: Any, *, batch: int, now: datetime) -> int:
     picks and deletes what is past its retention period, a batch per transaction, and
     each batch's audit entry is written in that transaction, so neither happens without
     the other. Returns how many records went."""
+    base = {
+        "actor_id": SWEEPER,
+        "actor_kind": "SYSTEM",
+        "operation_name": "retention schedule",
+        "request_id": f"retention-{now:%Y%m%dT%H%M%S}",
+    }
     deleted = 0
     while True:
         db = RequestDatabase(engine)
         try:
             ids = await repo.sweep(db, batch)
             if ids:
-                await audit.append(
-                    db,
-                    [
-                        {
-                            "occurred_at": now,
-                            "category": "ACCESS",
-                            "action": "DELETE",
-                            "outcome": "ALLOWED",
-                            "actor_id": SWEEPER,
-                            "actor_kind": "SYSTEM",
-                            "operation_name": "retention schedule",
-                            "request_id": f"retention-{now:%Y%m%dT%H%M%S}",
-                            "field_path": "Patient",
-                            "record_ids": sorted(ids),
-                            "reason": rules.DeletionReason.RETENTION_EXPIRED.value,
-                        }
-                    ],
-                )
+                await audit.append(db, [_deleted_entry(base, now, ids)])
             await db.commit()
         finally:
             await db.close()
         deleted += len(ids)
         if len(ids) < batch:
             return deleted
+
+
+def _deleted_entry(base: dict[str, Any], now: datetime, ids: Sequence[uuid.UUID]) -> dict[str, Any]:
+    """The audit entry of records deleted for having outlived their retention period."""
+    return {
+        **base,
+        "occurred_at": now,
+        "category": "ACCESS",
+        "action": "DELETE",
+        "outcome": "ALLOWED",
+        "field_path": "Patient",
+        "record_ids": sorted(ids),
+        "reason": rules.DeletionReason.RETENTION_EXPIRED.value,
+    }

@@ -175,7 +175,6 @@ def test_serve_over_tls_refuses_old_protocols_and_plain_http(
         # The container's health probe (the Dockerfile's HEALTHCHECK, as written) passes
         # against this certificate and fails against another: it verifies.
         probe = dockerfile_healthcheck().replace(":8000/", f":{port}/")
-        (tmp_path / "other").mkdir()
         other, _ = self_signed(tmp_path / "other")
         for trusted, status in ((cert, 0), (other, 1)):
             done = subprocess.run(
