@@ -255,10 +255,12 @@ def operations_register(
 ) -> int:
     """Register GraphQL documents (one per file, as the client sends it) by SHA-256,
     after validating each against the schema."""
-    from graphql import GraphQLError, OperationDefinitionNode, parse, validate
+    from graphql import GraphQLError, parse, validate
 
     from db import operations as store
+    from graph.enforcement.explain import explain
     from graph.execution.persisted import digest
+    from graph.http.app import load_policy
     from graph.schema import schema
 
     documents = []
@@ -275,12 +277,29 @@ def operations_register(
         if errors := validate(schema._schema, parsed):
             print(f"phigate: {name}: {errors[0].message}", file=sys.stderr)
             return 2
-        operations = [
-            d.name.value if d.name else None
-            for d in parsed.definitions
-            if isinstance(d, OperationDefinitionNode)
-        ]
-        documents.append((name, digest(text), text, operations))
+        # Who may run it, from the policy in force: a document nobody may run is a
+        # mistake (or a policy that needs review), not something to register.
+        explained = explain(schema._schema, load_policy(settings), text)
+        nobody = [e.operation or "(anonymous)" for e in explained if not e.runnable]
+        if nobody:
+            print(
+                f"phigate: {name}: no role or scope may run {', '.join(nobody)}"
+                " (see `phigate policy explain`)",
+                file=sys.stderr,
+            )
+            return 2
+        allowed_for = {
+            e.operation or "(anonymous)": sorted(
+                {f"{v.who} / {v.purpose or '(none)'}" for v in e.verdicts if v.allowed}
+                | {
+                    f"{v.who} / {v.purpose or '(none)'} (some inputs)"
+                    for v in e.verdicts
+                    if v.some_inputs
+                }
+            )
+            for e in explained
+        }
+        documents.append((name, digest(text), text, allowed_for))
 
     async def register(engine: Any) -> None:
         for _, sha256, text, _ in documents:
@@ -291,8 +310,8 @@ def operations_register(
         json.dumps(
             {
                 "registered": [
-                    {"file": name, "sha256": sha256, "operations": operations}
-                    for name, sha256, _, operations in documents
+                    {"file": name, "sha256": sha256, "allowed_for": allowed_for}
+                    for name, sha256, _, allowed_for in documents
                 ]
             },
             indent=2,

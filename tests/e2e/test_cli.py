@@ -453,9 +453,30 @@ def test_operations_register_validates_and_prints_hashes(
     bad.write_text("query { patiens { edges { node { id } } } }\n")
     assert main(["operations", "register", str(good)]) == 0
     [entry] = json.loads(capsys.readouterr().out)["registered"]
-    assert entry == {"file": str(good), "sha256": digest(good.read_text()), "operations": ["Chart"]}
+    assert entry == {
+        "file": str(good),
+        "sha256": digest(good.read_text()),
+        # Who may run it, from the policy in force (phigate policy explain): whoever
+        # reads IDENTITY data for some purpose.
+        "allowed_for": {
+            "Chart": [
+                "role BILLING / PAYMENT",
+                "role CLINICIAN / EMERGENCY",
+                "role CLINICIAN / TREATMENT",
+                "role COMPLIANCE_OFFICER / COMPLIANCE",
+                "role NURSE / TREATMENT",
+                "scope patients:read / PAYMENT",
+                "scope patients:read / TREATMENT",
+            ]
+        },
+    }
     assert main(["operations", "register", str(bad)]) == 2
     assert "patiens" in capsys.readouterr().err
+    # A document nobody may run is refused, not registered.
+    nobody = tmp_path / "nobody.graphql"
+    nobody.write_text("query Everything { patients { edges { node { ssn } } } users { id } }\n")
+    assert main(["operations", "register", str(nobody)]) == 2
+    assert "no role or scope may run Everything" in capsys.readouterr().err
     assert main(["operations", "list"]) == 0
     listed = json.loads(capsys.readouterr().out)["operations"]
     assert [(o["sha256"], o["source"]) for o in listed] == [(entry["sha256"], "REGISTERED")]
