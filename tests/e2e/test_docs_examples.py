@@ -58,3 +58,16 @@ async def test_compliance_breach_lifecycle_example(as_role: AsRole) -> None:
     due = {entry["id"]: entry for entry in (await officer(deadlines)).ok()["breachDeadlines"]}
     individuals = [d for d in due[breach["id"]]["deadlines"] if d["recipient"] == "INDIVIDUALS"]
     assert [d["dueOn"] for d in individuals] == ["2027-01-19"]
+
+
+def test_policy_review_explain_example() -> None:
+    """docs/policy-review.md shows `phigate policy explain` for its document as it is."""
+    from graph.enforcement.explain import explain, render
+    from graph.http.app import load_policy
+    from graph.schema import schema
+    from graph.settings import Settings
+
+    [document] = blocks("policy-review.md", "graphql")
+    [shown] = blocks("policy-review.md", "text")
+    answer = render(explain(schema._schema, load_policy(Settings()), document))
+    assert answer == shown.rstrip("\n"), "docs/policy-review.md is stale: paste the output"
