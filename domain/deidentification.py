@@ -8,7 +8,7 @@ suppressed (the count is withheld, not rounded), a common small-cell rule.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -23,7 +23,10 @@ RESTRICTED_ZIP3 = frozenset(
         "823", "830", "831", "878", "879", "884", "890", "893",
     }
 )  # fmt: skip
-METHOD = "HIPAA Safe Harbor, 45 CFR 164.514(b)(2); cells under 11 suppressed"
+METHOD = (
+    "HIPAA Safe Harbor, 45 CFR 164.514(b)(2); cells under 11 suppressed, and further cells"
+    " where a suppressed count could be worked out from the rest"
+)
 
 
 class Dimension(StrEnum):
@@ -59,12 +62,84 @@ class Cell:
 
 
 def cells(counts: Mapping[str, int]) -> list[Cell]:
-    """Counts per key as released: small cells withheld, in key order."""
+    """Counts per key with small cells withheld (primary suppression only), in key
+    order. Released answers also need ``protect``."""
     return [
         Cell(key, count if count >= MIN_CELL else None)
         for key, count in sorted(counts.items())
         if count > 0
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    cells: list[Cell]
+    total: int | None  # the population of a partition; None when withheld or not one
+
+
+def protect(counts: Mapping[str, int], group: Callable[[str], str] | None = None) -> Released:
+    """Cells as released, with complementary suppression: no withheld count can be
+    worked out from the released cells and the group totals.
+
+    Within a group the counts add up to a total the caller may know (for a partition
+    of the population, AGE_BAND or ZIP3, the released ``total``; for a code's onset
+    years, that code's count from DIAGNOSIS). Whoever reads the answer knows every
+    listed cell holds at least one patient, that a cell under 11 is withheld, and that
+    a complementary cell is never larger than the smallest released one. Given the
+    group's total, if a withheld cell's count is the only one consistent with all that
+    (one withheld cell; all of them 1; all of them 10 ...), the smallest released cell
+    is withheld too, and so on; if even withholding all of them leaves it determined,
+    the group's cells are not listed at all. The decision uses only what the answer
+    itself reveals, so it leaks nothing further. ``group=None``: the cells do not add
+    up to anything (a patient may have several diagnoses) and no total is released.
+    """
+    positive = {key: count for key, count in counts.items() if count > 0}
+    hidden = {key for key, count in positive.items() if count < MIN_CELL}
+    dropped: set[str] = set()
+    if group is not None:
+        groups: dict[str, list[str]] = {}
+        for key in sorted(positive):
+            groups.setdefault(group(key), []).append(key)
+        for keys in groups.values():
+            while _determinable([positive[k] for k in keys], [k in hidden for k in keys]):
+                released = sorted((positive[k], k) for k in keys if k not in hidden)
+                if not released:
+                    dropped.update(keys)  # nothing left to hide behind
+                    break
+                hidden.add(released[0][1])
+    total = sum(positive.values())
+    return Released(
+        cells=[
+            Cell(key, None if key in hidden else count)
+            for key, count in sorted(positive.items())
+            if key not in dropped
+        ],
+        total=total if group is not None and total >= MIN_CELL else None,
+    )
+
+
+def feasible(withheld: int, size: int, low: int, high: int) -> tuple[int, int] | None:
+    """The values one of ``size`` withheld cells may hold when each holds ``low`` to
+    ``high`` and together they hold ``withheld``; None when no assignment fits."""
+    if not size * low <= withheld <= size * high:
+        return None
+    return max(low, withheld - (size - 1) * high), min(high, withheld - (size - 1) * low)
+
+
+def _determinable(counts: list[int], hidden: list[bool]) -> bool:
+    """Whether a reader who knows the group's total can tell a withheld cell's count."""
+    withheld = [count for count, is_hidden in zip(counts, hidden, strict=True) if is_hidden]
+    if not withheld:
+        return False
+    shown = [count for count, is_hidden in zip(counts, hidden, strict=True) if not is_hidden]
+    smallest_shown = min(shown, default=sum(withheld))
+    # A reader may assume every withheld cell is a small one, or allow that some are
+    # complements (no larger than the smallest released cell).
+    for high in (MIN_CELL - 1, max(MIN_CELL - 1, smallest_shown)):
+        span = feasible(sum(withheld), len(withheld), 1, high)
+        if span is not None and span[0] == span[1]:
+            return True
+    return False
 
 
 def regroup(rows: Iterable[tuple[str, int]], key: object) -> dict[str, int]:

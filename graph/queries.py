@@ -117,8 +117,10 @@ class Query(AuditQueries):
             method=METHOD,
             minimum_cell_size=MIN_CELL,
             cells=[
-                CountCell(key=c.key, patients=c.patients, suppressed=c.suppressed) for c in released
+                CountCell(key=c.key, patients=c.patients, suppressed=c.suppressed)
+                for c in released.cells
             ],
+            total=released.total,
         )
 
     @classified(

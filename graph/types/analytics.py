@@ -28,3 +28,8 @@ class DeidentifiedCounts:
     method: str = classified(DEIDENTIFIED)
     minimum_cell_size: int = classified(DEIDENTIFIED)
     cells: list[CountCell] = classified(DEIDENTIFIED)
+    total: int | None = classified(
+        DEIDENTIFIED,
+        description="Patients in all cells, for AGE_BAND and ZIP3 (each patient is in one);"
+        " null for diagnoses (a patient may have several) and under 11.",
+    )
