@@ -347,10 +347,16 @@ async def export(
     until: datetime | None,
     actor_id: str | None,
     record_id: str | None,
+    with_chain: bool = False,
 ) -> AsyncIterator[dict[str, Any]]:
+    """Stored rows, oldest first; ``with_chain``: each with the chain hash that seals it
+    (``chain_hash``, None while unsealed)."""
     query = (
-        select(events).order_by(events.c.occurred_at, events.c.id).execution_options(yield_per=2000)
+        select(events, chain.c.chain_hash).outerjoin(chain, chain.c.event_id == events.c.id)
+        if with_chain
+        else select(events)
     )
+    query = query.order_by(events.c.occurred_at, events.c.id).execution_options(yield_per=2000)
     if since is not None:
         query = query.where(events.c.occurred_at >= since)
     if until is not None:

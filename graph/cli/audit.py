@@ -132,17 +132,24 @@ def audit_export(
     async def export(ctx: AuthContext) -> int:
         # A one-shot command: nothing else runs on this event loop.
         out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115, ASYNC230
+        fhir = args.format != "jsonl"
+        rows = audit.export(
+            ctx.engine,
+            since=_time(args.since),
+            until=_time(args.until),
+            actor_id=args.actor,
+            record_id=args.patient,
+            with_chain=fhir,
+        )
         count = 0
         try:
-            async for entry in audit.export(
-                ctx.engine,
-                since=_time(args.since),
-                until=_time(args.until),
-                actor_id=args.actor,
-                record_id=args.patient,
-            ):
-                out.write(json.dumps(entry, default=str, sort_keys=True) + "\n")
-                count += 1
+            if fhir:
+                count = await _write_fhir(out, rows, ndjson=args.format == "fhir-ndjson",
+                                          patient=args.patient)  # fmt: skip
+            else:
+                async for entry in rows:
+                    out.write(json.dumps(entry, default=str, sort_keys=True) + "\n")
+                    count += 1
         finally:
             if args.output:
                 out.close()
@@ -329,6 +336,28 @@ def operations_list(
     return 0
 
 
+async def _write_fhir(out: Any, rows: Any, *, ndjson: bool, patient: str | None) -> int:
+    """FHIR AuditEvents (IHE BALP), one per request and patient; for --patient, that
+    patient's only (an accounting of disclosures, 164.528)."""
+    import socket
+
+    from domain.fhir_audit import audit_events, bundle
+
+    stored = [row async for row in rows]
+    events = [
+        event
+        for event in audit_events(stored, source=f"phigate@{socket.gethostname()}")
+        if patient is None or event["entity"][0]["what"]["reference"] == f"Patient/{patient}"
+    ]
+    if ndjson:
+        for event in events:
+            out.write(json.dumps(event, sort_keys=True) + "\n")
+    else:
+        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        out.write(json.dumps(bundle(events, timestamp=stamp), indent=2, sort_keys=True) + "\n")
+    return len(events)
+
+
 def audit_partitions(
     settings: Settings, app: DatabaseTarget, _: DatabaseTarget, args: argparse.Namespace
 ) -> int:
@@ -441,6 +470,13 @@ def add_parsers(commands: Any, handler: Any) -> None:
     export.add_argument("--actor", help="an actor id")
     export.add_argument("--patient", help="a patient id")
     export.add_argument("--output", help="file to write (default: standard output)")
+    export.add_argument(
+        "--format",
+        choices=("jsonl", "fhir", "fhir-ndjson"),
+        default="jsonl",
+        help="stored rows as JSON lines (re-hashable against the chain), or FHIR R4"
+        " AuditEvents (IHE BALP) as a Bundle or as NDJSON",
+    )
     export.set_defaults(handler=handler, action=audit_export)
     partitions = actions.add_parser(
         "partitions", help="create this and the coming months' partitions"
