@@ -1,5 +1,6 @@
 """Raw aggregates for de-identified analytics, through the aggregate-only functions of
-migration 0009 (analysts' transactions reach no patient rows)."""
+migrations 0009 and 0022 (analysts' transactions reach no patient rows). ``research``:
+patients who revoked their research consent are not counted."""
 
 from __future__ import annotations
 
@@ -10,27 +11,42 @@ from sqlalchemy import text
 from db.unit_of_work import RequestDatabase
 
 
-async def patients_by_age(db: RequestDatabase, as_of: date) -> list[tuple[int, int]]:
+async def patients_by_age(
+    db: RequestDatabase, as_of: date, *, research: bool = False
+) -> list[tuple[int, int]]:
     rows = await db.rows(
-        text("SELECT age, patients FROM phigate.deid_patients_by_age(:d)"), {"d": as_of}
+        text("SELECT age, patients FROM phigate.deid_patients_by_age(:d, :r)"),
+        {"d": as_of, "r": research},
     )
     return [(row.age, row.patients) for row in rows if row.age is not None]
 
 
-async def patients_by_zip3(db: RequestDatabase) -> list[tuple[str | None, int]]:
-    rows = await db.rows(text("SELECT zip3, patients FROM phigate.deid_patients_by_zip3()"))
+async def patients_by_zip3(
+    db: RequestDatabase, *, research: bool = False
+) -> list[tuple[str | None, int]]:
+    rows = await db.rows(
+        text("SELECT zip3, patients FROM phigate.deid_patients_by_zip3(:r)"), {"r": research}
+    )
     return [(row.zip3, row.patients) for row in rows]
 
 
-async def patients_by_diagnosis(db: RequestDatabase) -> list[tuple[str, int]]:
+async def patients_by_diagnosis(
+    db: RequestDatabase, *, research: bool = False
+) -> list[tuple[str, int]]:
     rows = await db.rows(
-        text("SELECT icd10_code, patients FROM phigate.deid_patients_by_diagnosis()")
+        text("SELECT icd10_code, patients FROM phigate.deid_patients_by_diagnosis(:r)"),
+        {"r": research},
     )
     return [(row.icd10_code, row.patients) for row in rows]
 
 
-async def patients_by_onset_year(db: RequestDatabase) -> list[tuple[str, int]]:
+async def patients_by_onset_year(
+    db: RequestDatabase, *, research: bool = False
+) -> list[tuple[str, int]]:
     rows = await db.rows(
-        text("SELECT icd10_code, onset_year, patients FROM phigate.deid_patients_by_onset_year()")
+        text(
+            "SELECT icd10_code, onset_year, patients FROM phigate.deid_patients_by_onset_year(:r)"
+        ),
+        {"r": research},
     )
     return [(f"{row.icd10_code} {row.onset_year}", row.patients) for row in rows]

@@ -334,3 +334,37 @@ async def insert_consent(db: RequestDatabase, values: Mapping[str, Any]) -> Row[
     row = await db.first(insert(consents).values(**values).returning(consents))
     assert row is not None
     return row
+
+
+async def restrict_diagnosis(
+    db: RequestDatabase,
+    diagnosis_id: uuid.UUID,
+    *,
+    restricted: bool,
+    actor_id: str | None,
+    now: datetime,
+    scope: PatientScope,
+) -> Row[Any] | None:
+    """Set or lift a diagnosis's restriction from the health plan, within the caller's
+    rows; the updated row, or None when the caller cannot reach it."""
+    return await db.first(
+        update(diagnoses)
+        .where(diagnoses.c.id == diagnosis_id, scope.clause(diagnoses.c.patient_id))
+        .values(
+            payer_restricted=restricted,
+            payer_restricted_by=actor_id,
+            payer_restricted_at=now,
+        )
+        .returning(diagnoses.c.id, diagnoses.c.patient_id, diagnoses.c.payer_restricted)
+    )
+
+
+async def diagnosis_restricted(
+    db: RequestDatabase, diagnosis_id: uuid.UUID, scope: PatientScope
+) -> bool | None:
+    """Whether a reachable diagnosis is withheld from the health plan (None: not found)."""
+    return await db.scalar(
+        select(diagnoses.c.payer_restricted).where(
+            diagnoses.c.id == diagnosis_id, scope.clause(diagnoses.c.patient_id)
+        )
+    )

@@ -142,3 +142,19 @@ def onset_date_rule(value: date, *, today: date, birth_date: date | None) -> str
     if birth_date is not None and value < birth_date:
         return "must not be before the patient's date of birth"
     return None
+
+
+def withheld_from_payer(payer_restricted: bool, purpose: object) -> bool:
+    """An item the patient paid for out of pocket and asked to keep from their health
+    plan (45 CFR 164.522(a)(1)(vi)) is left out of every read for PAYMENT."""
+    from domain.purposes import Purpose
+
+    return payer_restricted and purpose is Purpose.PAYMENT
+
+
+def restriction_change_rule(restricted: bool, *, setting: bool) -> str | None:
+    if setting and restricted:
+        return "is already withheld from the health plan"
+    if not setting and not restricted:
+        return "is not withheld from the health plan"
+    return None

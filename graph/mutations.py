@@ -47,12 +47,14 @@ from graph.types.common import GraphInfo, response_path
 from graph.types.patient import (
     Consent,
     ConsentPayload,
+    DiagnosisRestrictionPayload,
     Patient,
     PatientDeletePayload,
     PatientPayload,
 )
 from graph.types.patient_inputs import (
     ConsentRecordInput,
+    DiagnosisRestrictionInput,
     LegalHoldInput,
     PatientCreateInput,
     PatientDeleteInput,
@@ -183,6 +185,28 @@ class Mutation:
         patient = await patients.patient(info.context, patient_id)
         _record_patient(info, patient_id)
         return ConsentPayload(consent=Consent.from_row(row), patient=Patient.from_row(patient))
+
+    @classified(
+        COMPLIANCE,
+        requires=Permission.PATIENT_RECORDS_WRITE,
+        description="Withhold a diagnosis from the patient's health plan at their request, or"
+        " stop: reads for PAYMENT leave a withheld diagnosis out.",
+    )
+    async def diagnosis_payer_restriction(
+        self,
+        info: GraphInfo,
+        input: Annotated[DiagnosisRestrictionInput, classified_arg(PUBLIC)],
+    ) -> DiagnosisRestrictionPayload:
+        row = await patients.restrict_diagnosis(
+            info.context,
+            parse_id(input.diagnosis_id, "input.diagnosisId"),
+            restricted=input.restricted,
+        )
+        return DiagnosisRestrictionPayload(
+            diagnosis_id=strawberry.ID(str(row.id)),
+            patient_id=strawberry.ID(str(row.patient_id)),
+            payer_restricted=row.payer_restricted,
+        )
 
     @classified(
         COMPLIANCE,

@@ -307,3 +307,32 @@ async def find_patients(
         )
     assert mrn is not None
     return await repo.patients_by_mrn(ctx.db, mrn, ctx.scope, ctx.read_fields)
+
+
+async def restrict_diagnosis(
+    ctx: RequestContext, diagnosis_id: uuid.UUID, *, restricted: bool
+) -> Row[Any]:
+    """Record or lift a patient's restriction of a diagnosis from their health plan;
+    recorded in the audit trail either way."""
+    current = await repo.diagnosis_restricted(ctx.db, diagnosis_id, ctx.scope)
+    if current is None:
+        raise NotFound("diagnosis", "input.diagnosisId")
+    violations = Violations()
+    violations.check("input.restricted", rules.restriction_change_rule(current, setting=restricted))
+    violations.raise_if_any()
+    row = await repo.restrict_diagnosis(
+        ctx.db,
+        diagnosis_id,
+        restricted=restricted,
+        actor_id=ctx.actor_id,
+        now=ctx.now,
+        scope=ctx.scope,
+    )
+    if row is None:
+        raise NotFound("diagnosis", "input.diagnosisId")
+    ctx.trail.note(
+        "PAYER_RESTRICTION_SET" if restricted else "PAYER_RESTRICTION_LIFTED",
+        "Diagnosis.payerRestricted",
+        str(row.patient_id),
+    )
+    return row

@@ -69,6 +69,11 @@ class Diagnosis(Base):
     onset_date: Mapped[date | None] = mapped_column(Date)
     recorded_by: Mapped[str | None] = mapped_column(String(100))
     recorded_at: Mapped[datetime] = utc_timestamp(server_now=True)
+    # Withheld from the health plan at the patient's request (paid out of pocket,
+    # 45 CFR 164.522(a)(1)(vi)): reads for PAYMENT leave it out.
+    payer_restricted: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    payer_restricted_by: Mapped[str | None] = mapped_column(String(100))
+    payer_restricted_at: Mapped[datetime | None] = utc_timestamp(nullable=True)
 
 
 class Consent(Base):

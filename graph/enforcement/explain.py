@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
+    FieldNode,
     GraphQLEnumType,
     GraphQLInputObjectType,
     GraphQLList,
@@ -42,6 +43,22 @@ SAMPLE_SCALARS: dict[str, Any] = {
     "DateTime": "2000-01-01T00:00:00Z",
 }
 EXPLAIN_REASON = "Policy explanation, not a real emergency"
+PAYER_RESTRICTION = (
+    "diagnoses the patient restricted from their health plan are left out"
+    " (45 CFR 164.522(a)(1)(vi))"
+)
+RESEARCH_OPT_OUT = "patients who revoked research consent are not counted"
+
+
+def _conditions(
+    purpose: Purpose | None, reads: tuple[str, ...], roots: set[str]
+) -> tuple[str, ...]:
+    found = []
+    if purpose is Purpose.PAYMENT and any(c.startswith("Diagnosis.") for c in reads):
+        found.append(PAYER_RESTRICTION)
+    if purpose is Purpose.RESEARCH and "deidentifiedCounts" in roots:
+        found.append(RESEARCH_OPT_OUT)
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,8 @@ class Verdict:
     reads: tuple[str, ...] = ()  # PHI schema coordinates, when allowed
     writes: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
+    # What the patients' own restrictions take out of the answer, when allowed.
+    conditions: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +86,7 @@ class Verdict:
             "reads": list(self.reads),
             "writes": list(self.writes),
             "categories": list(self.categories),
+            "conditions": list(self.conditions),
         }
 
 
@@ -151,6 +171,11 @@ def explain(
         widest = sample_variables(schema, operation, widest=True)
         narrowest = sample_variables(schema, operation, widest=False)
         explanation = Explanation(name)
+        roots = {
+            selection.name.value
+            for selection in operation.selection_set.selections
+            if isinstance(selection, FieldNode)
+        }
         for who, principal in _callers(policy):
             for purpose in (None, *Purpose):
                 access = AccessRequest(
@@ -165,6 +190,7 @@ def explain(
                     and narrowest != widest
                     and authorize(schema, parsed, name, narrowest, access)[1].allowed
                 )
+                reads = tuple(sorted({a.coordinate for a in decision.phi if not a.write}))
                 explanation.verdicts.append(
                     Verdict(
                         who=who,
@@ -174,9 +200,10 @@ def explain(
                         refusals=tuple(
                             f"{d.code} {d.coordinate}: {d.reason}" for d in decision.denials
                         ),
-                        reads=tuple(sorted({a.coordinate for a in decision.phi if not a.write})),
+                        reads=reads,
                         writes=tuple(sorted({a.coordinate for a in decision.phi if a.write})),
                         categories=tuple(sorted({str(a.data_class) for a in decision.phi})),
+                        conditions=_conditions(purpose, reads, roots) if decision.allowed else (),
                     )
                 )
         explained.append(explanation)
@@ -201,6 +228,8 @@ def render(explanations: list[Explanation]) -> str:
                 lines.append(f"           reads  {', '.join(verdict.reads)}")
             if verdict.writes:
                 lines.append(f"           writes {', '.join(verdict.writes)}")
+            for condition in verdict.conditions:
+                lines.append(f"           but    {condition}")
         for verdict in explanation.verdicts:
             if verdict.some_inputs:
                 lines.append(

@@ -8,6 +8,7 @@ import strawberry
 from sqlalchemy.engine import Row
 
 from domain.data_classes import DataClass, PhiCategory
+from domain.patients import withheld_from_payer
 from graph.directives import classified, phi
 from graph.types.common import GraphInfo, PageInfo
 from graph.types.enums import ConsentStatus, ConsentType, DeletionReason, RetentionClass
@@ -43,6 +44,12 @@ class Diagnosis:
             "diagnoses", "description", self.id, self.description_sealed
         )
 
+    payer_restricted: bool = classified(
+        COMPLIANCE,
+        description="Withheld from the patient's health plan at their request (paid out of"
+        " pocket): reads for PAYMENT leave this diagnosis out.",
+    )
+
     @classmethod
     def from_row(cls, row: Row[Any]) -> Diagnosis:
         return cls(
@@ -51,6 +58,7 @@ class Diagnosis:
             description_sealed=row.description_sealed,
             onset_date=row.onset_date,
             recorded_at=row.recorded_at,
+            payer_restricted=row.payer_restricted,
         )
 
 
@@ -110,12 +118,20 @@ class Patient:
             "patients", "insurance_member_id", self.id, self.member_id_sealed
         )
 
-    @phi(CLINICAL)
+    @phi(
+        CLINICAL,
+        description="For PAYMENT, without the diagnoses the patient restricted from their"
+        " health plan (the restriction applied is recorded in the audit trail).",
+    )
     async def diagnoses(self, info: GraphInfo) -> list[Diagnosis]:
-        return [
-            Diagnosis.from_row(row)
-            for row in await info.context.loaders.diagnoses.load(self.row_id)
-        ]
+        rows = await info.context.loaders.diagnoses.load(self.row_id)
+        purpose = info.context.purpose
+        kept = [row for row in rows if not withheld_from_payer(row.payer_restricted, purpose)]
+        if len(kept) != len(rows):
+            info.context.trail.note(
+                "PAYER_RESTRICTION_APPLIED", "Patient.diagnoses", str(self.row_id)
+            )
+        return [Diagnosis.from_row(row) for row in kept]
 
     @classified(COMPLIANCE, description="Consent decisions, oldest first.")
     async def consents(self, info: GraphInfo) -> list[Consent]:
@@ -192,3 +208,10 @@ class LegalHoldChange:
 class ConsentPayload:
     consent: Consent = classified(COMPLIANCE)
     patient: Patient = classified(PUBLIC)
+
+
+@strawberry.type
+class DiagnosisRestrictionPayload:
+    diagnosis_id: strawberry.ID = classified(PUBLIC)
+    patient_id: strawberry.ID = classified(PUBLIC)
+    payer_restricted: bool = classified(COMPLIANCE)

@@ -145,3 +145,12 @@ class LegalHoldInput:
 class PatientDeleteInput:
     id: strawberry.ID = classified(PUBLIC)
     reason: DeletionReason = classified(COMPLIANCE)
+
+
+@strawberry.input(
+    description="Withhold a diagnosis from the patient's health plan, or stop withholding it"
+    " (the patient paid out of pocket and asked, 45 CFR 164.522(a)(1)(vi))."
+)
+class DiagnosisRestrictionInput:
+    diagnosis_id: strawberry.ID = classified(PUBLIC)
+    restricted: bool = classified(COMPLIANCE)

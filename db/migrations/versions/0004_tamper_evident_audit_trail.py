@@ -90,7 +90,7 @@ MOVE_DEFAULT_ROWS = (
     " date_trunc('month', now() AT TIME ZONE 'UTC'), interval '1 month') AS month",
     "SELECT audit.ensure_partitions(3)",
     "CREATE TABLE audit.events_default PARTITION OF audit.events DEFAULT",
-    f"INSERT INTO audit.events ({COLUMNS}) OVERRIDING SYSTEM VALUE SELECT {COLUMNS} FROM audit.events_before_0004",  # noqa: S608 - constant column list
+    f"INSERT INTO audit.events ({COLUMNS}) OVERRIDING SYSTEM VALUE SELECT {COLUMNS} FROM audit.events_before_0004",
     "DROP TABLE audit.events_before_0004",
 )
 

@@ -273,7 +273,7 @@ CONTEXT = "(SELECT phigate.row_context())"
 # a per-statement constant (an InitPlan), ALL costs a comparison, and CARE_TEAM's
 # sub-selects run only for callers who have that scope, on their indexes.
 VISIBLE = (
-    f"CASE split_part({CONTEXT}, ':', 1)"  # noqa: S608 - constant SQL
+    f"CASE split_part({CONTEXT}, ':', 1)"
     " WHEN 'ALL' THEN true"
     " WHEN 'CARE_TEAM' THEN"
     " EXISTS (SELECT 1 FROM phigate.care_team_members m WHERE m.patient_id = %(id)s"
@@ -320,9 +320,7 @@ def upgrade() -> None:
     for statement in (*SESSIONS, *TABLES):
         op.execute(statement)
     for grantee, scope in CEILINGS.items():
-        op.execute(
-            f"INSERT INTO phigate.row_scope_ceilings VALUES ('{grantee}', '{scope}')"  # noqa: S608 - constants
-        )
+        op.execute(f"INSERT INTO phigate.row_scope_ceilings VALUES ('{grantee}', '{scope}')")
     for statement in (*FUNCTIONS, *POLICIES):
         op.execute(statement)
     op.execute("RESET ROLE")

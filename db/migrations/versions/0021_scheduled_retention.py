@@ -77,7 +77,7 @@ FUNCTIONS = (
         RETURNING p.id;
     END
     $$
-    """,  # noqa: S608 (LOCK is a constant)
+    """,
     "REVOKE ALL ON FUNCTION phigate.retention_sweep(integer) FROM PUBLIC",
 )
 
