@@ -42,7 +42,7 @@ SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
 AGENT_TYPE = "http://terminology.hl7.org/CodeSystem/extra-security-role-type"
 DICOM = "http://dicom.nema.org/resources/ontology/DCM"
 CHAIN_EXTENSION = "https://phigate.example.org/fhir/StructureDefinition/audit-chain-link"
-PHIGATE_IDENTIFIERS = "https://phigate.example.org/fhir/NamingSystem"
+IDENTIFIER_SYSTEMS = "https://phigate.example.org/fhir/NamingSystem"
 
 
 def _interaction(entries: list[Mapping[str, Any]]) -> str:
@@ -91,7 +91,7 @@ def audit_event(
         },
         "who": {
             "identifier": {
-                "system": f"{PHIGATE_IDENTIFIERS}/{'user' if human else 'client'}",
+                "system": f"{IDENTIFIER_SYSTEMS}/{'user' if human else 'client'}",
                 "value": str(first.get("actor_id") or "unknown"),
             }
         },
