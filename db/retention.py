@@ -108,11 +108,14 @@ async def retention_candidates(
     return await db.rows(query)
 
 
-async def sweep(db: RequestDatabase, batch: int) -> list[uuid.UUID]:
-    """Delete up to ``batch`` unheld records past the database's retention period
-    (``phigate.retention_sweep``, migration 0021); none when another gateway is
-    sweeping. Returns the ids deleted."""
-    rows = await db.rows(text("SELECT phigate.retention_sweep(:batch) AS id"), {"batch": batch})
+async def sweep(db: RequestDatabase, batch: int, configured_days: int) -> list[uuid.UUID]:
+    """Delete up to ``batch`` unheld records past the longer of the database's retention
+    period and ``configured_days`` (``phigate.retention_sweep``, migration 0021); none
+    when another gateway is sweeping. Returns the ids deleted."""
+    rows = await db.rows(
+        text("SELECT phigate.retention_sweep(:batch, :days) AS id"),
+        {"batch": batch, "days": configured_days},
+    )
     return [row.id for row in rows]
 
 

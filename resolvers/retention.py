@@ -131,7 +131,7 @@ async def run_retention(
 SWEEPER = "phigate:retention-schedule"
 
 
-async def sweep_retention(engine: Any, *, batch: int, now: datetime) -> int:
+async def sweep_retention(engine: Any, *, batch: int, now: datetime, days: int) -> int:
     """The scheduled retention run, as the gateway (no owner credentials): the database
     picks and deletes what is past its retention period, a batch per transaction, and
     each batch's audit entry is written in that transaction, so neither happens without
@@ -146,7 +146,7 @@ async def sweep_retention(engine: Any, *, batch: int, now: datetime) -> int:
     while True:
         db = RequestDatabase(engine)
         try:
-            ids = await repo.sweep(db, batch)
+            ids = await repo.sweep(db, batch, days)
             if ids:
                 await audit.append(db, [_deleted_entry(base, now, ids)])
             await db.commit()

@@ -360,7 +360,7 @@ async def _retention(d: Deployment, v: Verdict) -> None:
     )
     definer = await d.one(
         "SELECT prosecdef AND pg_get_userbyid(proowner) = 'phigate_owner' FROM pg_proc"
-        " WHERE oid = 'phigate.retention_sweep(integer)'::regprocedure"
+        " WHERE oid = 'phigate.retention_sweep(integer, integer)'::regprocedure"
     )
     v.check("the sweep is the schema owner's function", bool(definer))
 

@@ -267,15 +267,18 @@ async def retention_schedule(engine: AsyncEngine, interval: float, settings: Set
         if days != settings.retention_days:
             log.warning(
                 "retention_period_differs",
-                reason=f"the database sweeps at {days} days, PHIGATE_RETENTION_DAYS is"
-                f" {settings.retention_days}: `phigate retention run` (schema owner) sets it",
+                reason=f"the database's retention period is {days} days, PHIGATE_RETENTION_DAYS"
+                f" {settings.retention_days}: the sweep keeps records for the longer;"
+                " `phigate retention run` (schema owner) sets the database's",
             )
     except Exception as exc:
         log.warning("retention_policy_unreadable", **describe_exception(exc))
     await asyncio.sleep(random.uniform(0, min(interval, 60)))
     while True:
         try:
-            deleted = await sweep_retention(engine, batch=RETENTION_BATCH, now=datetime.now(UTC))
+            deleted = await sweep_retention(
+                engine, batch=RETENTION_BATCH, now=datetime.now(UTC), days=settings.retention_days
+            )
             if deleted:
                 log.info("retention_swept", count=deleted)
         except Exception as exc:

@@ -56,16 +56,38 @@ async def test_C12_the_database_rule_is_the_domain_rule(
     assert in_sql is in_python
 
 
-async def test_C12_the_gateway_cannot_choose_the_period_or_the_records(app_target) -> None:
+async def test_C12_the_gateway_cannot_choose_the_period_or_the_records(
+    app_target, owner: asyncpg.Connection
+) -> None:
+    """The sweep applies the longer of the database's period (2555 days here) and the
+    gateway's: a gateway can keep records longer, never delete them sooner."""
+    ids = {}
+    for name, age in (("year_old", 1000), ("eight_years", 3000)):
+        ids[name] = await owner.fetchval(
+            "INSERT INTO phigate.patients (mrn, given_name, family_name, date_of_birth,"
+            " created_at, updated_at) VALUES ($1, 'Alpha', 'Synthetic-Retention', '1950-01-01',"
+            " now() - make_interval(days => $2), now() - make_interval(days => $2))"
+            " RETURNING id",
+            f"DEMO-RET-{age}",
+            age,
+        )
     app = await connect(app_target)
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await app.execute("UPDATE phigate.retention_policy SET days = 365")
-        with pytest.raises(asyncpg.UndefinedFunctionError):
-            await app.execute("SELECT phigate.retention_sweep(10, 365)")
+        # A gateway configured for ten years keeps the eight-year-old record.
+        assert await app.fetch("SELECT phigate.retention_sweep(10, 3650)") == []
+        # One asking for a single year gets the database's seven: the eight-year-old
+        # record goes, the year-old one stays.
+        swept = await app.fetch("SELECT phigate.retention_sweep(10, 365)")
+        assert [row[0] for row in swept] == [ids["eight_years"]]
         assert await app.fetchval("SELECT days FROM phigate.retention_policy") == 2555
     finally:
         await app.close()
+    assert (
+        await owner.fetchval("SELECT count(*) FROM phigate.patients WHERE id = $1", ids["year_old"])
+        == 1
+    )
 
 
 def _insert(

@@ -10,10 +10,13 @@ must not be able to delete records at will. So:
   PHIGATE_RETENTION_DAYS or --days).
 * ``phigate.retention_expired(class, last_changed, born, days, today)`` is the rule of
   domain/retention.py written in SQL (a test keeps the two in agreement).
-* ``phigate.retention_sweep(batch)``, SECURITY DEFINER, deletes up to ``batch`` unheld
-  records past that period and returns their ids, under a transaction-level advisory
-  lock so one gateway sweeps at a time. The caller writes the audit entry in the same
-  transaction. The application role chooses neither the period nor the records.
+* ``phigate.retention_sweep(batch, configured_days)``, SECURITY DEFINER, deletes up to
+  ``batch`` unheld records past the longer of that period and the gateway's configured
+  one, and returns their ids, under a transaction-level advisory lock so one gateway
+  sweeps at a time. The caller writes the audit entry in the same transaction. The
+  application role chooses no record and can only lengthen the period: a gateway
+  configured to keep records longer than the database's period is obeyed, never a
+  shorter one.
 
 Revision ID: 0021
 Revises: 0020
@@ -48,7 +51,8 @@ FUNCTIONS = (
     $$
     """,
     f"""
-    CREATE FUNCTION phigate.retention_sweep(batch integer) RETURNS SETOF uuid
+    CREATE FUNCTION phigate.retention_sweep(batch integer, configured_days integer)
+    RETURNS SETOF uuid
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
     DECLARE
         period integer;
@@ -59,7 +63,8 @@ FUNCTIONS = (
         IF NOT pg_try_advisory_xact_lock({LOCK}) THEN
             RETURN;  -- another gateway is sweeping
         END IF;
-        SELECT p.days INTO STRICT period FROM phigate.retention_policy p;
+        SELECT greatest(p.days, coalesce(configured_days, 0)) INTO STRICT period
+        FROM phigate.retention_policy p;
         RETURN QUERY
         WITH expired AS (
             SELECT p.id FROM phigate.patients p
@@ -78,7 +83,7 @@ FUNCTIONS = (
     END
     $$
     """,
-    "REVOKE ALL ON FUNCTION phigate.retention_sweep(integer) FROM PUBLIC",
+    "REVOKE ALL ON FUNCTION phigate.retention_sweep(integer, integer) FROM PUBLIC",
 )
 
 
@@ -99,12 +104,12 @@ def upgrade() -> None:
     op.execute("RESET ROLE")
     op.execute("REVOKE ALL ON phigate.retention_policy FROM phigate_app")
     op.execute("GRANT SELECT ON phigate.retention_policy TO phigate_app")
-    op.execute("GRANT EXECUTE ON FUNCTION phigate.retention_sweep(integer) TO phigate_app")
+    op.execute("GRANT EXECUTE ON FUNCTION phigate.retention_sweep(integer, integer) TO phigate_app")
 
 
 def downgrade() -> None:
     op.execute("SET LOCAL ROLE phigate_owner")
-    op.execute("DROP FUNCTION phigate.retention_sweep(integer)")
+    op.execute("DROP FUNCTION phigate.retention_sweep(integer, integer)")
     op.execute("DROP FUNCTION phigate.retention_expired(text, date, date, integer, date)")
     op.drop_table("retention_policy", schema="phigate")
     op.execute("RESET ROLE")
