@@ -77,7 +77,12 @@ class Released:
     total: int | None  # the population of a partition; None when withheld or not one
 
 
-def protect(counts: Mapping[str, int], group: Callable[[str], str] | None = None) -> Released:
+def protect(
+    counts: Mapping[str, int],
+    group: Callable[[str], str] | None = None,
+    *,
+    partition: bool = False,
+) -> Released:
     """Cells as released, with complementary suppression: no withheld count can be
     worked out from the released cells and the group totals.
 
@@ -90,8 +95,11 @@ def protect(counts: Mapping[str, int], group: Callable[[str], str] | None = None
     (one withheld cell; all of them 1; all of them 10 ...), the smallest released cell
     is withheld too, and so on; if even withholding all of them leaves it determined,
     the group's cells are not listed at all. The decision uses only what the answer
-    itself reveals, so it leaks nothing further. ``group=None``: the cells do not add
-    up to anything (a patient may have several diagnoses) and no total is released.
+    itself reveals, so it leaks nothing further (ties for smallest are withheld
+    together, or the choice would say which withheld cell is the complement).
+    ``group=None``: the cells do not add up to anything (a patient may have several
+    diagnoses). ``partition``: every patient is in exactly one cell, and the total is
+    released (from 11).
     """
     positive = {key: count for key, count in counts.items() if count > 0}
     hidden = {key for key, count in positive.items() if count < MIN_CELL}
@@ -102,11 +110,14 @@ def protect(counts: Mapping[str, int], group: Callable[[str], str] | None = None
             groups.setdefault(group(key), []).append(key)
         for keys in groups.values():
             while _determinable([positive[k] for k in keys], [k in hidden for k in keys]):
-                released = sorted((positive[k], k) for k in keys if k not in hidden)
+                released = [positive[k] for k in keys if k not in hidden]
                 if not released:
                     dropped.update(keys)  # nothing left to hide behind
                     break
-                hidden.add(released[0][1])
+                # Every cell tied for smallest: choosing one by key order would tell a
+                # reader which withheld cell is the complement.
+                smallest = min(released)
+                hidden.update(k for k in keys if k not in hidden and positive[k] == smallest)
     total = sum(positive.values())
     return Released(
         cells=[
@@ -114,7 +125,7 @@ def protect(counts: Mapping[str, int], group: Callable[[str], str] | None = None
             for key, count in sorted(positive.items())
             if key not in dropped
         ],
-        total=total if group is not None and total >= MIN_CELL else None,
+        total=total if partition and total >= MIN_CELL else None,
     )
 
 

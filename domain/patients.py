@@ -146,10 +146,11 @@ def onset_date_rule(value: date, *, today: date, birth_date: date | None) -> str
 
 def withheld_from_payer(payer_restricted: bool, purpose: object) -> bool:
     """An item the patient paid for out of pocket and asked to keep from their health
-    plan (45 CFR 164.522(a)(1)(vi)) is left out of every read for PAYMENT."""
+    plan is left out of every read for payment or health care operations, the purposes
+    of a disclosure to a health plan the rule covers (45 CFR 164.522(a)(1)(vi))."""
     from domain.purposes import Purpose
 
-    return payer_restricted and purpose is Purpose.PAYMENT
+    return payer_restricted and purpose in (Purpose.PAYMENT, Purpose.OPERATIONS)
 
 
 def restriction_change_rule(restricted: bool, *, setting: bool) -> str | None:

@@ -190,7 +190,7 @@ class Mutation:
         COMPLIANCE,
         requires=Permission.PATIENT_RECORDS_WRITE,
         description="Withhold a diagnosis from the patient's health plan at their request, or"
-        " stop: reads for PAYMENT leave a withheld diagnosis out.",
+        " stop: reads for PAYMENT and OPERATIONS leave a withheld diagnosis out.",
     )
     async def diagnosis_payer_restriction(
         self,

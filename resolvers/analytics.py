@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from db import analytics as repo
 from domain.deidentification import Dimension, Released, age_band, protect, regroup, zip3
-from domain.purposes import Purpose
 from resolvers.context import RequestContext
 
 
@@ -22,8 +21,9 @@ async def counts(ctx: RequestContext, dimension: Dimension) -> Released:
     # Age bands and ZIP areas each partition the patients (the total is released); a
     # code's onset years add up to what DIAGNOSIS releases for the code; diagnoses
     # overlap (a patient may have several) and add up to nothing.
-    # For research, a patient who revoked research consent is not counted.
-    research = ctx.purpose is Purpose.RESEARCH
+    # A patient who revoked research consent is counted for no purpose: counting them
+    # for one purpose and not another would let the difference say where they are.
+    research = True
     if dimension is Dimension.AGE_BAND:
         rows = await repo.patients_by_age(db, ctx.today, research=research)
         totals, group = regroup(rows, age_band), _whole
@@ -35,4 +35,4 @@ async def counts(ctx: RequestContext, dimension: Dimension) -> Released:
         rows = await repo.patients_by_onset_year(db, research=research)
         totals, group = regroup(rows, str), _code
     ctx.trail.note("ANALYTICS_QUERY", f"Query.deidentifiedCounts.{dimension.value}", None)
-    return protect(totals, group)
+    return protect(totals, group, partition=group is _whole)

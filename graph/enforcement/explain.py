@@ -54,9 +54,10 @@ def _conditions(
     purpose: Purpose | None, reads: tuple[str, ...], roots: set[str]
 ) -> tuple[str, ...]:
     found = []
-    if purpose is Purpose.PAYMENT and any(c.startswith("Diagnosis.") for c in reads):
+    payer_facing = purpose in (Purpose.PAYMENT, Purpose.OPERATIONS)
+    if payer_facing and any(c.startswith("Diagnosis.") for c in reads):
         found.append(PAYER_RESTRICTION)
-    if purpose is Purpose.RESEARCH and "deidentifiedCounts" in roots:
+    if "deidentifiedCounts" in roots:
         found.append(RESEARCH_OPT_OUT)
     return tuple(found)
 

@@ -47,7 +47,7 @@ class Diagnosis:
     payer_restricted: bool = classified(
         COMPLIANCE,
         description="Withheld from the patient's health plan at their request (paid out of"
-        " pocket): reads for PAYMENT leave this diagnosis out.",
+        " pocket): reads for PAYMENT and OPERATIONS leave this diagnosis out.",
     )
 
     @classmethod
@@ -120,8 +120,8 @@ class Patient:
 
     @phi(
         CLINICAL,
-        description="For PAYMENT, without the diagnoses the patient restricted from their"
-        " health plan (the restriction applied is recorded in the audit trail).",
+        description="For PAYMENT and OPERATIONS, without the diagnoses the patient restricted"
+        " from their health plan (the restriction applied is recorded in the audit trail).",
     )
     async def diagnoses(self, info: GraphInfo) -> list[Diagnosis]:
         rows = await info.context.loaders.diagnoses.load(self.row_id)

@@ -126,3 +126,13 @@ def test_rules_never_echo_the_value() -> None:
         message = rule(canary)
         assert message is not None
         assert canary not in message
+
+
+def test_a_payer_restriction_holds_for_payment_and_operations_only() -> None:
+    from domain.patients import withheld_from_payer
+    from domain.purposes import Purpose
+
+    withheld = {p for p in Purpose if withheld_from_payer(True, p)}
+    assert withheld == {Purpose.PAYMENT, Purpose.OPERATIONS}
+    assert not any(withheld_from_payer(False, p) for p in Purpose)
+    assert not withheld_from_payer(True, None)
