@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import product
 from typing import Any
 
 from graphql import (
     FieldNode,
+    GraphQLBoolean,
     GraphQLEnumType,
     GraphQLInputObjectType,
     GraphQLList,
@@ -131,6 +133,28 @@ def _sample(graphql_type: Any, widest: bool, depth: int = 0) -> Any:
     return SAMPLE_SCALARS.get(graphql_type.name, "x")
 
 
+MAX_SWITCHES = 4  # Boolean variables tried both ways; past that, all true and all false
+
+
+def switch_settings(
+    schema: GraphQLSchema, operation: OperationDefinitionNode
+) -> list[dict[str, bool]]:
+    """Values for the Boolean variables (what @skip and @include read): every
+    combination for a few, else all true and all false."""
+    names = [
+        definition.variable.name.value
+        for definition in operation.variable_definitions or ()
+        if getattr(type_from_ast(schema, definition.type), "of_type", None) is GraphQLBoolean
+        or type_from_ast(schema, definition.type) is GraphQLBoolean
+    ]
+    if len(names) > MAX_SWITCHES:
+        return [dict.fromkeys(names, True), dict.fromkeys(names, False)]
+    return [
+        dict(zip(names, values, strict=True))
+        for values in product((True, False), repeat=len(names))
+    ]
+
+
 def sample_variables(
     schema: GraphQLSchema, operation: OperationDefinitionNode, *, widest: bool
 ) -> dict[str, Any]:
@@ -171,6 +195,7 @@ def explain(
         name = operation.name.value if operation.name else None
         widest = sample_variables(schema, operation, widest=True)
         narrowest = sample_variables(schema, operation, widest=False)
+        settings = switch_settings(schema, operation)
         explanation = Explanation(name)
         roots = {
             selection.name.value
@@ -185,13 +210,23 @@ def explain(
                     break_glass_reason=EXPLAIN_REASON if purpose is Purpose.EMERGENCY else None,
                     policy=policy,
                 )
-                _, decision = authorize(schema, parsed, name, widest, access)
-                some_inputs = (
-                    not decision.allowed
-                    and narrowest != widest
-                    and authorize(schema, parsed, name, narrowest, access)[1].allowed
+                # Every way the Boolean variables may switch fields on and off, with every
+                # input field present: allowed only if allowed in all of them.
+                decisions = [
+                    authorize(schema, parsed, name, {**widest, **switches}, access)[1]
+                    for switches in settings
+                ]
+                refused = [d for d in decisions if not d.allowed]
+                decision = refused[0] if refused else decisions[0]
+                touched = [a for d in decisions for a in d.phi]
+                some_inputs = bool(refused) and (
+                    len(refused) < len(decisions)
+                    or (
+                        narrowest != widest
+                        and authorize(schema, parsed, name, narrowest, access)[1].allowed
+                    )
                 )
-                reads = tuple(sorted({a.coordinate for a in decision.phi if not a.write}))
+                reads = tuple(sorted({a.coordinate for a in touched if not a.write}))
                 explanation.verdicts.append(
                     Verdict(
                         who=who,
@@ -202,8 +237,8 @@ def explain(
                             f"{d.code} {d.coordinate}: {d.reason}" for d in decision.denials
                         ),
                         reads=reads,
-                        writes=tuple(sorted({a.coordinate for a in decision.phi if a.write})),
-                        categories=tuple(sorted({str(a.data_class) for a in decision.phi})),
+                        writes=tuple(sorted({a.coordinate for a in touched if a.write})),
+                        categories=tuple(sorted({str(a.data_class) for a in touched})),
                         conditions=_conditions(purpose, reads, roots) if decision.allowed else (),
                     )
                 )
@@ -263,6 +298,8 @@ def cells(policy: Policy) -> set[tuple[str, str, str, str]]:
     subjects += [(f"scope {s.value}", g) for s, g in policy.scopes.items()]
     for who, grant in subjects:
         found.add((who, "*", "rows", grant.row_scope.value))
+        if grant.break_glass:
+            found.add((who, "*", "break-glass", "reach outside its rows"))
         found |= {(who, "*", "permission", p.value) for p in grant.permissions}
         for purpose in (None, *Purpose):
             label = purpose.value if purpose else "(none)"
@@ -327,6 +364,8 @@ def _describe(cell: tuple[str, str, str, str], verb: str) -> str:
     who, purpose, what, value = cell
     if what == "permission":
         return f"{who}: {verb} hold {value}"
+    if what == "break-glass":
+        return f"{who}: {verb} break the glass ({value})"
     return f"{who} / {purpose}: {verb} {what} {value}"
 
 

@@ -147,3 +147,34 @@ def test_diff_names_exactly_the_cells_and_registered_operations_a_change_affects
     # The same policy changes nothing.
     assert main(["policy", "diff", "bundled", "bundled", "--operations", *files]) == 0
     assert json.loads(capsys.readouterr().out)["widened"] == []
+
+
+def test_explain_tries_the_fields_a_boolean_variable_switches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`@skip(if: $hide)`: explained both ways, the skipped field counts (found in review:
+    with every Boolean true, a skipped field was never seen)."""
+    document = tmp_path / "skip.graphql"
+    document.write_text(
+        'query Q($hide: Boolean!) { patient(id: "00000000-0000-4000-8000-000000000000")'
+        " { id ssn @skip(if: $hide) } }\n"
+    )
+    [explanation] = explained(capsys, document).values()
+    nurse = verdict(explanation, "role NURSE", "TREATMENT")
+    assert (nurse["allowed"], nurse["allowed_for_some_inputs"]) == (False, True)
+    assert nurse["refusals"][0].startswith("FORBIDDEN_FIELD Patient.ssn")
+    assert verdict(explanation, "role BILLING", "PAYMENT")["reads"] == ["Patient.ssn"]
+
+
+def test_diff_counts_a_new_break_glass_as_a_widening(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundled = (ROOT / "domain" / "policy.toml").read_text()
+    start = bundled.index("[roles.NURSE]")
+    section_end = bundled.index("\n\n", start)
+    wider = tmp_path / "nurse-break-glass.toml"
+    wider.write_text(bundled[:section_end] + "\nbreak_glass = true" + bundled[section_end:])
+    capsys.readouterr()
+    assert main(["policy", "diff", "bundled", str(wider)]) == 1
+    change = json.loads(capsys.readouterr().out)
+    assert "role NURSE: may now break the glass (reach outside its rows)" in change["widened"]
