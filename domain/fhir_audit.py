@@ -166,20 +166,45 @@ def audit_event(
     return event
 
 
+PATIENT_ACTIONS = frozenset({"READ", "WRITE", "DELETE"})
+
+
+def _about_a_patient(row: Mapping[str, Any]) -> bool:
+    """A read, write or deletion of a patient's data: not a note about a BAA, a legal
+    hold or an audit review, whose record id is not a patient's."""
+    if row.get("category") != "ACCESS" or row.get("action") not in PATIENT_ACTIONS:
+        return False
+    path = str(row.get("field_path") or "")
+    return path == "Patient" or path.split(".")[0] in PATIENT_TYPES
+
+
+PATIENT_TYPES = frozenset(
+    {"Patient", "Address", "Diagnosis", "PatientCreateInput", "PatientUpdateInput"}
+    | {"AddressInput", "DiagnosisInput"}
+)
+
+
 def audit_events(rows: Iterable[Mapping[str, Any]], *, source: str) -> Iterator[dict[str, Any]]:
-    """PHI-access entries (stored rows, each naming its records) grouped by request and
-    patient, as AuditEvents, in the order the requests were recorded."""
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    """PHI-access entries (stored rows, each naming its records) grouped by request,
+    caller and patient, as AuditEvents, in the order the requests were recorded. The
+    request id is the caller's to choose (when well-formed), so the caller (actor and
+    session) is part of the key: two callers' entries never share a resource."""
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
-        if row.get("category") != "ACCESS":
+        if not _about_a_patient(row):
             continue
         patients = [str(r) for r in row.get("record_ids") or ()] or (
             [str(row["record_id"])] if row.get("record_id") else []
         )
         for patient in patients:
-            key = (str(row.get("request_id") or row["id"]), patient)
+            key = (
+                str(row.get("request_id") or row["id"]),
+                str(row.get("actor_id")),
+                str(row.get("session_id")),
+                patient,
+            )
             groups.setdefault(key, []).append(row)
-    for (request_id, patient), entries in groups.items():
+    for (request_id, _, _, patient), entries in groups.items():
         yield audit_event(request_id, patient, entries, source=source)
 
 

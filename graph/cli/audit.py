@@ -340,14 +340,16 @@ async def _write_fhir(out: Any, rows: Any, *, ndjson: bool, patient: str | None)
     """FHIR AuditEvents (IHE BALP), one per request and patient; for --patient, that
     patient's only (an accounting of disclosures, 164.528)."""
     import socket
+    import uuid
 
     from domain.fhir_audit import audit_events, bundle
 
+    wanted = f"Patient/{uuid.UUID(patient)}" if patient is not None else None
     stored = [row async for row in rows]
     events = [
         event
         for event in audit_events(stored, source=f"phigate@{socket.gethostname()}")
-        if patient is None or event["entity"][0]["what"]["reference"] == f"Patient/{patient}"
+        if wanted is None or event["entity"][0]["what"]["reference"] == wanted
     ]
     if ndjson:
         for event in events:

@@ -55,6 +55,13 @@ async def test_the_trail_exports_as_balp_audit_events(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     ids = await _traffic(as_role)
+    # An audit review names the patient too; it is not an access to the patient's data.
+    officer = await as_role(Role.COMPLIANCE_OFFICER, Purpose.COMPLIANCE)
+    review = (
+        "query($p: ID!) { accountingOfDisclosures(patientId: $p,"
+        ' from: "2026-01-01T00:00:00Z", to: "2100-01-01T00:00:00Z") { role } }'
+    )
+    (await officer(review, {"p": ids["first"]})).ok()
     assert await asyncio.to_thread(main, ["audit", "seal"]) == 0
     target = tmp_path / "audit.json"
     assert (
@@ -88,6 +95,8 @@ async def test_the_trail_exports_as_balp_audit_events(
         "update": ("U", "PatientUpdate"),
         "search-type": ("E", "PatientQuery"),
     }
+    # Only reads, writes and deletions of patients' data become AuditEvents.
+    assert all(e["agent"][0].get("role") != [{"text": "COMPLIANCE_OFFICER"}] for e in events)
     for interaction, (action, pattern) in expected.items():
         [event, *_] = about(ids["first"], interaction)
         assert event["type"]["code"] == "rest" and event["subtype"][0]["system"] == INTERACTION
@@ -130,7 +139,8 @@ async def test_one_patients_accounting_of_disclosures_as_ndjson(
 ) -> None:
     ids = await _traffic(as_role)
     target = tmp_path / "patient.ndjson"
-    command = ["audit", "export", "--format", "fhir-ndjson", "--patient", ids["second"]]
+    # The id as an operator may type it (upper case): the same patient.
+    command = ["audit", "export", "--format", "fhir-ndjson", "--patient", ids["second"].upper()]
     assert await asyncio.to_thread(main, [*command, "--output", str(target)]) == 0
     events = [json.loads(line) for line in target.read_text().splitlines()]
     for event in events:
