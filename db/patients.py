@@ -58,9 +58,17 @@ PATIENT_PHI_COLUMNS = frozenset(
 DIAGNOSIS_PHI_COLUMNS = frozenset({"icd10_code", "onset_date", "recorded_at", "description_sealed"})
 
 
-@functools.cache
 def _minimal(table: Any, phi: frozenset[str], fields: frozenset[str]) -> tuple[Any, ...]:
-    wanted = {column for field in fields for column in PHI_FIELD_COLUMNS.get(field, ())}
+    wanted = frozenset(
+        column for field in fields for column in PHI_FIELD_COLUMNS.get(field, ()) if column in phi
+    )
+    return _columns(table, phi, wanted)
+
+
+@functools.lru_cache(maxsize=256)
+def _columns(table: Any, phi: frozenset[str], wanted: frozenset[str]) -> tuple[Any, ...]:
+    """Keyed by the columns wanted, not the fields asked (a caller varying its selection
+    cannot grow it past a bound)."""
     return tuple(
         column if column.name not in phi or column.name in wanted else null().label(column.name)
         for column in table.c
