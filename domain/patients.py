@@ -8,6 +8,8 @@ import secrets
 from datetime import date
 from enum import StrEnum
 
+from domain.purposes import Purpose
+
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 
 
@@ -144,13 +146,15 @@ def onset_date_rule(value: date, *, today: date, birth_date: date | None) -> str
     return None
 
 
+# The purposes of a disclosure to a health plan that 164.522(a)(1)(vi) covers.
+PAYER_FACING = frozenset({Purpose.PAYMENT, Purpose.OPERATIONS})
+
+
 def withheld_from_payer(payer_restricted: bool, purpose: object) -> bool:
     """An item the patient paid for out of pocket and asked to keep from their health
     plan is left out of every read for payment or health care operations, the purposes
     of a disclosure to a health plan the rule covers (45 CFR 164.522(a)(1)(vi))."""
-    from domain.purposes import Purpose
-
-    return payer_restricted and purpose in (Purpose.PAYMENT, Purpose.OPERATIONS)
+    return payer_restricted and purpose in PAYER_FACING
 
 
 def restriction_change_rule(restricted: bool, *, setting: bool) -> str | None:

@@ -21,18 +21,13 @@ async def counts(ctx: RequestContext, dimension: Dimension) -> Released:
     # Age bands and ZIP areas each partition the patients (the total is released); a
     # code's onset years add up to what DIAGNOSIS releases for the code; diagnoses
     # overlap (a patient may have several) and add up to nothing.
-    # A patient who revoked research consent is counted for no purpose: counting them
-    # for one purpose and not another would let the difference say where they are.
-    research = True
     if dimension is Dimension.AGE_BAND:
-        rows = await repo.patients_by_age(db, ctx.today, research=research)
-        totals, group = regroup(rows, age_band), _whole
+        totals, group = regroup(await repo.patients_by_age(db, ctx.today), age_band), _whole
     elif dimension is Dimension.ZIP3:
-        totals, group = regroup(await repo.patients_by_zip3(db, research=research), zip3), _whole
+        totals, group = regroup(await repo.patients_by_zip3(db), zip3), _whole
     elif dimension is Dimension.DIAGNOSIS:
-        totals, group = regroup(await repo.patients_by_diagnosis(db, research=research), str), None
+        totals, group = regroup(await repo.patients_by_diagnosis(db), str), None
     else:
-        rows = await repo.patients_by_onset_year(db, research=research)
-        totals, group = regroup(rows, str), _code
+        totals, group = regroup(await repo.patients_by_onset_year(db), str), _code
     ctx.trail.note("ANALYTICS_QUERY", f"Query.deidentifiedCounts.{dimension.value}", None)
     return protect(totals, group, partition=group is _whole)

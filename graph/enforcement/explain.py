@@ -29,6 +29,7 @@ from graphql import (
     type_from_ast,
 )
 
+from domain.patients import PAYER_FACING
 from domain.policy import Policy
 from domain.principals import Human, Service
 from domain.purposes import Purpose
@@ -56,8 +57,7 @@ def _conditions(
     purpose: Purpose | None, reads: tuple[str, ...], roots: set[str]
 ) -> tuple[str, ...]:
     found = []
-    payer_facing = purpose in (Purpose.PAYMENT, Purpose.OPERATIONS)
-    if payer_facing and any(c.startswith("Diagnosis.") for c in reads):
+    if purpose in PAYER_FACING and any(c.startswith("Diagnosis.") for c in reads):
         found.append(PAYER_RESTRICTION)
     if "deidentifiedCounts" in roots:
         found.append(RESEARCH_OPT_OUT)
