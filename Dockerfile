@@ -29,12 +29,23 @@ RUN /opt/phigate/bin/pip install --upgrade pip \
  && /opt/phigate/bin/pip install ".${PHIGATE_EXTRAS}" \
  && find /opt/phigate -name '__pycache__' -prune -exec rm -rf {} +
 
+# The analyst console's GraphiQL scripts and styles, pinned by version and sha512
+# integrity, so the console needs no CDN at run time. Its own stage: running phigate here
+# would leave bytecode in the builder's /opt/phigate. An internal npm mirror:
+# --build-arg PHIGATE_NPM_REGISTRY=https://npm.example.org/...
+FROM build AS console-assets
+ARG PHIGATE_NPM_REGISTRY=https://registry.npmjs.org
+RUN /opt/phigate/bin/phigate console fetch-assets --directory /opt/phigate/console-assets \
+      --registry "${PHIGATE_NPM_REGISTRY}"
+
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 phigate \
  && useradd --system --uid 10001 --gid phigate --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin phigate
 COPY --from=build /opt/phigate /opt/phigate
+COPY --from=console-assets /opt/phigate/console-assets /opt/phigate/console-assets
 ENV PATH=/opt/phigate/bin:$PATH \
+    PHIGATE_CONSOLE_ASSETS=/opt/phigate/console-assets \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PHIGATE_ENV=production \

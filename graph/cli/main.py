@@ -23,6 +23,7 @@ from db.migrate import current_revision, head_revision, upgrade
 from db.visibility import OwnerConnectionRequired
 from domain.policy import PolicyError
 from graph.cli import audit as cli_audit
+from graph.cli import console as cli_console
 from graph.cli import identity as cli_identity
 from graph.cli import policy as cli_policy
 from graph.http.serving import DeadlineProtocol, tls_context
@@ -470,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_identity.add_parsers(commands, cmd_identity)
     cli_audit.add_parsers(commands, cmd_audit)
     cli_policy.add_parsers(commands)
+    cli_console.add_parsers(commands)
     return parser
 
 
