@@ -37,3 +37,15 @@ async def listing(engine: AsyncEngine) -> list[dict[str, object]]:
             )
         )
         return [dict(row._mapping) for row in rows]
+
+
+async def registered(engine: AsyncEngine) -> list[dict[str, str]]:
+    """The documents an operator registered (`phigate operations register`), oldest
+    first. Documents stored automatically, by hash, are other callers' queries."""
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(operations.c.sha256, operations.c.document)
+            .where(operations.c.source == "REGISTERED")
+            .order_by(operations.c.registered_at)
+        )
+        return [{"sha256": row.sha256, "document": row.document} for row in rows]

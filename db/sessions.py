@@ -22,6 +22,9 @@ refresh_tokens = RefreshToken.__table__
 
 # Activity is written at most this often: the idle clock is this precise.
 TOUCH_INTERVAL = timedelta(seconds=15)
+# A check that is not activity (the console asking how long its session has left): the
+# idle clock is not reset.
+NO_TOUCH = timedelta(days=3650)
 
 # The access-token claim carrying the session's secret.
 SECRET_CLAIM = "ssk"  # noqa: S105 - a claim name, not a secret
@@ -75,15 +78,23 @@ class SessionOpening:
         *,
         scopes: tuple[str, ...] = (),
         idle: timedelta,
+        touch: timedelta | None = None,
     ) -> None:
+        # Activity is written often enough for the idle limit to hold: at most every
+        # TOUCH_INTERVAL, and four times within the idle limit when that is short.
+        touch = touch if touch is not None else min(TOUCH_INTERVAL, idle / 4)
         self._parameters = {
             "session_id": session_id,
             "secret": secret,
             "scopes": list(scopes),
             "idle": idle.total_seconds(),
-            "touch": TOUCH_INTERVAL.total_seconds(),
+            "touch": touch.total_seconds(),
         }
         self.verified: VerifiedSession | None = None
+
+    @property
+    def session_id(self) -> uuid.UUID:
+        return self._parameters["session_id"]  # type: ignore[return-value]
 
     async def __call__(self, connection: AsyncConnection) -> None:
         row = (await connection.execute(_BEGIN_REQUEST, self._parameters)).first()

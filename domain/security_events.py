@@ -35,6 +35,9 @@ class SecurityEvent(StrEnum):
     ANONYMOUS_RATE_LIMITED = "ANONYMOUS_RATE_LIMITED"
     CARE_TEAM_MEMBER_ADDED = "CARE_TEAM_MEMBER_ADDED"
     CARE_TEAM_MEMBER_REMOVED = "CARE_TEAM_MEMBER_REMOVED"
+    # A request carrying the console's session cookie without the proof that it came
+    # from the console's own page: what a cross-site request forgery looks like.
+    CONSOLE_REQUEST_REFUSED = "CONSOLE_REQUEST_REFUSED"
 
 
 class Outcome(StrEnum):

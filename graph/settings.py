@@ -55,7 +55,8 @@ class Settings:
         "open"  # "strict": registered operations only (see graph/execution/persisted.py)
     )
     adhoc_roles: tuple[str, ...] = ("ANALYST",)
-    graphiql_assets: Path | None = None
+    # GraphiQL's scripts and styles for the analyst console (`phigate console fetch-assets`).
+    console_assets: Path = Path("var/console-assets")
     default_page_size: int = 20
     log_level: str = "INFO"
     log_format: str = "json"
@@ -78,7 +79,7 @@ class Settings:
     issuer: str = "phigate"
     audience: str = "phigate-api"
     access_token_ttl_seconds: int = 300
-    session_idle_minutes: int = 15
+    session_idle_minutes: float = 15
     session_max_hours: int = 12
     lockout_threshold: int = 5
     lockout_minutes: int = 30
@@ -146,7 +147,7 @@ class Settings:
                 "strict" if env.get("PHIGATE_ENV") == "production" else "open",
             ),
             adhoc_roles=_roles(env, "PHIGATE_ADHOC_ROLES", ("ANALYST",)),
-            graphiql_assets=_directory(env, "PHIGATE_GRAPHIQL_ASSETS"),
+            console_assets=Path(env.get("PHIGATE_CONSOLE_ASSETS") or "var/console-assets"),
             execution_timeout_seconds=_int(
                 env, "PHIGATE_EXECUTION_TIMEOUT_SECONDS", 10, minimum=1, maximum=300
             ),
@@ -202,9 +203,7 @@ class Settings:
             access_token_ttl_seconds=_int(
                 env, "PHIGATE_ACCESS_TOKEN_TTL_SECONDS", 300, minimum=30, maximum=3600
             ),
-            session_idle_minutes=_int(
-                env, "PHIGATE_SESSION_IDLE_MINUTES", 15, minimum=1, maximum=1440
-            ),
+            session_idle_minutes=_minutes(env, "PHIGATE_SESSION_IDLE_MINUTES", 15, maximum=1440),
             session_max_hours=_int(env, "PHIGATE_SESSION_MAX_HOURS", 12, minimum=1, maximum=168),
             lockout_threshold=_int(env, "PHIGATE_LOCKOUT_THRESHOLD", 5, minimum=1, maximum=100),
             lockout_minutes=_int(env, "PHIGATE_LOCKOUT_MINUTES", 30, minimum=1, maximum=10080),
@@ -291,6 +290,21 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maxim
     return value
 
 
+def _minutes(env: Mapping[str, str], name: str, default: float, *, maximum: int) -> float:
+    """A number of minutes, fractions allowed (a shorter idle limit is only stricter;
+    the console's browser tests let a 12-second one expire)."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of minutes") from None
+    if not 0.1 <= value <= maximum:
+        raise SettingsError(f"{name} must be between 0.1 and {maximum}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if not raw:
@@ -372,12 +386,3 @@ def _roles(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple
     if any(role not in known for role in roles):
         raise SettingsError(f"{name} must list roles among {', '.join(sorted(known))}")
     return roles
-
-
-def _directory(env: Mapping[str, str], name: str) -> Path | None:
-    if not env.get(name):
-        return None
-    path = Path(env[name])
-    if not path.is_dir():
-        raise SettingsError(f"{name} must name a directory")
-    return path

@@ -176,9 +176,37 @@ async def _count_failure(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """A session opened by the analyst console's sign-in: no token is minted; the
+    browser holds the session's id and secret in an HttpOnly cookie, and every request
+    presents them to the database's own session check, as a token's claims would."""
+
+    session_id: uuid.UUID
+    secret: str
+
+
+async def _console_session(
+    ctx: AuthContext,
+    db: RequestDatabase,
+    *,
+    user: Row[Any],
+    session_id: uuid.UUID,
+    session_secret: str,
+) -> ConsoleSession:
+    return ConsoleSession(session_id=session_id, secret=session_secret)
+
+
 async def _login(
-    ctx: AuthContext, db: RequestDatabase, *, username: str, password: str, code: str
-) -> TokenResponse | None:
+    ctx: AuthContext,
+    db: RequestDatabase,
+    *,
+    username: str,
+    password: str,
+    code: str,
+    issue: Any = _issue_session_tokens,
+    channel: str | None = None,
+) -> Any:
     user = await users.by_username(db, username)
     # Always pay for one password verification, so that an unknown account answers
     # as slowly as a known one.
@@ -227,10 +255,14 @@ async def _login(
             "user_agent": ctx.meta.user_agent,
         },
     )
-    response = await _issue_session_tokens(
-        ctx, db, user=user, session_id=session.id, session_secret=secret
+    response = await issue(ctx, db, user=user, session_id=session.id, session_secret=secret)
+    ctx.record(
+        SecurityEvent.LOGIN_SUCCEEDED,
+        Outcome.ALLOWED,
+        session_id=session.id,
+        reason=channel,
+        **actor,
     )
-    ctx.record(SecurityEvent.LOGIN_SUCCEEDED, Outcome.ALLOWED, session_id=session.id, **actor)
     return response
 
 
@@ -254,6 +286,29 @@ async def login(ctx: AuthContext, *, username: str, password: str, code: str) ->
     if response is None:
         raise AuthenticationFailed(ctx.events[0]["reason"] if ctx.events else "REFUSED")
     return response
+
+
+async def console_login(
+    ctx: AuthContext, *, username: str, password: str, code: str
+) -> ConsoleSession:
+    """The analyst console's sign-in: exactly the rules of ``login`` (lockout, single-use
+    codes, the same events), a session without tokens."""
+
+    async def work(db: RequestDatabase) -> ConsoleSession | None:
+        return await _login(
+            ctx,
+            db,
+            username=username,
+            password=password,
+            code=code,
+            issue=_console_session,
+            channel="CONSOLE",
+        )
+
+    session = await _in_transaction(ctx, work)
+    if session is None:
+        raise AuthenticationFailed(ctx.events[0]["reason"] if ctx.events else "REFUSED")
+    return session
 
 
 async def _refresh(
@@ -352,7 +407,7 @@ class Presented:
     transaction begins) before the caller is anyone."""
 
     opening: sessions.SessionOpening
-    claimed: Principal
+    claimed: Principal | None  # None: a console cookie, whose holder the database names
     source: str = "local"
 
     def principal(self) -> Principal:
@@ -366,13 +421,20 @@ class Presented:
                 client_id=verified.actor,
                 scopes=frozenset(ServiceScope(scope) for scope in verified.granted_scopes),
             )
-        session_id = self.claimed.session_id if isinstance(self.claimed, Human) else None
         return Human(
             user_id=verified.actor,
             role=Role(verified.role),
-            session_id=session_id if verified.subject_kind == "USER" else None,
+            session_id=str(self.opening.session_id) if verified.subject_kind == "USER" else None,
             source=self.source,
         )
+
+    @property
+    def rate_key(self) -> str:
+        """Whom the request rate limit counts: the caller the token names, or (for a
+        console cookie, whose holder only the database knows) its session."""
+        if self.claimed is not None:
+            return self.claimed.actor_id
+        return f"session:{self.opening.session_id}"
 
 
 async def authenticate(ctx: AuthContext, token: str) -> Presented:

@@ -153,7 +153,9 @@ async def _rbac(d: Deployment, v: Verdict) -> None:
 @item("C3", "Session timeouts and bounded tokens")
 async def _sessions(d: Deployment, v: Verdict) -> None:
     s = d.settings
-    v.check(f"idle timeout {s.session_idle_minutes} min (at most 30)", s.session_idle_minutes <= 30)
+    v.check(
+        f"idle timeout {s.session_idle_minutes:g} min (at most 30)", s.session_idle_minutes <= 30
+    )
     v.check(f"absolute session {s.session_max_hours} h (at most 24)", s.session_max_hours <= 24)
     v.check(
         f"access tokens live {s.access_token_ttl_seconds} s (at most 900)",

@@ -21,8 +21,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.routing import Route
 
 from db import audit, gateways
 from db.embedded import attach_embedded
@@ -31,13 +30,15 @@ from domain.policy import Policy, PolicyError, bundled_policy, parse_policy
 from graph.execution.planned import PlannedEndpoint
 from graph.execution.planner import PLANS
 from graph.http.authentication import BearerAuthentication
+from graph.http.console.page import ConsolePage
+from graph.http.console.routes import ConsoleEndpoints
 from graph.http.middleware import (
     RequestContextMiddleware,
     RequestGuardMiddleware,
     SecurityHeadersMiddleware,
 )
 from graph.http.routes.auth import AuthEndpoints
-from graph.http.view import GRAPHIQL_ASSETS_PATH, GraphQLView
+from graph.http.view import GraphQLView
 from graph.identity import Identity, build_identity
 from graph.keys import field_cipher
 from graph.logs import configure_logging, describe_exception
@@ -152,26 +153,19 @@ def create_app(
                 ),
                 methods=["GET", "POST"],
             ),
-            *(
-                [
-                    Mount(
-                        GRAPHIQL_ASSETS_PATH,
-                        app=StaticFiles(directory=settings.graphiql_assets),
-                        name="graphiql-assets",
-                    )
-                ]
-                if settings.graphiql_assets is not None
-                else []
-            ),
+            *ConsoleEndpoints(
+                identity,
+                policy=policy,
+                schema=schema._schema,  # type: ignore[attr-defined]
+                page=ConsolePage(settings.console_assets),
+                assets_directory=settings.console_assets,
+            ).routes(),
             *AuthEndpoints(identity).routes(),
         ],
         middleware=[
             # Outermost: the headers reach every response, the request context's own
             # last-resort error answer included.
-            Middleware(
-                SecurityHeadersMiddleware,
-                self_hosted_graphiql=settings.graphiql_assets is not None,
-            ),
+            Middleware(SecurityHeadersMiddleware),
             Middleware(RequestContextMiddleware),
             *(
                 [
@@ -193,9 +187,7 @@ def create_app(
                 max_body_bytes=settings.max_body_bytes,
                 body_timeout=settings.body_timeout_seconds,
             ),
-            Middleware(
-                BearerAuthentication, identity=identity, console_page=graphql.graphql_ide_html
-            ),
+            Middleware(BearerAuthentication, identity=identity),
         ],
         lifespan=lifespan,
     )

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import structlog
 from cachetools import TTLCache
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from db.sessions import SessionEnded, VerifiedSession
+from db.sessions import (
+    NO_TOUCH,
+    SessionEnded,
+    SessionOpening,
+    VerifiedSession,
+)
 from db.unit_of_work import RequestDatabase
 from domain.principals import Principal
 from domain.security_events import Outcome, SecurityEvent
+from graph.http.console.cookie import clear_cookie_header, forgery_problem, read_cookie
 from graph.http.middleware import REQUEST_META, header
-from graph.http.responses import RETRY_AFTER, oauth_error, rate_limited, unavailable
+from graph.http.responses import NO_STORE, RETRY_AFTER, oauth_error, rate_limited, unavailable
 from graph.identity import Identity
 from graph.logs import describe_exception
-from resolvers.auth import AuthContext, authenticate, flush_events
+from resolvers.auth import AuthContext, Presented, authenticate, flush_events
 from resolvers.context import RequestMeta
 from resolvers.tokens import TokenRejected
 
@@ -40,15 +46,28 @@ def bearer_token(scope: Scope) -> str | None:
     return token.strip() or None if kind.lower() == "bearer" else None
 
 
-def _is_static_asset(scope: Scope) -> bool:
-    """The self-hosted GraphiQL scripts and styles: files, no data, no schema."""
-    return scope["method"] == "GET" and scope["path"].startswith("/graphiql-assets/")
+CONSOLE_PAGE = "/console"
+CONSOLE_FILES = ("/console/static/", "/console/assets/")
+# What a console cookie may authenticate: the GraphQL endpoint and the console's own
+# session and library reads. Anything else ignores the cookie.
+CONSOLE_API = frozenset({"/graphql", "/console/session", "/console/operations"})
+
+
+def _is_public(scope: Scope) -> bool:
+    """The endpoints anyone may call: health, sign-in and token endpoints, the console's
+    page and its static files (no data, no schema), and the console's sign-in."""
+    path, method = scope["path"], scope["method"]
+    if path in PUBLIC_PATHS:
+        return True
+    if method in ("GET", "HEAD") and (path == CONSOLE_PAGE or path.startswith(CONSOLE_FILES)):
+        return True
+    return path == "/console/session" and method == "POST"
 
 
 def _wants_console_page(scope: Scope) -> bool:
-    """A browser opening /graphql. Answered, without a token, with the static GraphiQL
-    page and nothing else: the request never reaches the GraphQL view, so whatever its
-    query string holds (in whatever encoding) executes nothing."""
+    """A browser opening /graphql: sent to the console, whatever it holds. The request
+    never reaches the GraphQL view, so whatever its query string holds (in whatever
+    encoding) executes nothing."""
     return (
         scope["method"] == "GET"
         and scope["path"] == "/graphql"
@@ -57,10 +76,9 @@ def _wants_console_page(scope: Scope) -> bool:
 
 
 class BearerAuthentication:
-    def __init__(self, app: ASGIApp, *, identity: Identity, console_page: str = "") -> None:
+    def __init__(self, app: ASGIApp, *, identity: Identity) -> None:
         self.app = app
         self.identity = identity
-        self.console_page = console_page
         # Addresses already reported over the anonymous limit, for about a window.
         self._reported: TTLCache[str, bool] = TTLCache(maxsize=10_000, ttl=60)
 
@@ -83,17 +101,22 @@ class BearerAuthentication:
     async def _check(
         self, ctx: AuthContext, token: str
     ) -> tuple[Principal, RequestDatabase, VerifiedSession] | Response:
-        """The caller and the request's open transaction, or the response that refuses
-        them. The transaction begins with the database's own check of the session,
-        which also sets the row context row-level security reads."""
         try:
             presented = await authenticate(ctx, token)
         except TokenRejected as rejected:
             return await self._refuse_token(ctx, rejected.reason.upper())
+        return await self._open(ctx, presented)
+
+    async def _open(
+        self, ctx: AuthContext, presented: Presented
+    ) -> tuple[Principal, RequestDatabase, VerifiedSession] | Response:
+        """The caller and the request's open transaction, or the response that refuses
+        them. The transaction begins with the database's own check of the session,
+        which also sets the row context row-level security reads."""
         # The caller's rate limit before the request's connection is taken: counting may
         # need a connection of its own, and a request holding one while waiting for
         # another can starve the pool (every connection held, every holder waiting).
-        actor = presented.claimed.actor_id
+        actor = presented.rate_key
         retry_after = await self.identity.limits.retry_after(
             self.identity.limits.graphql, "caller", actor
         )
@@ -107,6 +130,8 @@ class BearerAuthentication:
             principal = presented.principal()
         except SessionEnded:
             await db.close()
+            if presented.claimed is None:
+                return await self._refuse_cookie(ctx, "CONSOLE_SESSION_ENDED")
             return await self._refuse_token(ctx, "SESSION_ENDED")
         except BaseException:
             await db.close()
@@ -115,20 +140,86 @@ class BearerAuthentication:
         assert verified is not None  # set by the opening that just succeeded
         return principal, db, verified
 
+    async def _refuse_cookie(self, ctx: AuthContext, reason: str) -> Response:
+        """A console cookie that names no live session (signed out, idle, expired,
+        revoked): 401, the cookie cleared, the page goes back to sign-in."""
+        address = ctx.meta.client_ip or "unknown"
+        retry_after = await self.identity.limits.anonymous_retry_after(address)
+        if retry_after is not None:
+            return rate_limited(retry_after)
+        ctx.record(SecurityEvent.ACCESS_TOKEN_REJECTED, Outcome.DENIED, reason=reason)
+        await flush_events(ctx)
+        response = oauth_error(
+            401, "session_ended", "The console session has ended; sign in again."
+        )
+        response.headers["Set-Cookie"] = clear_cookie_header()
+        return response
+
+    async def _console(self, scope: Scope, ctx: AuthContext) -> Presented | Response:
+        """A request authenticated by the console cookie, or the refusal of a request
+        that carries the cookie without proving it comes from the console's own page
+        (audited: it is what a cross-site request forgery looks like)."""
+        cookie = read_cookie(scope)
+        assert cookie is not None
+        problem = forgery_problem(scope)
+        if problem is None and header(scope, b"x-break-glass-reason") is not None:
+            problem = "BREAK_GLASS_IN_CONSOLE"
+        if problem is not None:
+            address = ctx.meta.client_ip or "unknown"
+            retry_after = await self.identity.limits.anonymous_retry_after(address)
+            if retry_after is not None:
+                return rate_limited(retry_after)
+            ctx.record(SecurityEvent.CONSOLE_REQUEST_REFUSED, Outcome.DENIED, reason=problem)
+            await flush_events(ctx)
+            message = (
+                "Break-glass access is not available in the console; use the API."
+                if problem == "BREAK_GLASS_IN_CONSOLE"
+                else "A console session is honoured only on requests from the console's own"
+                " page (same origin, with the X-Phigate-Console header)."
+            )
+            return JSONResponse(
+                {"error": "forbidden", "error_description": message, "reason": problem},
+                status_code=403,
+                headers=NO_STORE,
+            )
+        # The page asking how long its session has left is not activity: it must not
+        # keep an idle session alive.
+        polling = scope["path"] == "/console/session" and scope["method"] == "GET"
+        opening = SessionOpening(
+            cookie.session_id,
+            cookie.secret,
+            idle=self.identity.config.session.idle,
+            touch=NO_TOUCH if polling else None,
+        )
+        return Presented(opening, None, source="console")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or _is_static_asset(scope):
+        if scope["type"] != "http" or _is_public(scope):
             await self.app(scope, receive, send)
+            return
+        if _wants_console_page(scope):
+            await RedirectResponse(CONSOLE_PAGE, status_code=303)(scope, receive, send)
             return
         meta: RequestMeta = scope.get("state", {}).get(REQUEST_META) or RequestMeta(
             request_id="unknown"
         )
         token = bearer_token(scope)
-        if token is None:
+        console = token is None and scope["path"] in CONSOLE_API and read_cookie(scope) is not None
+        if token is None and not console:
             await (await self._anonymous(scope, meta))(scope, receive, send)
             return
         ctx = self.identity.context(meta)
         try:
-            outcome = await self._check(ctx, token)
+            if console:
+                presented = await self._console(scope, ctx)
+                outcome = (
+                    presented
+                    if isinstance(presented, Response)
+                    else await self._open(ctx, presented)
+                )
+            else:
+                assert token is not None
+                outcome = await self._check(ctx, token)
         except Exception as exc:
             log.error("authentication_failed", **describe_exception(exc))
             outcome = (
@@ -167,8 +258,6 @@ class BearerAuthentication:
                 except Exception as exc:
                     log.warning("security_event_not_recorded", **describe_exception(exc))
             return rate_limited(retry_after)
-        if self.console_page and _wants_console_page(scope):
-            return HTMLResponse(self.console_page)
         return oauth_error(
             401,
             "invalid_token",

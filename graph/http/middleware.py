@@ -93,12 +93,11 @@ class RequestContextMiddleware:
 
 # API responses are data: nothing in them may load, run or be framed.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# The GraphiQL shell: its scripts and styles come from unpkg pinned by version with
-# Subresource Integrity; its one inline bootstrap script needs 'unsafe-inline'.
-GRAPHIQL_CSP = (
-    "default-src 'none'; script-src 'unsafe-inline' https://unpkg.com;"
-    " style-src 'unsafe-inline' https://unpkg.com; font-src https://unpkg.com data:;"
-    " img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none';"
+# Any HTML page phigate serves (the console's): scripts and styles from phigate itself,
+# nothing inline (graph/http/console/page.py sets the same on its page).
+HTML_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+    " font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none';"
     " form-action 'none'"
 )
 
@@ -116,13 +115,8 @@ class SecurityHeadersMiddleware:
         "Cross-Origin-Opener-Policy": "same-origin",
     }
 
-    def __init__(self, app: ASGIApp, *, self_hosted_graphiql: bool = False) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.graphiql_csp = (
-            GRAPHIQL_CSP.replace("https://unpkg.com", "'self'")
-            if self_hosted_graphiql
-            else GRAPHIQL_CSP
-        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,9 +129,7 @@ class SecurityHeadersMiddleware:
                 for name, value in self.HEADERS.items():
                     headers.setdefault(name, value)
                 html = headers.get("content-type", "").startswith("text/html")
-                headers.setdefault(
-                    "Content-Security-Policy", self.graphiql_csp if html else API_CSP
-                )
+                headers.setdefault("Content-Security-Policy", HTML_CSP if html else API_CSP)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

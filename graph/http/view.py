@@ -44,8 +44,6 @@ from resolvers.context import AccessRequest, PageLimits, QueryLimits, RequestCon
 
 log = structlog.get_logger("phigate.graphql")
 
-GRAPHIQL_ASSETS_PATH = "/graphiql-assets"
-
 # A written reason: long enough to say something, short enough to be a reason.
 MIN_REASON = 10
 MAX_REASON = 500
@@ -76,7 +74,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
     ) -> None:
         super().__init__(
             schema,
-            graphql_ide="graphiql",
+            # Browsers are sent to the analyst console (graph/http/console), which signs
+            # in with a cookie; Strawberry's own page would ask for a pasted token.
+            graphql_ide=None,
             allow_queries_via_get=True,
             multipart_uploads_enabled=False,
         )
@@ -109,7 +109,6 @@ class GraphQLView(GraphQL[RequestContext, None]):
             max_page_size=settings.max_page_size,
         )
         self.timeout = settings.execution_timeout_seconds
-        self._self_hosted_assets = settings.graphiql_assets is not None
         self.persisted = PersistedOperations(
             engine,
             OperationsMode(settings.operations),
@@ -194,23 +193,6 @@ class GraphQLView(GraphQL[RequestContext, None]):
             query_limits=self._query_limits,
             cipher=self._cipher,
             break_glass_episodes=dict(verified.episodes) if verified is not None else {},
-        )
-
-    @property
-    def graphql_ide_html(self) -> str:
-        """Strawberry's GraphiQL page (assets pinned by version, with Subresource
-        Integrity), pointed at /graphiql-assets/ when the operator self-hosts them."""
-        html = super().graphql_ide_html
-        if self._self_hosted_assets:
-            html = html.replace("https://unpkg.com/", f"{GRAPHIQL_ASSETS_PATH}/")
-        return html
-
-    def should_render_graphql_ide(self, request: Any) -> bool:
-        """A GET by persisted-query hash carries no `query`: it is an operation, not a
-        browser asking for GraphiQL."""
-        return (
-            super().should_render_graphql_ide(request)
-            and request.query_params.get("extensions") is None
         )
 
     async def execute_single(

@@ -29,7 +29,7 @@ from resolvers.identity import fingerprint
 log = structlog.get_logger("phigate.auth")
 MAX_BODY_BYTES = 8 * 1024
 GENERIC_FAILURE = "Invalid username, password or one-time code."
-_LOGIN_FIELDS = {"username": 64, "password": 256, "totp": 10}
+LOGIN_FIELDS = {"username": 64, "password": 256, "totp": 10}
 _FORM_FIELDS = frozenset({"grant_type", "client_id", "client_secret", "scope"})
 
 
@@ -87,7 +87,7 @@ def _text_field(name: str, value: str) -> str:
     return value
 
 
-async def _json_fields(request: Request, fields: dict[str, int]) -> dict[str, str]:
+async def json_fields(request: Request, fields: dict[str, int]) -> dict[str, str]:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise BadRequest("The body must be JSON (Content-Type: application/json).")
     raw = await _limited_body(request)
@@ -110,7 +110,7 @@ async def _json_fields(request: Request, fields: dict[str, int]) -> dict[str, st
     return values
 
 
-def _meta(request: Request) -> RequestMeta:
+def request_meta(request: Request) -> RequestMeta:
     return request.scope.get("state", {}).get(REQUEST_META) or RequestMeta(request_id="unknown")
 
 
@@ -121,12 +121,25 @@ def _tokens(response: auth.TokenResponse) -> JSONResponse:
 UNAVAILABLE = "Sign-in is temporarily unavailable; retry shortly."
 
 
-def _fail_closed(endpoint: Any) -> Any:
+async def over_limit(
+    identity: Identity, ctx: auth.AuthContext, item: Any, **keys: str
+) -> Response | None:
+    """429 (recorded) when any of the keys is over the item's limit, else None."""
+    for kind, value in keys.items():
+        retry_after = await identity.limits.retry_after(item, kind, value)
+        if retry_after is not None:
+            ctx.record(SecurityEvent.RATE_LIMITED, Outcome.DENIED, reason=f"{kind.upper()}_LIMIT")
+            await auth.flush_events(ctx)
+            return rate_limited(retry_after)
+    return None
+
+
+def fail_closed(endpoint: Any) -> Any:
     """An endpoint whose work (or whose security event) could not be recorded answers
     503 and hands out nothing."""
 
     @functools.wraps(endpoint)
-    async def guarded(self: AuthEndpoints, request: Request) -> Response:
+    async def guarded(self: Any, request: Request) -> Response:
         try:
             return await endpoint(self, request)
         except Exception as exc:
@@ -141,21 +154,13 @@ class AuthEndpoints:
         self.identity = identity
 
     async def _limited(self, ctx: auth.AuthContext, item: Any, **keys: str) -> Response | None:
-        for kind, value in keys.items():
-            retry_after = await self.identity.limits.retry_after(item, kind, value)
-            if retry_after is not None:
-                ctx.record(
-                    SecurityEvent.RATE_LIMITED, Outcome.DENIED, reason=f"{kind.upper()}_LIMIT"
-                )
-                await auth.flush_events(ctx)
-                return rate_limited(retry_after)
-        return None
+        return await over_limit(self.identity, ctx, item, **keys)
 
-    @_fail_closed
+    @fail_closed
     async def login(self, request: Request) -> Response:
-        ctx = self.identity.context(_meta(request))
+        ctx = self.identity.context(request_meta(request))
         try:
-            fields = await _json_fields(request, _LOGIN_FIELDS)
+            fields = await json_fields(request, LOGIN_FIELDS)
         except BadRequest as bad:
             return bad.response()
         refused = await self._limited(
@@ -174,11 +179,11 @@ class AuthEndpoints:
             return oauth_error(401, "invalid_grant", GENERIC_FAILURE)
         return _tokens(response)
 
-    @_fail_closed
+    @fail_closed
     async def refresh(self, request: Request) -> Response:
-        ctx = self.identity.context(_meta(request))
+        ctx = self.identity.context(request_meta(request))
         try:
-            fields = await _json_fields(request, {"refresh_token": 200})
+            fields = await json_fields(request, {"refresh_token": 200})
         except BadRequest as bad:
             return bad.response()
         refused = await self._limited(
@@ -194,17 +199,17 @@ class AuthEndpoints:
             )
         return _tokens(response)
 
-    @_fail_closed
+    @fail_closed
     async def logout(self, request: Request) -> Response:
         principal = request.scope.get("state", {}).get(PRINCIPAL)
         if not isinstance(principal, Human):
             return oauth_error(400, "invalid_request", "Only a user's session can be logged out.")
-        await auth.logout(self.identity.context(_meta(request)), principal)
+        await auth.logout(self.identity.context(request_meta(request)), principal)
         return Response(status_code=204, headers=NO_STORE)
 
-    @_fail_closed
+    @fail_closed
     async def token(self, request: Request) -> Response:
-        ctx = self.identity.context(_meta(request))
+        ctx = self.identity.context(request_meta(request))
         if (
             request.headers.get("content-type", "").split(";")[0].strip()
             != "application/x-www-form-urlencoded"
