@@ -446,7 +446,5 @@ async def test_nothing_of_a_session_reaches_the_logs_or_the_trail(
     secret = cookie.split(".", 1)[1]
     assert secret not in captured.out + captured.err
     async with admin_engine.connect() as connection:
-        trail = await connection.scalar(
-            text("SELECT string_agg(e::text, ' ') FROM audit.events e")
-        )
+        trail = await connection.scalar(text("SELECT string_agg(e::text, ' ') FROM audit.events e"))
     assert trail and secret not in trail and PASSWORD not in trail

@@ -19,6 +19,7 @@
     idleDeadline: 0,
     ticker: null,
     poller: null,
+    checking: false,
   };
 
   // GraphiQL keeps tabs, queries and history in the Storage it is given: here, one that
@@ -89,10 +90,17 @@
     return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
   }
 
+  function idleWords(seconds) {
+    return seconds >= 120 ? Math.round(seconds / 60) + " minutes" : seconds + " seconds";
+  }
+
   function tick() {
     const left = (state.idleDeadline - Date.now()) / 1000;
     $("idle-left").textContent = formatLeft(left);
-    if (left <= 0) refreshSession(true);
+    if (left <= 0 && !state.checking) {
+      state.checking = true;
+      refreshSession(true).finally(() => (state.checking = false));
+    }
   }
 
   async function refreshSession(expiring) {
@@ -106,8 +114,8 @@
       showSignIn(
         expiring
           ? "Your session ended after " +
-              Math.round((state.session ? state.session.idleSeconds : 900) / 60) +
-              " minutes without activity. Sign in again."
+              idleWords(state.session ? state.session.idleSeconds : 900) +
+              " without activity. Sign in again."
           : "Your session has ended. Sign in again."
       );
       return;
