@@ -106,6 +106,13 @@ class Settings:
     oidc_role_claim: str = "groups"
     oidc_role_map: str = ""
     oidc_require_mfa: bool = True
+    # The analyst console signs in at the issuer (authorization code with PKCE) when a
+    # client is registered for it there.
+    oidc_console_client_id: str | None = None
+    oidc_console_client_secret: str | None = field(default=None, repr=False)
+    oidc_authorization_endpoint: str | None = None
+    oidc_token_endpoint: str | None = None
+    oidc_console_scopes: str = "openid profile"
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -231,6 +238,11 @@ class Settings:
             oidc_role_claim=env.get("PHIGATE_OIDC_ROLE_CLAIM") or "groups",
             oidc_role_map=env.get("PHIGATE_OIDC_ROLE_MAP") or "",
             oidc_require_mfa=_bool(env, "PHIGATE_OIDC_REQUIRE_MFA", True),
+            oidc_console_client_id=env.get("PHIGATE_OIDC_CONSOLE_CLIENT_ID") or None,
+            oidc_console_client_secret=_secret(env, "PHIGATE_OIDC_CONSOLE_CLIENT_SECRET"),
+            oidc_authorization_endpoint=env.get("PHIGATE_OIDC_AUTHORIZATION_ENDPOINT") or None,
+            oidc_token_endpoint=env.get("PHIGATE_OIDC_TOKEN_ENDPOINT") or None,
+            oidc_console_scopes=env.get("PHIGATE_OIDC_CONSOLE_SCOPES") or "openid profile",
         )._validated()
 
     def _validated(self) -> Settings:
@@ -242,6 +254,25 @@ class Settings:
             )
         if self.oidc_issuer and not self.oidc_audience:
             raise SettingsError("PHIGATE_OIDC_ISSUER needs PHIGATE_OIDC_AUDIENCE")
+        if self.oidc_console_client_id:
+            if not (
+                self.oidc_issuer and self.oidc_authorization_endpoint and self.oidc_token_endpoint
+            ):
+                raise SettingsError(
+                    "PHIGATE_OIDC_CONSOLE_CLIENT_ID needs PHIGATE_OIDC_ISSUER,"
+                    " PHIGATE_OIDC_AUTHORIZATION_ENDPOINT and PHIGATE_OIDC_TOKEN_ENDPOINT"
+                )
+            for name, url in (
+                ("PHIGATE_OIDC_AUTHORIZATION_ENDPOINT", self.oidc_authorization_endpoint),
+                ("PHIGATE_OIDC_TOKEN_ENDPOINT", self.oidc_token_endpoint),
+            ):
+                if not _acceptable_endpoint(url, production=self.is_production):
+                    raise SettingsError(
+                        f"{name} must be an https:// URL (http:// only on this machine's"
+                        " loopback address, outside production)"
+                    )
+            if "openid" not in self.oidc_console_scopes.split():
+                raise SettingsError("PHIGATE_OIDC_CONSOLE_SCOPES must include openid")
         return self
 
     def describe(self) -> dict[str, str]:
@@ -251,6 +282,7 @@ class Settings:
             "migration_database_url",
             "audit_read_database_url",
             "master_key",
+            "oidc_console_client_secret",
             "blind_index_key",
         }
         described = {
@@ -386,3 +418,16 @@ def _roles(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple
     if any(role not in known for role in roles):
         raise SettingsError(f"{name} must list roles among {', '.join(sorted(known))}")
     return roles
+
+
+def _acceptable_endpoint(url: str, *, production: bool) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    return (
+        not production
+        and parts.scheme == "http"
+        and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    )

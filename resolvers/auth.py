@@ -311,6 +311,41 @@ async def console_login(
     return session
 
 
+async def external_console_session(ctx: AuthContext, human: Human) -> ConsoleSession:
+    """A console session for a person the external identity provider signed in (the
+    authorization-code flow): the same limits as a local sign-in (idle, absolute,
+    revocable), recorded as a login."""
+    secret, digest = sessions.new_secret()
+
+    async def work(db: RequestDatabase) -> ConsoleSession:
+        row = await sessions.create_session(
+            db,
+            {
+                "external_subject": human.user_id,
+                "external_role": human.role.value,
+                "secret_hash": digest,
+                "created_at": ctx.now,
+                "last_seen_at": ctx.now,
+                "expires_at": ctx.now + ctx.config.session.absolute,
+                "client_ip": ctx.meta.client_ip,
+                "user_agent": ctx.meta.user_agent,
+            },
+        )
+        ctx.record(
+            SecurityEvent.LOGIN_SUCCEEDED,
+            Outcome.ALLOWED,
+            actor_id=human.user_id,
+            actor_kind="USER",
+            role=human.role.value,
+            session_id=row.id,
+            reason="CONSOLE_OIDC",
+        )
+        return ConsoleSession(session_id=row.id, secret=secret)
+
+    result: ConsoleSession = await _in_transaction(ctx, work)
+    return result
+
+
 async def _refresh(
     ctx: AuthContext, db: RequestDatabase, refresh_token: str
 ) -> TokenResponse | None:
@@ -424,7 +459,11 @@ class Presented:
         return Human(
             user_id=verified.actor,
             role=Role(verified.role),
-            session_id=str(self.opening.session_id) if verified.subject_kind == "USER" else None,
+            # A console session (claimed by no token) is the caller's own to end, whoever
+            # vouched for it; an external provider's API token owns no session.
+            session_id=str(self.opening.session_id)
+            if verified.subject_kind == "USER" or self.claimed is None
+            else None,
             source=self.source,
         )
 

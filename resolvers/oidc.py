@@ -5,6 +5,7 @@ and map to one of our roles through a configured claim."""
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import time
 import urllib.request
@@ -87,7 +88,12 @@ class OidcTrust:
                     raise TokenRejected("idp_keys_unavailable") from None
         return self._keys
 
-    async def verify(self, token: str, *, now: datetime) -> Human:
+    async def verify(
+        self, token: str, *, now: datetime, audience: str | None = None, nonce: str | None = None
+    ) -> Human:
+        """The caller an issuer's token names. An access token for the API carries our
+        audience; an ID token from the console's sign-in carries the console's client id
+        and the nonce the sign-in sent, which must match."""
         try:
             decoded = jwt.decode(token, await self.keys(), algorithms=ALGORITHMS)
         except (JoseError, ValueError):
@@ -99,7 +105,7 @@ class OidcTrust:
             now=int(now.timestamp()),
             leeway=LEEWAY_SECONDS,
             iss={"essential": True, "value": self.issuer},
-            aud={"essential": True, "value": self.audience},
+            aud={"essential": True, "value": audience or self.audience},
             sub={"essential": True},
             exp={"essential": True},
         )
@@ -108,6 +114,8 @@ class OidcTrust:
         except JoseError as error:
             raise TokenRejected(f"idp_claims_{error.error}") from None
         claims = decoded.claims
+        if nonce is not None and not hmac.compare_digest(str(claims.get("nonce", "")), nonce):
+            raise TokenRejected("idp_nonce_mismatch")
         if self.require_mfa and not MFA_METHODS & set(claims.get("amr") or ()):
             raise TokenRejected("idp_no_mfa")
         values = claims.get(self.role_claim)

@@ -30,6 +30,7 @@ from domain.policy import Policy, PolicyError, bundled_policy, parse_policy
 from graph.execution.planned import PlannedEndpoint
 from graph.execution.planner import PLANS
 from graph.http.authentication import BearerAuthentication
+from graph.http.console.oidc import OidcConsole
 from graph.http.console.page import ConsolePage
 from graph.http.console.routes import ConsoleEndpoints
 from graph.http.middleware import (
@@ -157,8 +158,11 @@ def create_app(
                 identity,
                 policy=policy,
                 schema=schema._schema,  # type: ignore[attr-defined]
-                page=ConsolePage(settings.console_assets),
+                page=ConsolePage(
+                    settings.console_assets, oidc=bool(settings.oidc_console_client_id)
+                ),
                 assets_directory=settings.console_assets,
+                oidc=OidcConsole(identity, settings) if settings.oidc_console_client_id else None,
             ).routes(),
             *AuthEndpoints(identity).routes(),
         ],

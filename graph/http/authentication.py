@@ -47,7 +47,9 @@ def bearer_token(scope: Scope) -> str | None:
 
 
 CONSOLE_PAGE = "/console"
-CONSOLE_FILES = ("/console/static/", "/console/assets/")
+# The console's files, and its sign-in at an external identity provider (the browser
+# arrives there with no session: that is what it comes to get).
+CONSOLE_FILES = ("/console/static/", "/console/assets/", "/console/oidc/")
 # What a console cookie may authenticate: the GraphQL endpoint and the console's own
 # session and library reads. Anything else ignores the cookie.
 CONSOLE_API = frozenset({"/graphql", "/console/session", "/console/operations"})

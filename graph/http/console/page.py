@@ -30,8 +30,9 @@ def _integrity(path: Path) -> str:
 
 
 class ConsolePage:
-    def __init__(self, assets_directory: Path) -> None:
+    def __init__(self, assets_directory: Path, *, oidc: bool = False) -> None:
         self.assets_directory = assets_directory
+        self.oidc = oidc
         self._html: str | None = None
 
     def _files(self) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
@@ -55,7 +56,9 @@ class ConsolePage:
                 for url, path in scripts
             ]
         )
-        return SHELL.replace("{head}", head)
+        return SHELL.replace("{head}", head).replace(
+            "{oidc}", ' data-oidc="1"' if self.oidc else ""
+        )
 
     def response(self) -> HTMLResponse:
         absent = assets.missing(self.assets_directory)
@@ -99,7 +102,7 @@ SHELL = """<!doctype html>
 </head>
 <body>
 <noscript>The phigate console needs JavaScript.</noscript>
-<main id="signin" class="signin" hidden>
+<main id="signin" class="signin" hidden{oidc}>
   <form id="signin-form" class="signin-card" autocomplete="off" novalidate>
     <h1>phigate console</h1>
     <p class="signin-lead">Sign in with your phigate account and authenticator code.</p>

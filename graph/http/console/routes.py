@@ -37,6 +37,7 @@ from graph.http.console.cookie import (
     secure_transport,
     set_cookie_header,
 )
+from graph.http.console.oidc import OidcConsole
 from graph.http.console.page import ASSETS_PATH, STATIC_DIRECTORY, STATIC_PATH, ConsolePage
 from graph.http.responses import NO_STORE, oauth_error
 from graph.http.routes.auth import (
@@ -88,12 +89,14 @@ class ConsoleEndpoints:
         schema: GraphQLSchema,
         page: ConsolePage,
         assets_directory: Any,
+        oidc: OidcConsole | None = None,
     ) -> None:
         self.identity = identity
         self.policy = policy
         self.schema = schema
         self.page = page
         self.assets_directory = assets_directory
+        self.oidc = oidc
         # Who may run a registered document, by its hash: a pure function of the
         # document and the policy, both fixed for the process's life.
         self._explained: LRUCache[str, list[Any]] = LRUCache(maxsize=1024)
@@ -149,9 +152,14 @@ class ConsoleEndpoints:
             return oauth_error(400, "invalid_request", "Only a console session is described.")
         db: RequestDatabase = request.scope["state"][REQUEST_DATABASE]
         row = await sessions.get_session(db, uuid.UUID(principal.session_id))
-        user = await users.by_id(db, uuid.UUID(principal.user_id))
-        if row is None or user is None:
+        if row is None:
             return oauth_error(401, "session_ended", "The console session has ended.")
+        username = principal.user_id  # an identity provider's subject ("oidc:…")
+        if row.user_id is not None:
+            user = await users.by_id(db, row.user_id)
+            if user is None:
+                return oauth_error(401, "session_ended", "The console session has ended.")
+            username = user.username
         now = datetime.now(UTC)
         policy = self.identity.config.session
         idle_left = (row.last_seen_at + policy.idle - now).total_seconds()
@@ -163,7 +171,7 @@ class ConsoleEndpoints:
         )
         return JSONResponse(
             {
-                "username": user.username,
+                "username": username,
                 "role": principal.role.value,
                 "purposes": purposes,
                 "idleSeconds": int(policy.idle.total_seconds()),
@@ -226,6 +234,14 @@ class ConsoleEndpoints:
             Route("/console/session", method("describe"), methods=["GET"]),
             Route("/console/session", method("sign_out"), methods=["DELETE"]),
             Route("/console/operations", method("operations"), methods=["GET"]),
+            *(
+                [
+                    Route("/console/oidc/start", self.oidc.start, methods=["GET"]),
+                    Route("/console/oidc/callback", self.oidc.callback, methods=["GET"]),
+                ]
+                if self.oidc is not None
+                else []
+            ),
             Mount(STATIC_PATH, app=StaticFiles(directory=STATIC_DIRECTORY), name="console-static"),
             Mount(
                 ASSETS_PATH,
