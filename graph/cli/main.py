@@ -95,6 +95,7 @@ def _seed(settings: Settings, database: Database, patients: int) -> dict[str, ob
             "seed-demo is refused when PHIGATE_ENV=production: demo data does not belong there"
         )
     from db.demo import seed_demo
+    from db.demo_operations import register_demo_operations
 
     async def run() -> dict[str, object]:
         # Every patient's record: the schema owner's connection (row-level security
@@ -107,6 +108,7 @@ def _seed(settings: Settings, database: Database, patients: int) -> dict[str, ob
                 report = await seed_demo(
                     connection, cipher=field_cipher(settings), patients=patients
                 )
+            registered = await register_demo_operations(engine)
         finally:
             await engine.dispose()
         return {
@@ -114,6 +116,7 @@ def _seed(settings: Settings, database: Database, patients: int) -> dict[str, ob
             "patients": report.patients,
             "baas": report.baas,
             "breaches": report.breaches,
+            "registered_operations": registered,
         }
 
     seeded = asyncio.run(run())

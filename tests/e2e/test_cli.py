@@ -67,7 +67,17 @@ def test_seed_demo_is_idempotent(
         for name in ("clinician", "nurse", "billing", "compliance", "auditor", "analyst", "admin")
     ]
     second.pop("demo_users")
-    assert first == second == {"demo_data": "synthetic", "patients": 25, "baas": 4, "breaches": 2}
+    assert (
+        first
+        == second
+        == {
+            "demo_data": "synthetic",
+            "patients": 25,
+            "baas": 4,
+            "breaches": 2,
+            "registered_operations": 5,
+        }
+    )
 
 
 def test_seed_demo_is_refused_in_production(

@@ -91,7 +91,20 @@ def gateway(
         seed_demo_users(
             Settings(**TEST_KEYS, **FAST_HASHING), postgres.admin_target(served.database)
         )
+        asyncio.run(_register_demo_operations(served))
         yield served
+
+
+async def _register_demo_operations(served: Served) -> None:
+    from db.demo_operations import register_demo_operations
+
+    engine = create_engine(
+        served.postgres.admin_target(served.database), pool_size=1, max_overflow=0
+    )
+    try:
+        await register_demo_operations(engine)
+    finally:
+        await engine.dispose()
 
 
 def chromium(*arguments: str):  # type: ignore[no-untyped-def]
@@ -250,6 +263,41 @@ def test_an_analyst_signs_in_explores_idles_out_and_signs_out(browser, gateway: 
     refused = run(browser, RECORDS)
     assert refused["data"] is None
     assert refused["errors"][0]["extensions"]["code"].startswith("FORBIDDEN")
+
+    # The library: the registered operations the analyst's role may run, ready to open.
+    names = wait_for(
+        lambda: [b.text for b in browser.find_elements("css selector", "#operations .operation")],
+        what="the operation library",
+    )
+    assert "PatientsByAgeBand" in names and "PatientsByZip3" in names
+    assert "BreachDeadlines" not in names  # a compliance officer's, not an analyst's
+    next(
+        b
+        for b in browser.find_elements("css selector", "#operations .operation")
+        if b.text == "PatientsByZip3"
+    ).click()
+    wait_for(
+        lambda: (
+            "query PatientsByZip3"
+            in browser.execute_script(
+                "return document.querySelector('.graphiql-query-editor .CodeMirror')"
+                ".CodeMirror.getValue()"
+            )
+        ),
+        what="the opened operation in the editor",
+    )
+    browser.find_element("css selector", ".graphiql-execute-button").click()
+    zip3 = wait_for(
+        lambda: json.loads(
+            browser.execute_script(
+                "return document.querySelector('.graphiql-response .CodeMirror')"
+                ".CodeMirror.getValue()"
+            )
+            or "null"
+        ),
+        what="the opened operation's result",
+    )
+    assert zip3["data"]["deidentifiedCounts"]["cells"]
 
     # The purpose is shown at all times and the idle clock counts down.
     assert browser.find_element("id", "purpose-shown").text == "Declared: RESEARCH"
