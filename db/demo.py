@@ -4,6 +4,12 @@ from a fixed namespace, so seeding twice adds nothing.
 Every value is fictional by construction: SSNs in the 9xx range (never issued as
 SSNs), phone numbers in the 555-01xx range reserved for fiction, e-mail addresses
 under example.test, names that say "Synthetic", MRNs that start with DEMO-.
+
+The first 50 patients are the ones the README, the docs and the tests name (the demo
+clinician looks after 1 to 10): they never change. The rest (3,000 patients in all by
+default) have a practice's spread of ages, areas, diagnoses and consents, drawn per
+patient from a generator seeded by the patient's number, so that de-identified counts
+have cells worth reading, some withheld, and the same ones on every run.
 """
 
 from __future__ import annotations
@@ -27,12 +33,15 @@ from db.models import (
     CareTeamMember,
     Consent,
     Diagnosis,
+    LegalHoldEvent,
     Patient,
 )
 from db.patients import seal_diagnosis, seal_identifiers
 from db.visibility import require_owner
 
 NAMESPACE = uuid.UUID("5b3c6d5e-0f1a-4c2b-9d8e-7f6a5b4c3d2e")
+DEMO_PATIENTS = 3_000
+NAMED_PATIENTS = 50
 GIVEN_NAMES = (
     "Alpha",
     "Bravo",
@@ -49,11 +58,10 @@ GIVEN_NAMES = (
 ZIPS = (
     ("02115", "MA"), ("10001", "NY"), ("60601", "IL"), ("94103", "CA"), ("73301", "TX"),
     ("98101", "WA"), ("33101", "FL"), ("80202", "CO"), ("85001", "AZ"), ("03601", "NH"),
+    ("05401", "VT"), ("59101", "MT"),
 )  # fmt: skip
-# A practice's patients cluster in a few areas and ages, so the demo's do too (by patient
-# number modulo 10): then de-identified counts over the 50 demo patients have cells
-# above the suppression threshold as well as below it. NH's 036 is a sparsely populated
-# area, reported as 000.
+# The first 50 patients cluster in a few areas and ages (by patient number modulo 10).
+# NH's 036 is a sparsely populated area, reported as 000.
 ZIP_SLOTS = (0, 0, 0, 1, 1, 1, 2, 2, 3, 9)
 AGE_DECADES = (3, 3, 3, 4, 4, 4, 5, 5, 6, 9)
 DIAGNOSES = (
@@ -67,17 +75,108 @@ DIAGNOSES = (
     ("J06.9", "Acute upper respiratory infection, unspecified"),
 )
 
+# Beyond patient 50. Weights in percent: ages by decade (0-9 to 80-89), ZIPS slots.
+AGE_WEIGHTS = (9, 10, 11, 13, 13, 14, 14, 10, 6)
+ZIP_WEIGHTS = {0: 30, 1: 18, 2: 12, 3: 10, 6: 8, 5: 6, 4: 5, 7: 5, 8: 4, 9: 2}
+# Some patients by arithmetic, (every, offset, ...): five more aged 90+ (ten in all, a
+# cell AGE_BAND withholds, with a complement), two areas of a handful each (ZIP3 cells
+# withheld) and rare diagnoses (DIAGNOSIS cells withheld).
+OLDEST = (600, 0)
+SPARSE_AREAS = ((450, 17, 10), (730, 101, 11))
+RARE = ((523, 0, "G35"), (997, 5, "Q90.9"), (1409, 77, "E84.9"))
+CONGENITAL = frozenset({"Q90.9", "E84.9"})
+# Percent of patients with each condition by age decade (0-9 ... 90+): roughly a
+# primary-care panel's problem list.
+CONDITIONS = (
+    ("I10", (0, 0.5, 2, 6, 14, 26, 42, 55, 60, 60)),
+    ("E78.5", (0, 0.5, 2, 6, 13, 22, 32, 34, 30, 25)),
+    ("E11.9", (0, 0.3, 1, 3, 7, 12, 17, 19, 17, 14)),
+    ("J45.909", (8, 9, 7, 6, 6, 6, 5, 5, 4, 3)),
+    ("K21.9", (1, 3, 6, 8, 10, 12, 13, 13, 12, 10)),
+    ("F32.9", (0, 4, 7, 7, 7, 6, 5, 5, 5, 5)),
+    ("F41.1", (1, 5, 8, 8, 7, 6, 5, 4, 3, 3)),
+    ("E66.9", (3, 6, 10, 13, 14, 14, 13, 10, 6, 3)),
+    ("M54.50", (0, 1, 5, 7, 8, 8, 7, 6, 5, 4)),
+    ("E03.9", (0, 0.5, 2, 3, 4, 5, 7, 8, 8, 8)),
+    ("G43.909", (0.5, 4, 6, 6, 5, 3, 2, 1, 0.5, 0)),
+    ("J44.9", (0, 0, 0, 0.5, 1, 3, 6, 8, 8, 7)),
+    ("I48.91", (0, 0, 0, 0, 0.5, 1, 4, 9, 13, 15)),
+    ("N18.30", (0, 0, 0, 0.3, 1, 2, 5, 9, 14, 18)),
+    ("M17.9", (0, 0, 0, 0.5, 2, 5, 9, 13, 15, 15)),
+    ("L20.9", (12, 6, 3, 2, 1, 1, 1, 1, 1, 1)),
+)
+ACUTE = (
+    ("H66.90", (18, 3, 1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.5)),
+    ("N39.0", (2, 3, 5, 4, 4, 4, 5, 6, 8, 10)),
+    ("J06.9", (25, 15, 10, 9, 8, 8, 7, 7, 7, 7)),
+)
+DESCRIPTIONS = dict(DIAGNOSES) | {
+    "F41.1": "Generalized anxiety disorder",
+    "E66.9": "Obesity, unspecified",
+    "M54.50": "Low back pain, unspecified",
+    "E03.9": "Hypothyroidism, unspecified",
+    "G43.909": "Migraine, unspecified, not intractable, without status migrainosus",
+    "J44.9": "Chronic obstructive pulmonary disease, unspecified",
+    "I48.91": "Unspecified atrial fibrillation",
+    "N18.30": "Chronic kidney disease, stage 3 unspecified",
+    "M17.9": "Osteoarthritis of knee, unspecified",
+    "L20.9": "Atopic dermatitis, unspecified",
+    "H66.90": "Otitis media, unspecified, unspecified ear",
+    "G35": "Multiple sclerosis",
+    "Q90.9": "Down syndrome, unspecified",
+    "E84.9": "Cystic fibrosis, unspecified",
+}
+MENTAL_HEALTH = frozenset({"F32.9", "F41.1"})
+PAYER_RESTRICTED = 0.15  # of those diagnoses: paid out of pocket, withheld from the plan
+# Percent of patients: research consent revoked (an opt-out analytics respect) or
+# granted; data sharing granted.
+RESEARCH_REVOKED, RESEARCH_GRANTED, SHARING_GRANTED = 5, 55, 35
+LEGAL_HOLDS = (1000, 333)
+HOLD_REASON = "Synthetic demo: records preserved for a fictional lawsuit"
+MINOR_DAYS = int(365.25 * 18)
+# Columns the first 50 leave at their defaults (the rows of one INSERT share keys).
+PATIENT_DEFAULTS = {
+    "retention_class": "STANDARD",
+    "legal_hold": False,
+    "legal_hold_reason": None,
+    "legal_hold_set_by": None,
+    "legal_hold_set_at": None,
+}
+DIAGNOSIS_DEFAULTS = {
+    "payer_restricted": False,
+    "payer_restricted_by": None,
+    "payer_restricted_at": None,
+}
+
 
 def demo_id(kind: str, number: int) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"{kind}-{number}")
 
 
+def _one_in(number: int, every_offset: tuple[int, int]) -> bool:
+    every, offset = every_offset
+    return number > NAMED_PATIENTS and number % every == offset
+
+
+def _decade_and_area(number: int) -> tuple[int, int]:
+    """The patient's age decade (9: 90+) and index into ZIPS."""
+    if number <= NAMED_PATIENTS:
+        return AGE_DECADES[number % 10], ZIP_SLOTS[number % 10]
+    rng = random.Random(f"population-{number}")
+    decade = 9 if _one_in(number, OLDEST) else rng.choices(range(9), AGE_WEIGHTS)[0]
+    for every, offset, slot in SPARSE_AREAS:
+        if number % every == offset:
+            return decade, slot
+    return decade, rng.choices(list(ZIP_WEIGHTS), list(ZIP_WEIGHTS.values()))[0]
+
+
 def synthetic_patient(number: int, *, now: datetime) -> dict[str, Any]:
     rng = random.Random(number)
-    postal_code, state = ZIPS[ZIP_SLOTS[number % 10]]
+    decade, area = _decade_and_area(number)
+    postal_code, state = ZIPS[area]
     # An age well inside its decade, so the band holds for months after seeding.
-    age_days = int(365.25 * AGE_DECADES[number % 10] * 10) + rng.randrange(180, 9 * 365)
-    return {
+    age_days = int(365.25 * decade * 10) + rng.randrange(180, 9 * 365)
+    patient = {
         "id": demo_id("patient", number),
         "mrn": f"DEMO-{number:06d}",
         "given_name": GIVEN_NAMES[number % len(GIVEN_NAMES)],
@@ -98,13 +197,26 @@ def synthetic_patient(number: int, *, now: datetime) -> dict[str, Any]:
         "email": f"synthetic.{number:05d}@example.test",
         "insurance_payer": "Example Health Plan (synthetic)",
         "insurance_member_id": f"XMP-{number:08d}",
-        # Spread creation times so pagination has a stable, realistic order.
+        # Spread creation times so pagination has a stable, realistic order. All within
+        # days of seeding: no retention period (a year at least) can have ended.
         "created_at": now - timedelta(minutes=number),
         "updated_at": now - timedelta(minutes=number),
     }
+    if number > NAMED_PATIENTS:
+        patient["retention_class"] = "MINOR" if age_days < MINOR_DAYS else "STANDARD"
+    if _one_in(number, LEGAL_HOLDS):
+        patient |= {
+            "legal_hold": True,
+            "legal_hold_reason": HOLD_REASON,
+            "legal_hold_set_by": "seed-demo",
+            "legal_hold_set_at": patient["created_at"],
+        }
+    return patient
 
 
 def synthetic_diagnoses(number: int, patient: dict[str, Any]) -> list[dict[str, Any]]:
+    if number > NAMED_PATIENTS:
+        return _panel_diagnoses(number, patient)
     rng = random.Random(number * 7919)
     rows = []
     for slot in range(rng.randrange(1, 4)):
@@ -123,6 +235,71 @@ def synthetic_diagnoses(number: int, patient: dict[str, Any]) -> list[dict[str, 
     return rows
 
 
+def _panel_diagnoses(number: int, patient: dict[str, Any]) -> list[dict[str, Any]]:
+    """A problem list by age: chronic conditions began some years ago (most within six),
+    acute ones in the last 18 months; each code once per patient, at least one code."""
+    rng = random.Random(f"diagnoses-{number}")
+    recorded = patient["created_at"]
+    lived = (recorded.date() - patient["date_of_birth"]).days
+    decade = min(int(lived / 365.25) // 10, 9)
+    chosen = [
+        (code, acute)
+        for acute, conditions in ((False, CONDITIONS), (True, ACUTE))
+        for code, percent in conditions
+        if rng.random() * 100 < percent[decade]
+    ]
+    chosen += [(code, False) for every, offset, code in RARE if number % every == offset]
+    rows = []
+    for code, acute in chosen or [("J06.9", True)]:
+        if code in CONGENITAL:
+            onset = patient["date_of_birth"] + timedelta(days=rng.randrange(180))
+        else:
+            days_ago = rng.randrange(540) if acute else int(rng.expovariate(1 / (6 * 365)))
+            onset = recorded.date() - timedelta(days=min(days_ago, lived - 90))
+        # Some mental-health care is paid out of pocket and withheld from the plan.
+        restricted = code in MENTAL_HEALTH and rng.random() < PAYER_RESTRICTED
+        rows.append(
+            {
+                "id": demo_id(f"diagnosis-{code}", number),
+                "patient_id": patient["id"],
+                "icd10_code": code,
+                "description": DESCRIPTIONS[code],
+                "onset_date": onset,
+                "recorded_at": recorded,
+                "payer_restricted": restricted,
+                "payer_restricted_by": "seed-demo" if restricted else None,
+                "payer_restricted_at": recorded if restricted else None,
+            }
+        )
+    return rows
+
+
+def synthetic_consents(number: int, patient: dict[str, Any]) -> list[dict[str, Any]]:
+    """Treatment consent for everyone; beyond patient 50, research (granted, or revoked:
+    an opt-out that analytics respect) and data sharing for some."""
+    decisions = [("TREATMENT", "GRANTED", demo_id("consent", number))]
+    if number > NAMED_PATIENTS:
+        rng = random.Random(f"consents-{number}")
+        research = rng.random() * 100
+        if research < RESEARCH_REVOKED:
+            decisions.append(("RESEARCH", "REVOKED", demo_id("consent-research", number)))
+        elif research < RESEARCH_REVOKED + RESEARCH_GRANTED:
+            decisions.append(("RESEARCH", "GRANTED", demo_id("consent-research", number)))
+        if rng.random() * 100 < SHARING_GRANTED:
+            decisions.append(("DATA_SHARING", "GRANTED", demo_id("consent-sharing", number)))
+    return [
+        {
+            "id": consent_id,
+            "patient_id": patient["id"],
+            "consent_type": consent_type,
+            "status": status,
+            "effective_date": patient["created_at"].date(),
+            "recorded_at": patient["created_at"],
+        }
+        for consent_type, status, consent_id in decisions
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class SeedReport:
     patients: int
@@ -134,36 +311,46 @@ async def seed_demo(
     connection: AsyncConnection,
     *,
     cipher: FieldCipher,
-    patients: int = 50,
+    patients: int = DEMO_PATIENTS,
     now: datetime | None = None,
 ) -> SeedReport:
     now = now or datetime.now(UTC)
     await require_owner(connection)
+    people = [synthetic_patient(n, now=now) for n in range(1, patients + 1)]
+    # One executemany per table (asyncpg pipelines it): 3,000 patients in about a second.
     patient_rows = [
-        seal_identifiers(cipher, row["id"], row)
-        for row in (synthetic_patient(n, now=now) for n in range(1, patients + 1))
+        seal_identifiers(cipher, person["id"], PATIENT_DEFAULTS | person) for person in people
     ]
-    for chunk in range(0, len(patient_rows), 1000):
-        batch = patient_rows[chunk : chunk + 1000]
-        await connection.execute(insert(Patient).on_conflict_do_nothing(), batch)
-        diagnoses = [
-            seal_diagnosis(cipher, d)
-            for n, p in enumerate(batch, start=chunk + 1)
-            for d in synthetic_diagnoses(n, p)
-        ]
-        await connection.execute(insert(Diagnosis).on_conflict_do_nothing(), diagnoses)
-        consents = [
-            {
-                "id": demo_id("consent", n),
-                "patient_id": p["id"],
-                "consent_type": "TREATMENT",
-                "status": "GRANTED",
-                "effective_date": p["created_at"].date(),
-                "recorded_at": p["created_at"],
-            }
-            for n, p in enumerate(batch, start=chunk + 1)
-        ]
-        await connection.execute(insert(Consent).on_conflict_do_nothing(), consents)
+    diagnoses = [
+        seal_diagnosis(cipher, DIAGNOSIS_DEFAULTS | diagnosis)
+        for n, person in enumerate(people, start=1)
+        for diagnosis in synthetic_diagnoses(n, person)
+    ]
+    consents = [
+        consent
+        for n, person in enumerate(people, start=1)
+        for consent in synthetic_consents(n, person)
+    ]
+    holds = [
+        {
+            "id": demo_id("legal-hold", n),
+            "patient_id": person["id"],
+            "action": "SET",
+            "reason": person["legal_hold_reason"],
+            "actor_id": person["legal_hold_set_by"],
+            "occurred_at": person["legal_hold_set_at"],
+        }
+        for n, person in enumerate(people, start=1)
+        if person.get("legal_hold")
+    ]
+    for model, rows in (
+        (Patient, patient_rows),
+        (Diagnosis, diagnoses),
+        (Consent, consents),
+        (LegalHoldEvent, holds),
+    ):
+        if rows:
+            await connection.execute(insert(model).on_conflict_do_nothing(), rows)
 
     baas = [
         _baa(number, vendor, services, categories, status, effective, expiry, now)
