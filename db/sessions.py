@@ -61,7 +61,7 @@ class VerifiedSession:
 
 _BEGIN_REQUEST = text(
     "SELECT subject_kind, actor, role, granted_scopes, row_scope, episode_ids, episode_patients"
-    " FROM phigate.begin_request(:session_id, :secret, :scopes, :idle, :touch)"
+    " FROM phigate.begin_request(:session_id, :secret, :scopes, :idle, :touch, :console)"
 )
 
 
@@ -79,6 +79,7 @@ class SessionOpening:
         scopes: tuple[str, ...] = (),
         idle: timedelta,
         touch: timedelta | None = None,
+        console: bool = False,
     ) -> None:
         # Activity is written often enough for the idle limit to hold: at most every
         # TOUCH_INTERVAL, and four times within the idle limit when that is short.
@@ -89,6 +90,8 @@ class SessionOpening:
             "scopes": list(scopes),
             "idle": idle.total_seconds(),
             "touch": touch.total_seconds(),
+            # Which kind of credential is presented: the session must be of that kind.
+            "console": console,
         }
         self.verified: VerifiedSession | None = None
 

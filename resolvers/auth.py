@@ -253,6 +253,7 @@ async def _login(
             "expires_at": ctx.now + ctx.config.session.absolute,
             "client_ip": ctx.meta.client_ip,
             "user_agent": ctx.meta.user_agent,
+            "console": channel == "CONSOLE",
         },
     )
     response = await issue(ctx, db, user=user, session_id=session.id, session_secret=secret)
@@ -329,6 +330,7 @@ async def external_console_session(ctx: AuthContext, human: Human) -> ConsoleSes
                 "expires_at": ctx.now + ctx.config.session.absolute,
                 "client_ip": ctx.meta.client_ip,
                 "user_agent": ctx.meta.user_agent,
+                "console": True,
             },
         )
         ctx.record(
@@ -466,14 +468,6 @@ class Presented:
             else None,
             source=self.source,
         )
-
-    @property
-    def rate_key(self) -> str:
-        """Whom the request rate limit counts: the caller the token names, or (for a
-        console cookie, whose holder only the database knows) its session."""
-        if self.claimed is not None:
-            return self.claimed.actor_id
-        return f"session:{self.opening.session_id}"
 
 
 async def authenticate(ctx: AuthContext, token: str) -> Presented:

@@ -84,6 +84,9 @@ class UserSession(Base):
     revoked_reason: Mapped[str | None] = mapped_column(String(30))
     client_ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(256))
+    # Opened by the analyst console (a cookie holds it) rather than for tokens: the
+    # database's session check accepts each kind of credential only for its own kind.
+    console: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 class RowScopeCeiling(Base):

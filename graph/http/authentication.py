@@ -3,6 +3,8 @@ verified and checked for a live session (or an active client) on every request."
 
 from __future__ import annotations
 
+import uuid
+
 import structlog
 from cachetools import TTLCache
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -55,6 +57,15 @@ CONSOLE_FILES = ("/console/static/", "/console/assets/", "/console/oidc/")
 CONSOLE_API = frozenset({"/graphql", "/console/session", "/console/operations"})
 
 
+def _console_api(scope: Scope) -> bool:
+    """Whether a console cookie may authenticate the request. GraphQL over POST only:
+    the console never sends a query in a URL (where proxies and history keep it)."""
+    path = scope["path"]
+    if path == "/graphql":
+        return scope["method"] == "POST"
+    return path in CONSOLE_API
+
+
 def _is_public(scope: Scope) -> bool:
     """The endpoints anyone may call: health, sign-in and token endpoints, the console's
     page and its static files (no data, no schema), and the console's sign-in."""
@@ -83,6 +94,10 @@ class BearerAuthentication:
         self.identity = identity
         # Addresses already reported over the anonymous limit, for about a window.
         self._reported: TTLCache[str, bool] = TTLCache(maxsize=10_000, ttl=60)
+        # Console sessions this process has seen the database verify, and whose they are
+        # (for counting their requests against the person; the database still checks the
+        # session on every request).
+        self._console_callers: TTLCache[uuid.UUID, str] = TTLCache(maxsize=10_000, ttl=3600)
 
     async def _refuse_token(self, ctx: AuthContext, reason: str) -> Response:
         # An invalid token is an anonymous request: counted like one, so a flood of
@@ -107,10 +122,11 @@ class BearerAuthentication:
             presented = await authenticate(ctx, token)
         except TokenRejected as rejected:
             return await self._refuse_token(ctx, rejected.reason.upper())
-        return await self._open(ctx, presented)
+        assert presented.claimed is not None  # a token names its caller
+        return await self._open(ctx, presented, presented.claimed.actor_id)
 
     async def _open(
-        self, ctx: AuthContext, presented: Presented
+        self, ctx: AuthContext, presented: Presented, actor: str | None
     ) -> tuple[Principal, RequestDatabase, VerifiedSession] | Response:
         """The caller and the request's open transaction, or the response that refuses
         them. The transaction begins with the database's own check of the session,
@@ -118,14 +134,18 @@ class BearerAuthentication:
         # The caller's rate limit before the request's connection is taken: counting may
         # need a connection of its own, and a request holding one while waiting for
         # another can starve the pool (every connection held, every holder waiting).
-        actor = presented.rate_key
-        retry_after = await self.identity.limits.retry_after(
-            self.identity.limits.graphql, "caller", actor
-        )
-        if retry_after is not None:
-            ctx.record(SecurityEvent.RATE_LIMITED, Outcome.DENIED, actor_id=actor, reason="GRAPHQL")
-            await flush_events(ctx)
-            return rate_limited(retry_after)
+        # (A console session this process has not yet seen verified has no known caller
+        # yet: its request was counted against its address instead.)
+        if actor is not None:
+            retry_after = await self.identity.limits.retry_after(
+                self.identity.limits.graphql, "caller", actor
+            )
+            if retry_after is not None:
+                ctx.record(
+                    SecurityEvent.RATE_LIMITED, Outcome.DENIED, actor_id=actor, reason="GRAPHQL"
+                )
+                await flush_events(ctx)
+                return rate_limited(retry_after)
         db = RequestDatabase(self.identity.engine, opening=presented.opening)
         try:
             await db.open()
@@ -157,7 +177,9 @@ class BearerAuthentication:
         response.headers["Set-Cookie"] = clear_cookie_header()
         return response
 
-    async def _console(self, scope: Scope, ctx: AuthContext) -> Presented | Response:
+    async def _console(
+        self, scope: Scope, ctx: AuthContext
+    ) -> tuple[Principal, RequestDatabase, VerifiedSession] | Response:
         """A request authenticated by the console cookie, or the refusal of a request
         that carries the cookie without proving it comes from the console's own page
         (audited: it is what a cross-site request forgery looks like)."""
@@ -192,33 +214,42 @@ class BearerAuthentication:
             cookie.secret,
             idle=self.identity.config.session.idle,
             touch=NO_TOUCH if polling else None,
+            console=True,
         )
-        return Presented(opening, None, source="console")
+        # A cookie is not signed: anyone can make one up, and only the database can tell.
+        # Until this process has seen a session verified, its requests are counted
+        # against the address, in memory, before any database work (made-up cookies
+        # cost what made-up tokens cost); after, against the person, like a token's.
+        actor = self._console_callers.get(cookie.session_id)
+        if actor is None:
+            address = ctx.meta.client_ip or "unknown"
+            retry_after = await self.identity.limits.anonymous_retry_after(address)
+            if retry_after is not None:
+                return rate_limited(retry_after)
+        outcome = await self._open(ctx, Presented(opening, None, source="console"), actor)
+        if isinstance(outcome, tuple):
+            self._console_callers[cookie.session_id] = outcome[0].actor_id
+        return outcome
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _is_public(scope):
             await self.app(scope, receive, send)
             return
-        if _wants_console_page(scope):
+        token = bearer_token(scope)
+        if token is None and _wants_console_page(scope):
             await RedirectResponse(CONSOLE_PAGE, status_code=303)(scope, receive, send)
             return
         meta: RequestMeta = scope.get("state", {}).get(REQUEST_META) or RequestMeta(
             request_id="unknown"
         )
-        token = bearer_token(scope)
-        console = token is None and scope["path"] in CONSOLE_API and read_cookie(scope) is not None
+        console = token is None and _console_api(scope) and read_cookie(scope) is not None
         if token is None and not console:
             await (await self._anonymous(scope, meta))(scope, receive, send)
             return
         ctx = self.identity.context(meta)
         try:
             if console:
-                presented = await self._console(scope, ctx)
-                outcome = (
-                    presented
-                    if isinstance(presented, Response)
-                    else await self._open(ctx, presented)
-                )
+                outcome = await self._console(scope, ctx)
             else:
                 assert token is not None
                 outcome = await self._check(ctx, token)

@@ -358,6 +358,7 @@ async def test_an_ended_session_s_cookie_is_worthless(
         assert [e["actor_id"] for e in await events(engine_of(console_app), "LOGOUT")] == [
             analyst["id"]
         ]
+        browser.cookies.set(COOKIE, cookie)  # kept by a browser that ignored the clearing
     else:
         statement = {
             "revoked": "UPDATE phigate.sessions SET revoked_at = now() WHERE user_id = :user",
@@ -367,7 +368,6 @@ async def test_an_ended_session_s_cookie_is_worthless(
         }[ending]
         async with admin_engine.begin() as connection:
             await connection.execute(text(statement), {"user": user})
-    browser.cookies.set(COOKIE, cookie)
     response = await graphql(browser, COUNTS)
     assert response.status_code == 401
     assert response.json()["error"] == "session_ended"

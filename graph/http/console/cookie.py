@@ -21,7 +21,6 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 
 from starlette.types import Scope
 
@@ -47,21 +46,30 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def cookie_values(scope: Scope, name: str) -> list[str]:
+    """Every value the request's Cookie header(s) give the name. Split on ``;`` only, as
+    browsers send them, each pair at its first ``=``, the name matched exactly: a cookie
+    whose value merely contains ``name=…`` (one a sibling domain could plant) is another
+    cookie, and an unrelated cookie that is not RFC 6265 clean spoils nothing."""
+    values = []
+    for key, raw in scope.get("headers", ()):
+        if key != b"cookie":
+            continue
+        for pair in raw.decode("latin-1").split(";"):
+            found, separator, value = pair.strip().partition("=")
+            if separator and found == name:
+                values.append(value.strip())
+    return values
+
+
 def read_cookie(scope: Scope) -> CookieSession | None:
-    """The console session the request's cookie names, or None (absent or malformed:
-    a malformed cookie is no cookie, never an error that echoes it)."""
-    raw = _header(scope, b"cookie")
-    if not raw or COOKIE not in raw:
+    """The console session the request's cookie names, or None: absent, malformed or
+    present more than once (which one would be the session is not for us to guess). A
+    malformed cookie is no cookie, never an error that echoes it."""
+    values = cookie_values(scope, COOKIE)
+    if len(values) != 1:
         return None
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(raw)
-    except Exception:
-        return None
-    morsel = jar.get(COOKIE)
-    if morsel is None:
-        return None
-    session, _, secret = morsel.value.partition(".")
+    session, _, secret = values[0].partition(".")
     if len(secret) != SECRET_LENGTH or not secret.replace("-", "").replace("_", "").isalnum():
         return None
     try:

@@ -20,7 +20,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from html import escape
-from http.cookies import SimpleCookie
 from typing import Any
 
 import structlog
@@ -31,7 +30,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from domain.security_events import Outcome, SecurityEvent
-from graph.http.console.cookie import CookieSession, own_origin, secure_transport, set_cookie_header
+from graph.http.console.cookie import (
+    CookieSession,
+    cookie_values,
+    own_origin,
+    secure_transport,
+    set_cookie_header,
+)
 from graph.http.middleware import HTML_CSP
 from graph.http.responses import NO_STORE
 from graph.http.routes.auth import over_limit, request_meta
@@ -54,16 +59,8 @@ def _flow_cookie(value: str, max_age: int) -> str:
 
 
 def _read_flow(request: Request) -> tuple[str, str, str] | None:
-    raw = request.headers.get("cookie")
-    if not raw or FLOW_COOKIE not in raw:
-        return None
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(raw)
-    except Exception:
-        return None
-    morsel = jar.get(FLOW_COOKIE)
-    parts = morsel.value.split(".") if morsel is not None else []
+    values = cookie_values(request.scope, FLOW_COOKIE)
+    parts = values[0].split(".") if len(values) == 1 else []
     if len(parts) != 3 or not all(
         part.replace("-", "").replace("_", "").isalnum() for part in parts
     ):

@@ -65,7 +65,7 @@ class ConsolePage:
         if absent:
             self._html = None
             return HTMLResponse(
-                ABSENT.replace("{directory}", escape(str(self.assets_directory))),
+                ABSENT,
                 status_code=503,
                 headers={"Content-Security-Policy": HTML_CSP},
             )
@@ -80,7 +80,7 @@ ABSENT = """<!doctype html>
 <body>
 <h1>The phigate console is not installed yet</h1>
 <p>The console runs GraphiQL, whose scripts phigate serves itself (it loads nothing from
-the internet). They are not in <code>{directory}</code>.</p>
+the internet). They are not installed on this gateway.</p>
 <p>On a machine that can reach the npm registry (or your organisation's npm mirror,
 named by <code>PHIGATE_NPM_REGISTRY</code>), run:</p>
 <pre>phigate console fetch-assets</pre>

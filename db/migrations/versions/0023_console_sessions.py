@@ -1,10 +1,17 @@
-"""Sessions opened through an external identity provider end after the idle limit too.
+"""Console sessions: bound to the console, and idle-limited whoever vouched for them.
 
-Until now ``phigate.begin_request`` applied the idle limit to local users' sessions only:
-an external provider's sessions lived as long as the API token that opened them (at most
-five minutes). The analyst console signs people in at the provider for a working day,
-so their sessions must end after the idle limit like everyone else's. OAuth2 clients'
-sessions (machines) still have no idle limit: they live as long as their token.
+* ``sessions.console``: true for a session the analyst console opened (its browser holds
+  the session's id and secret in an HttpOnly cookie, and no token names it). The
+  database's session check, ``phigate.begin_request``, now takes which kind of
+  credential is presented and refuses the other kind: an access token carries its
+  session's secret in a claim anyone holding the token can read, which must not work
+  as a console cookie (that would outlive the token's expiry), and a console session
+  must not be usable as a token's.
+* The idle limit now holds for sessions an external identity provider vouched for, as
+  for local users' (until now those lived as long as the API token that opened them,
+  at most five minutes; the console signs people in there for a working day). OAuth2
+  clients' sessions (machines) still have no idle limit: they live as long as their
+  token.
 
 Revision ID: 0023
 Revises: 0022
@@ -12,6 +19,7 @@ Revises: 0022
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0023"
@@ -19,10 +27,14 @@ down_revision = "0022"
 branch_labels = None
 depends_on = None
 
+OLD_SIGNATURE = "uuid, text, text[], double precision, double precision"
+NEW_SIGNATURE = "uuid, text, text[], double precision, double precision, boolean"
+
 UPGRADED = """
-    CREATE OR REPLACE FUNCTION phigate.begin_request(
+    CREATE FUNCTION phigate.begin_request(
         p_session uuid, p_secret text, p_scopes text[],
-        p_idle_seconds double precision, p_touch_seconds double precision
+        p_idle_seconds double precision, p_touch_seconds double precision,
+        p_console boolean DEFAULT false
     ) RETURNS TABLE (
         subject_kind text, actor text, role text, granted_scopes text[], row_scope text,
         episode_ids uuid[], episode_patients uuid[]
@@ -43,6 +55,12 @@ UPGRADED = """
                s.secret_hash = presented
                OR (s.previous_secret_hash = presented AND s.previous_secret_until > now()),
                false) THEN
+            RETURN;
+        END IF;
+        -- A session answers only the kind of credential it was opened for: an access
+        -- token's claims (readable by whoever holds the token) are no console cookie,
+        -- and a console cookie is no token.
+        IF s.console IS DISTINCT FROM p_console THEN
             RETURN;
         END IF;
         -- People's sessions end after the idle limit, whoever vouched for them: a local
@@ -115,7 +133,7 @@ UPGRADED = """
 """
 
 PREVIOUS = """
-    CREATE OR REPLACE FUNCTION phigate.begin_request(
+    CREATE FUNCTION phigate.begin_request(
         p_session uuid, p_secret text, p_scopes text[],
         p_idle_seconds double precision, p_touch_seconds double precision
     ) RETURNS TABLE (
@@ -207,11 +225,23 @@ PREVIOUS = """
 
 def upgrade() -> None:
     op.execute("SET LOCAL ROLE phigate_owner")
+    op.add_column(
+        "sessions",
+        sa.Column("console", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        schema="phigate",
+    )
+    op.execute(f"DROP FUNCTION phigate.begin_request({OLD_SIGNATURE})")
     op.execute(UPGRADED)
+    op.execute(f"REVOKE ALL ON FUNCTION phigate.begin_request({NEW_SIGNATURE}) FROM PUBLIC")
+    op.execute(f"GRANT EXECUTE ON FUNCTION phigate.begin_request({NEW_SIGNATURE}) TO phigate_app")
     op.execute("RESET ROLE")
 
 
 def downgrade() -> None:
     op.execute("SET LOCAL ROLE phigate_owner")
+    op.execute(f"DROP FUNCTION phigate.begin_request({NEW_SIGNATURE})")
     op.execute(PREVIOUS)
+    op.execute(f"REVOKE ALL ON FUNCTION phigate.begin_request({OLD_SIGNATURE}) FROM PUBLIC")
+    op.execute(f"GRANT EXECUTE ON FUNCTION phigate.begin_request({OLD_SIGNATURE}) TO phigate_app")
+    op.drop_column("sessions", "console", schema="phigate")
     op.execute("RESET ROLE")
