@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from db.demo import DEMO_PATIENTS
 from db.embedded import APP_DATABASE, EmbeddedDatabaseError, EmbeddedPostgres, start_embedded
 from db.engine import DatabaseTarget, DatabaseUrlError, create_engine, parse_database_url
 from db.errors import ConstraintViolation
@@ -447,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo", action="store_true", help="seed synthetic demo data before serving"
     )
-    serve.add_argument("--demo-patients", type=int, default=50, help=argparse.SUPPRESS)
+    serve.add_argument("--demo-patients", type=int, default=DEMO_PATIENTS, help=argparse.SUPPRESS)
     serve.set_defaults(handler=cmd_serve)
 
     migrate = commands.add_parser(
@@ -461,7 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
         "seed-demo", help="add synthetic demo patients, BAAs and breaches (idempotent)"
     )
     seed.add_argument(
-        "--patients", type=int, default=50, help="number of synthetic patients (default 50)"
+        "--patients",
+        type=int,
+        default=DEMO_PATIENTS,
+        help=f"number of synthetic patients (default {DEMO_PATIENTS:,})",
     )
     seed.set_defaults(handler=cmd_seed_demo)
 
