@@ -158,6 +158,19 @@ async def disable_user(ctx: AuthContext, *, actor: str, username: str) -> None:
     )
 
 
+async def sign_out_user(ctx: AuthContext, *, actor: str, username: str) -> None:
+    """End every session of the user, tokens' and the console's alike, on every gateway
+    at once, without disabling the account (a lost laptop, a shared screen)."""
+    await _change_user(
+        ctx,
+        actor=actor,
+        username=username,
+        values={},
+        event=SecurityEvent.USER_SESSIONS_REVOKED,
+        end_sessions=True,
+    )
+
+
 async def reset_mfa(ctx: AuthContext, *, actor: str, username: str) -> EnrolledUser:
     """A new TOTP secret; existing sessions end, so the next login proves the new one."""
     db = RequestDatabase(ctx.engine)

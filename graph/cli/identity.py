@@ -111,6 +111,17 @@ def user_disable(
     return {"disabled": args.username, "sessions": "revoked"}
 
 
+def user_sign_out(
+    settings: Settings, target: DatabaseTarget, args: argparse.Namespace
+) -> dict[str, Any]:
+    run_with_context(
+        settings,
+        target,
+        lambda ctx: accounts.sign_out_user(ctx, actor=operator(), username=args.username),
+    )
+    return {"signed_out": args.username, "sessions": "revoked"}
+
+
 def user_reset_mfa(
     settings: Settings, target: DatabaseTarget, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -400,6 +411,7 @@ def add_parsers(commands: Any, handler: Callable[..., int]) -> None:
         ("unlock", user_unlock, "clear a lockout after failed logins"),
         ("reset-mfa", user_reset_mfa, "issue a new TOTP secret and end the user's sessions"),
         ("disable", user_disable, "disable the account and end its sessions"),
+        ("sign-out", user_sign_out, "end every session of the user (tokens and console)"),
     ):
         sub = user_commands.add_parser(name, help=text)
         sub.add_argument("username")

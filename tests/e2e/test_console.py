@@ -340,7 +340,7 @@ async def test_session_facts_and_asking_is_not_activity(
     assert after.json()["idleRemainingSeconds"] > 14 * 60
 
 
-@pytest.mark.parametrize("ending", ["sign_out", "revoked", "idle", "disabled"])
+@pytest.mark.parametrize("ending", ["sign_out", "administrator", "revoked", "idle", "disabled"])
 async def test_an_ended_session_s_cookie_is_worthless(
     browser: httpx.AsyncClient,
     analyst: dict[str, str],
@@ -359,6 +359,14 @@ async def test_an_ended_session_s_cookie_is_worthless(
             analyst["id"]
         ]
         browser.cookies.set(COOKIE, cookie)  # kept by a browser that ignored the clearing
+    elif ending == "administrator":
+        from resolvers.accounts import sign_out_user
+        from resolvers.context import RequestMeta
+
+        ctx = identity_of(console_app).context(RequestMeta(request_id="test-admin"))
+        await sign_out_user(ctx, actor="test-operator", username=analyst["username"])
+        revoked = await events(engine_of(console_app), "USER_SESSIONS_REVOKED")
+        assert [e["reason"] for e in revoked] == [f"USER:{analyst['id']}"]
     else:
         statement = {
             "revoked": "UPDATE phigate.sessions SET revoked_at = now() WHERE user_id = :user",
