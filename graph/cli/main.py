@@ -298,9 +298,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         raise CommandError("the database schema is not current: run `phigate migrate` first")
     if args.demo:
         _emit(_seed(settings, database, args.demo_patients))
+    origin = f"{'https' if args.tls_cert else 'http'}://{args.host}:{args.port}"
     _emit(
         {
-            "graphql": f"{'https' if args.tls_cert else 'http'}://{args.host}:{args.port}/graphql",
+            "graphql": f"{origin}/graphql",
+            "console": f"{origin}/console",
             "database": "embedded" if database.embedded else "DATABASE_URL",
         }
     )

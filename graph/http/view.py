@@ -195,6 +195,12 @@ class GraphQLView(GraphQL[RequestContext, None]):
             break_glass_episodes=dict(verified.episodes) if verified is not None else {},
         )
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Never: browsers are sent to the console before they get here, and a GET that
+        accepts anything (`*/*`) is an operation (by persisted-query hash, say), not a
+        request for a page."""
+        return False
+
     async def execute_single(
         self, request: Any, request_adapter: Any, *args: Any, **kwargs: Any
     ) -> Any:

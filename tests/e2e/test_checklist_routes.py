@@ -28,6 +28,9 @@ ALLOWLIST = {
     ("POST", "/auth/login"),
     ("POST", "/auth/refresh"),
     ("POST", "/oauth/token"),
+    # The console's page and its own files: no data, no schema (its sign-in, POST
+    # /console/session, refuses what does not come from the page).
+    ("GET", "/console"),
 }
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MUTATION = (
@@ -130,10 +133,10 @@ async def test_C13_nothing_answers_without_a_token_but_the_allowlist(
                     assert "Synthetic-Walk" not in text_
                     if response.status_code < 400:
                         answered.add((method, canonical(spelled)))
-    # GET /graphql from a browser without a token: the static GraphiQL shell (no query in
-    # it runs), the one page outside the allowlist.
+    # GET /graphql from a browser without a token: sent to the console (no query in it
+    # runs), the one redirect outside the allowlist.
     page = await client.get(f"/graphql?query={QUERY}", headers={"accept": "text/html"})
-    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert (page.status_code, page.headers["location"]) == (303, "/console")
     assert '"data"' not in page.text
     # What answered is exactly the allowlist (HEAD and OPTIONS of an allowed GET aside).
     allowed = ALLOWLIST | {("HEAD", p) for m, p in ALLOWLIST if m == "GET"}

@@ -227,7 +227,7 @@ async def test_sign_in_follows_the_login_rules(
     for _ in range(5):
         wrong = await browser.post(
             "/console/session",
-            json={"username": analyst["username"], "password": "wrong synthetic", "totp": "000000"},
+            json={"username": analyst["username"], "password": PASSWORD[::-1], "totp": "000000"},
             headers=CONSOLE,
         )
         assert wrong.status_code in (401, 429)

@@ -107,13 +107,19 @@ def test_serve_demo_from_an_empty_data_directory(tmp_path: Path) -> None:
         assert response.status_code == 200
         mrns = [edge["node"]["mrn"] for edge in response.json()["data"]["patients"]["edges"]]
         assert len(mrns) == 5 and all(mrn.startswith("DEMO-") for mrn in mrns)
-        graphiql = httpx.get(f"{base}/graphql", headers={"Accept": "text/html"}, timeout=10)
-        assert graphiql.status_code == 200 and "graphiql" in graphiql.text.lower()
+        # A browser is sent to the console: its page, or (no assets fetched in this empty
+        # directory) the page saying what to run.
+        page = httpx.get(
+            f"{base}/graphql", headers={"Accept": "text/html"}, timeout=10, follow_redirects=True
+        )
+        assert str(page.url) == f"{base}/console"
+        assert page.status_code in (200, 503) and "phigate console" in page.text
     finally:
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert f"http://127.0.0.1:{port}/graphql" in stdout
+    assert f"http://127.0.0.1:{port}/console" in stdout
     for line in stderr.splitlines():
         assert line.startswith("{"), f"non-JSON log line: {line}"
     # The embedded server stops with the gateway; its data stays for the next start.
