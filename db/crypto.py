@@ -215,6 +215,14 @@ class BlindIndex:
     def __call__(self, purpose: str, value: str) -> bytes:
         return hmac.digest(self._key, f"{purpose}\x00{value}".encode(), "sha256")
 
+    def derived_key(self, label: bytes) -> bytes:
+        """A key of its own for another keyed hash (HKDF-SHA-256 under ``label``): what it
+        signs can never collide with an index, and the index key never leaves."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(self._key)
+
     @classmethod
     def from_base64(cls, encoded: str) -> BlindIndex:
         try:

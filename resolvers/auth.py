@@ -184,6 +184,7 @@ class ConsoleSession:
 
     session_id: uuid.UUID
     secret: str
+    actor: str
 
 
 async def _console_session(
@@ -194,7 +195,7 @@ async def _console_session(
     session_id: uuid.UUID,
     session_secret: str,
 ) -> ConsoleSession:
-    return ConsoleSession(session_id=session_id, secret=session_secret)
+    return ConsoleSession(session_id=session_id, secret=session_secret, actor=str(user.id))
 
 
 async def _login(
@@ -342,7 +343,7 @@ async def external_console_session(ctx: AuthContext, human: Human) -> ConsoleSes
             session_id=row.id,
             reason="CONSOLE_OIDC",
         )
-        return ConsoleSession(session_id=row.id, secret=secret)
+        return ConsoleSession(session_id=row.id, secret=secret, actor=human.user_id)
 
     result: ConsoleSession = await _in_transaction(ctx, work)
     return result

@@ -30,6 +30,7 @@ from domain.policy import Policy, PolicyError, bundled_policy, parse_policy
 from graph.execution.planned import PlannedEndpoint
 from graph.execution.planner import PLANS
 from graph.http.authentication import BearerAuthentication
+from graph.http.console.cookie import CookieSigner
 from graph.http.console.oidc import OidcConsole
 from graph.http.console.page import ConsolePage
 from graph.http.console.routes import ConsoleEndpoints
@@ -132,6 +133,7 @@ def create_app(
                 await audit_reads.dispose()
 
     cipher = field_cipher(settings)
+    signer = CookieSigner(cipher.index.derived_key(b"phigate console cookie v1"))
     graphql = GraphQLView(
         schema,
         engine=engine,
@@ -162,7 +164,12 @@ def create_app(
                     settings.console_assets, oidc=bool(settings.oidc_console_client_id)
                 ),
                 assets_directory=settings.console_assets,
-                oidc=OidcConsole(identity, settings) if settings.oidc_console_client_id else None,
+                signer=signer,
+                oidc=(
+                    OidcConsole(identity, settings, signer)
+                    if settings.oidc_console_client_id
+                    else None
+                ),
             ).routes(),
             *AuthEndpoints(identity).routes(),
         ],
@@ -191,7 +198,7 @@ def create_app(
                 max_body_bytes=settings.max_body_bytes,
                 body_timeout=settings.body_timeout_seconds,
             ),
-            Middleware(BearerAuthentication, identity=identity),
+            Middleware(BearerAuthentication, identity=identity, signer=signer),
         ],
         lifespan=lifespan,
     )

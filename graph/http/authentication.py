@@ -3,8 +3,6 @@ verified and checked for a live session (or an active client) on every request."
 
 from __future__ import annotations
 
-import uuid
-
 import structlog
 from cachetools import TTLCache
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -19,7 +17,12 @@ from db.sessions import (
 from db.unit_of_work import RequestDatabase
 from domain.principals import Principal
 from domain.security_events import Outcome, SecurityEvent
-from graph.http.console.cookie import clear_cookie_header, forgery_problem, read_cookie
+from graph.http.console.cookie import (
+    CookieSigner,
+    clear_cookie_header,
+    forgery_problem,
+    read_cookie,
+)
 from graph.http.middleware import REQUEST_META, header
 from graph.http.responses import NO_STORE, RETRY_AFTER, oauth_error, rate_limited, unavailable
 from graph.identity import Identity
@@ -89,15 +92,12 @@ def _wants_console_page(scope: Scope) -> bool:
 
 
 class BearerAuthentication:
-    def __init__(self, app: ASGIApp, *, identity: Identity) -> None:
+    def __init__(self, app: ASGIApp, *, identity: Identity, signer: CookieSigner) -> None:
         self.app = app
         self.identity = identity
+        self.signer = signer
         # Addresses already reported over the anonymous limit, for about a window.
         self._reported: TTLCache[str, bool] = TTLCache(maxsize=10_000, ttl=60)
-        # Console sessions this process has seen the database verify, and whose they are
-        # (for counting their requests against the person; the database still checks the
-        # session on every request).
-        self._console_callers: TTLCache[uuid.UUID, str] = TTLCache(maxsize=10_000, ttl=3600)
 
     async def _refuse_token(self, ctx: AuthContext, reason: str) -> Response:
         # An invalid token is an anonymous request: counted like one, so a flood of
@@ -183,7 +183,7 @@ class BearerAuthentication:
         """A request authenticated by the console cookie, or the refusal of a request
         that carries the cookie without proving it comes from the console's own page
         (audited: it is what a cross-site request forgery looks like)."""
-        cookie = read_cookie(scope)
+        cookie = read_cookie(scope, self.signer)
         assert cookie is not None
         problem = forgery_problem(scope)
         if problem is None and header(scope, b"x-break-glass-reason") is not None:
@@ -216,20 +216,9 @@ class BearerAuthentication:
             touch=NO_TOUCH if polling else None,
             console=True,
         )
-        # A cookie is not signed: anyone can make one up, and only the database can tell.
-        # Until this process has seen a session verified, its requests are counted
-        # against the address, in memory, before any database work (made-up cookies
-        # cost what made-up tokens cost); after, against the person, like a token's.
-        actor = self._console_callers.get(cookie.session_id)
-        if actor is None:
-            address = ctx.meta.client_ip or "unknown"
-            retry_after = await self.identity.limits.anonymous_retry_after(address)
-            if retry_after is not None:
-                return rate_limited(retry_after)
-        outcome = await self._open(ctx, Presented(opening, None, source="console"), actor)
-        if isinstance(outcome, tuple):
-            self._console_callers[cookie.session_id] = outcome[0].actor_id
-        return outcome
+        # The cookie is signed: whose session it names is known before the database is
+        # asked, and the request is counted against that person, like a token's.
+        return await self._open(ctx, Presented(opening, None, source="console"), cookie.actor)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _is_public(scope):
@@ -242,7 +231,9 @@ class BearerAuthentication:
         meta: RequestMeta = scope.get("state", {}).get(REQUEST_META) or RequestMeta(
             request_id="unknown"
         )
-        console = token is None and _console_api(scope) and read_cookie(scope) is not None
+        console = (
+            token is None and _console_api(scope) and read_cookie(scope, self.signer) is not None
+        )
         if token is None and not console:
             await (await self._anonymous(scope, meta))(scope, receive, send)
             return

@@ -107,9 +107,8 @@ async def test_the_console_and_tokens_share_the_person_s_request_budget(app_targ
                 ).status_code
                 for _ in range(5)
             ]
-        # The first request is counted against the address (the process had not yet seen
-        # the session verified), the next three against the person, then 429.
-        assert statuses == [200, 200, 200, 200, 429]
+        # Counted against the person the signed cookie names: three, then 429.
+        assert statuses == [200, 200, 200, 429, 429]
         retry = await identity_of(app).limits.retry_after(
             identity_of(app).limits.graphql, "caller", user_id
         )
@@ -239,3 +238,77 @@ async def test_look_alike_origins_are_refused(app: Starlette, origin: str):
         )
     assert response.status_code == 403
     assert isinstance(response, httpx.Response)
+
+
+async def test_a_made_up_secret_for_a_known_session_id_costs_the_person_nothing(
+    app_target, tmp_path: Path, admin_engine: AsyncEngine
+):
+    """Found (second review): whose a console request was came from a cache keyed by the
+    session id alone, before the database checked the secret, so anyone knowing a
+    session id (it is in the audit trail) spent that person's budget and wrote rate-limit
+    events in their name. The cookie is now signed over id, secret and person."""
+    app = make_app(
+        app_target, tmp_path, rate_limit_graphql="5/minute", rate_limit_anonymous="3/minute"
+    )
+    try:
+        victim_id, cookie = await console_sign_in(app, Role.ANALYST, "t.rv.known")
+        session_id = cookie.split(".")[0]
+        headers = {**CONSOLE, "X-Purpose-Of-Use": "RESEARCH"}
+        async with browser_like(app) as victim:
+            victim.cookies.set(COOKIE, cookie)
+            ok = await victim.post("/graphql", json={"query": "{ __typename }"}, headers=headers)
+            assert ok.status_code == 200
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.66", 5555))
+        async with httpx.AsyncClient(transport=transport, base_url="https://phigate.test") as evil:
+            statuses = []
+            for _ in range(20):
+                made_up = cookie.split(".")
+                made_up[1] = "b" * 43
+                evil.cookies.set(COOKIE, ".".join(made_up))
+                response = await evil.post(
+                    "/graphql", json={"query": "{ __typename }"}, headers=headers
+                )
+                statuses.append(response.status_code)
+        assert statuses.count(401) == 3 and statuses.count(429) == 17  # the address's limit
+        async with browser_like(app) as victim:
+            victim.cookies.set(COOKIE, cookie)
+            still = await victim.post("/graphql", json={"query": "{ __typename }"}, headers=headers)
+        assert still.status_code == 200
+        async with admin_engine.connect() as connection:
+            blamed = await connection.scalar(
+                text(
+                    "SELECT count(*) FROM audit.events WHERE action = 'RATE_LIMITED'"
+                    " AND actor_id = :victim"
+                ),
+                {"victim": victim_id},
+            )
+        assert blamed == 0
+        assert session_id
+    finally:
+        await engine_of(app).dispose()
+
+
+async def test_a_busy_shared_address_does_not_lock_out_a_fresh_session(app_target, tmp_path: Path):
+    """Found (second review): a session the process had not yet seen was counted against
+    its address's anonymous budget, which anyone behind the same address could spend."""
+    app = make_app(app_target, tmp_path, rate_limit_anonymous="3/minute")
+    try:
+        _, cookie = await console_sign_in(app, Role.ANALYST, "t.rv.shared")
+        async with browser_like(app) as neighbour:
+            for _ in range(6):
+                await neighbour.post("/graphql", json={"query": "{ __typename }"})
+        async with browser_like(app) as analyst:
+            analyst.cookies.set(COOKIE, cookie)
+            statuses = [
+                (
+                    await analyst.post(
+                        "/graphql",
+                        json={"query": "{ __typename }"},
+                        headers={**CONSOLE, "X-Purpose-Of-Use": "RESEARCH"},
+                    )
+                ).status_code
+                for _ in range(3)
+            ]
+        assert statuses == [200, 200, 200]
+    finally:
+        await engine_of(app).dispose()

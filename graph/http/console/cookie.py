@@ -8,6 +8,12 @@ session row on every request (phigate.begin_request), so logout, an administrato
 revocation, the idle and absolute limits and a disabled account end a console session
 exactly as they end a token's, on every gateway process.
 
+The value is signed (HMAC-SHA-256 under a key derived from the blind-index key, so every
+gateway process shares it) over the session id, the secret and whose session it is: a
+made-up or altered cookie is refused in memory, before any database work, and the
+person a genuine cookie names is known before the database is asked, so the request is
+counted against that person's budget like a token's.
+
 A cookie travels with every request the browser makes to the origin, including ones a
 hostile page triggers. So it is honoured only on requests that prove they come from the
 console's own script: the custom header ``X-Phigate-Console`` (a cross-site form cannot
@@ -18,7 +24,10 @@ but GET, an ``Origin`` equal to the gateway's own.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import ipaddress
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -33,10 +42,45 @@ SECRET_LENGTH = 43  # secrets.token_urlsafe(32)
 class CookieSession:
     session_id: uuid.UUID
     secret: str
+    actor: str  # whose session: a user id, or an identity provider's "oidc:<subject>"
 
-    @property
-    def value(self) -> str:
-        return f"{self.session_id}.{self.secret}"
+
+class CookieSigner:
+    """Signs and checks console cookies, with a key every gateway process derives alike
+    (graph/http/app.py: from the blind-index key, under a label of its own), so no
+    process needs to have seen the sign-in to check a cookie."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _mac(self, session: uuid.UUID, secret: str, actor: str) -> str:
+        message = f"{session}\x00{secret}\x00{actor}".encode()
+        digest = hmac.digest(self._key, message, "sha256")
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def value(self, session: CookieSession) -> str:
+        actor = base64.urlsafe_b64encode(session.actor.encode()).rstrip(b"=").decode()
+        mac = self._mac(session.session_id, session.secret, session.actor)
+        return f"{session.session_id}.{session.secret}.{actor}.{mac}"
+
+    def read(self, value: str) -> CookieSession | None:
+        parts = value.split(".")
+        if len(parts) != 4 or not all(_URLSAFE.fullmatch(part) for part in parts[1:]):
+            return None
+        raw_session, secret, raw_actor, mac = parts
+        if len(secret) != SECRET_LENGTH or len(raw_actor) > 200:
+            return None
+        try:
+            session = uuid.UUID(raw_session)
+            actor = base64.urlsafe_b64decode(raw_actor + "=" * (-len(raw_actor) % 4)).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not hmac.compare_digest(mac, self._mac(session, secret, actor)):
+            return None
+        return CookieSession(session, secret, actor)
+
+
+_URLSAFE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -62,24 +106,18 @@ def cookie_values(scope: Scope, name: str) -> list[str]:
     return values
 
 
-def read_cookie(scope: Scope) -> CookieSession | None:
-    """The console session the request's cookie names, or None: absent, malformed or
-    present more than once (which one would be the session is not for us to guess). A
-    malformed cookie is no cookie, never an error that echoes it."""
+def read_cookie(scope: Scope, signer: CookieSigner) -> CookieSession | None:
+    """The console session the request's cookie names, or None: absent, malformed, not
+    signed by us, or present more than once (which one would be the session is not for
+    us to guess). A bad cookie is no cookie, never an error that echoes it."""
     values = cookie_values(scope, COOKIE)
     if len(values) != 1:
         return None
-    session, _, secret = values[0].partition(".")
-    if len(secret) != SECRET_LENGTH or not secret.replace("-", "").replace("_", "").isalnum():
-        return None
-    try:
-        return CookieSession(uuid.UUID(session), secret)
-    except ValueError:
-        return None
+    return signer.read(values[0])
 
 
-def set_cookie_header(session: CookieSession, *, max_age: int) -> str:
-    return f"{COOKIE}={session.value}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Strict"
+def set_cookie_header(value: str, *, max_age: int) -> str:
+    return f"{COOKIE}={value}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Strict"
 
 
 def clear_cookie_header() -> str:

@@ -32,6 +32,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from domain.security_events import Outcome, SecurityEvent
 from graph.http.console.cookie import (
     CookieSession,
+    CookieSigner,
     cookie_values,
     own_origin,
     secure_transport,
@@ -79,7 +80,7 @@ def _page(title: str, message: str, status: int) -> HTMLResponse:
 
 
 class OidcConsole:
-    def __init__(self, identity: Identity, settings: Settings) -> None:
+    def __init__(self, identity: Identity, settings: Settings, signer: CookieSigner) -> None:
         assert settings.oidc_console_client_id  # the settings require the issuer with it
         assert identity.oidc is not None
         self.identity = identity
@@ -89,6 +90,7 @@ class OidcConsole:
         self.authorization_endpoint = settings.oidc_authorization_endpoint or ""
         self.token_endpoint = settings.oidc_token_endpoint or ""
         self.scopes = settings.oidc_console_scopes
+        self.signer = signer
 
     def _redirect_uri(self, request: Request) -> str:
         return f"{own_origin(request.scope)}{CALLBACK_PATH}"
@@ -211,7 +213,10 @@ class OidcConsole:
         response = RedirectResponse("/console", status_code=303, headers=NO_STORE)
         response.headers.append(
             "Set-Cookie",
-            set_cookie_header(CookieSession(session.session_id, session.secret), max_age=max_age),
+            set_cookie_header(
+                self.signer.value(CookieSession(session.session_id, session.secret, session.actor)),
+                max_age=max_age,
+            ),
         )
         response.headers.append("Set-Cookie", clear_flow)
         return response

@@ -32,6 +32,7 @@ from graph.enforcement.explain import explain
 from graph.http.authentication import PRINCIPAL, REQUEST_DATABASE
 from graph.http.console.cookie import (
     CookieSession,
+    CookieSigner,
     clear_cookie_header,
     forgery_problem,
     secure_transport,
@@ -89,6 +90,7 @@ class ConsoleEndpoints:
         schema: GraphQLSchema,
         page: ConsolePage,
         assets_directory: Any,
+        signer: CookieSigner,
         oidc: OidcConsole | None = None,
     ) -> None:
         self.identity = identity
@@ -97,6 +99,7 @@ class ConsoleEndpoints:
         self.page = page
         self.assets_directory = assets_directory
         self.oidc = oidc
+        self.signer = signer
         # Who may run a registered document, by its hash: a pure function of the
         # document and the policy, both fixed for the process's life.
         self._explained: LRUCache[str, list[Any]] = LRUCache(maxsize=1024)
@@ -136,11 +139,11 @@ class ConsoleEndpoints:
             )
         except auth.AuthenticationFailed:
             return oauth_error(401, "invalid_grant", GENERIC_FAILURE)
-        cookie = CookieSession(session.session_id, session.secret)
+        value = self.signer.value(CookieSession(session.session_id, session.secret, session.actor))
         max_age = int(self.identity.config.session.absolute.total_seconds())
         return JSONResponse(
             {"signedIn": True},
-            headers={**NO_STORE, "Set-Cookie": set_cookie_header(cookie, max_age=max_age)},
+            headers={**NO_STORE, "Set-Cookie": set_cookie_header(value, max_age=max_age)},
         )
 
     @fail_closed
