@@ -166,6 +166,17 @@ async def revoke_all_for_user(
     )
 
 
+async def revoke_all_for_external(
+    db: RequestDatabase, subject: str, *, now: datetime, reason: str
+) -> int:
+    """Every live session an identity provider vouched for this subject ("oidc:…")."""
+    return await db.rowcount(
+        update(sessions)
+        .where(sessions.c.external_subject == subject, sessions.c.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+
+
 async def revoke_all_for_client(
     db: RequestDatabase, client_id: str, *, now: datetime, reason: str
 ) -> int:

@@ -113,6 +113,9 @@ class Settings:
     oidc_authorization_endpoint: str | None = None
     oidc_token_endpoint: str | None = None
     oidc_console_scopes: str = "openid profile"
+    # A console session an identity provider vouched for ends sooner than a local one:
+    # the provider (the groups, a person who left) is asked again at the next sign-in.
+    oidc_console_session_hours: int = 4
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -243,6 +246,9 @@ class Settings:
             oidc_authorization_endpoint=env.get("PHIGATE_OIDC_AUTHORIZATION_ENDPOINT") or None,
             oidc_token_endpoint=env.get("PHIGATE_OIDC_TOKEN_ENDPOINT") or None,
             oidc_console_scopes=env.get("PHIGATE_OIDC_CONSOLE_SCOPES") or "openid profile",
+            oidc_console_session_hours=_int(
+                env, "PHIGATE_OIDC_CONSOLE_SESSION_HOURS", 4, minimum=1, maximum=12
+            ),
         )._validated()
 
     def _validated(self) -> Settings:

@@ -22,6 +22,7 @@ from domain.roles import Role, ServiceScope
 from domain.security_events import Outcome, SecurityEvent
 from domain.sessions import UserStatus, username_rule
 from resolvers.auth import AuthContext
+from resolvers.identity import fingerprint
 
 TOTP_ISSUER = "phigate"
 
@@ -160,7 +161,30 @@ async def disable_user(ctx: AuthContext, *, actor: str, username: str) -> None:
 
 async def sign_out_user(ctx: AuthContext, *, actor: str, username: str) -> None:
     """End every session of the user, tokens' and the console's alike, on every gateway
-    at once, without disabling the account (a lost laptop, a shared screen)."""
+    at once, without disabling the account (a lost laptop, a shared screen). For a person
+    an identity provider signs in, ``username`` is their subject as phigate records it
+    (``oidc:<sub>``): the provider owns the account, phigate ends its sessions (and the
+    provider's next sign-in re-reads the groups)."""
+    if username.startswith("oidc:"):
+        db = RequestDatabase(ctx.engine)
+        try:
+            ended = await sessions.revoke_all_for_external(
+                db, username, now=ctx.now, reason=SecurityEvent.USER_SESSIONS_REVOKED.value
+            )
+            if not ended:
+                raise NotFound("session", "username")
+            ctx.record(
+                SecurityEvent.USER_SESSIONS_REVOKED,
+                Outcome.ALLOWED,
+                actor_id=actor,
+                actor_kind="SYSTEM",
+                reason=f"EXTERNAL:{ended}",
+                subject_hash=fingerprint(username),
+            )
+            await _write(ctx, db)
+        finally:
+            await db.close()
+        return
     await _change_user(
         ctx,
         actor=actor,

@@ -313,7 +313,9 @@ async def console_login(
     return session
 
 
-async def external_console_session(ctx: AuthContext, human: Human) -> ConsoleSession:
+async def external_console_session(
+    ctx: AuthContext, human: Human, *, lifetime: timedelta
+) -> ConsoleSession:
     """A console session for a person the external identity provider signed in (the
     authorization-code flow): the same limits as a local sign-in (idle, absolute,
     revocable), recorded as a login."""
@@ -328,7 +330,7 @@ async def external_console_session(ctx: AuthContext, human: Human) -> ConsoleSes
                 "secret_hash": digest,
                 "created_at": ctx.now,
                 "last_seen_at": ctx.now,
-                "expires_at": ctx.now + ctx.config.session.absolute,
+                "expires_at": ctx.now + min(lifetime, ctx.config.session.absolute),
                 "client_ip": ctx.meta.client_ip,
                 "user_agent": ctx.meta.user_agent,
                 "console": True,

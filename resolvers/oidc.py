@@ -28,6 +28,12 @@ ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]
 # RFC 8176 authentication method references that mean a second factor was used.
 MFA_METHODS = frozenset({"mfa", "otp", "hwk", "swk", "sms", "tel", "fpt", "face", "iris"})
 JWKS_REFRESH_SECONDS = 600
+# A token that fails verification may mean the provider rotated its keys: refetch, but
+# only for a key id the set does not hold, and at most this often (a flood of forged
+# tokens must not become a flood of fetches).
+JWKS_FORCED_REFRESH_SECONDS = 60
+# "oidc:" and the subject fit the 100 characters actor columns hold.
+MAX_SUBJECT = 95
 JWKS_FETCH_TIMEOUT = 5
 
 
@@ -67,6 +73,7 @@ class OidcTrust:
     jwks_url: str | None = None
     _keys: KeySet | None = field(default=None, init=False, repr=False)
     _loaded_at: float = field(default=0.0, init=False, repr=False)
+    _forced_at: float = field(default=-JWKS_FORCED_REFRESH_SECONDS, init=False, repr=False)
 
     def _fetch(self) -> dict[str, Any]:
         if self.jwks_file is not None:
@@ -88,15 +95,30 @@ class OidcTrust:
                     raise TokenRejected("idp_keys_unavailable") from None
         return self._keys
 
+    def _may_refetch_for(self, token: str, keys: KeySet) -> bool:
+        """Whether a token that failed verification justifies fetching the keys again: its
+        key id is one the set lacks, and no forced fetch happened within the minute."""
+        kid = _unverified_kid(token)
+        if kid is None or any(key.kid == kid for key in keys.keys):
+            return False
+        now = time.monotonic()
+        if now - self._forced_at < JWKS_FORCED_REFRESH_SECONDS:
+            return False
+        self._forced_at = now
+        return True
+
     async def verify(
         self, token: str, *, now: datetime, audience: str | None = None, nonce: str | None = None
     ) -> Human:
         """The caller an issuer's token names. An access token for the API carries our
         audience; an ID token from the console's sign-in carries the console's client id
         and the nonce the sign-in sent, which must match."""
+        keys = await self.keys()
         try:
-            decoded = jwt.decode(token, await self.keys(), algorithms=ALGORITHMS)
+            decoded = jwt.decode(token, keys, algorithms=ALGORITHMS)
         except (JoseError, ValueError):
+            if not self._may_refetch_for(token, keys):
+                raise TokenRejected("idp_bad_signature") from None
             try:  # the IdP may have rotated its keys
                 decoded = jwt.decode(token, await self.keys(force=True), algorithms=ALGORITHMS)
             except (JoseError, ValueError):
@@ -116,6 +138,14 @@ class OidcTrust:
         claims = decoded.claims
         if nonce is not None and not hmac.compare_digest(str(claims.get("nonce", "")), nonce):
             raise TokenRejected("idp_nonce_mismatch")
+        audiences = claims.get("aud")
+        # OIDC Core 3.1.3.7: an ID token for several audiences names the one it was issued to.
+        several = isinstance(audiences, list) and len(audiences) > 1
+        if audience is not None and several and claims.get("azp") != audience:
+            raise TokenRejected("idp_azp_mismatch")
+        if len(str(claims["sub"])) > MAX_SUBJECT:
+            # Cut short, two subjects could become one actor in the audit trail.
+            raise TokenRejected("idp_subject_too_long")
         if self.require_mfa and not MFA_METHODS & set(claims.get("amr") or ()):
             raise TokenRejected("idp_no_mfa")
         values = claims.get(self.role_claim)
@@ -125,7 +155,7 @@ class OidcTrust:
             # None mapped, or several: refuse rather than guess which privileges apply.
             raise TokenRejected("idp_role_unmapped" if not roles else "idp_role_ambiguous")
         return Human(
-            user_id=f"oidc:{claims['sub']}"[:100], role=roles.pop(), session_id=None, source="oidc"
+            user_id=f"oidc:{claims['sub']}", role=roles.pop(), session_id=None, source="oidc"
         )
 
 
@@ -138,3 +168,13 @@ def unverified_issuer(token: str) -> str | None:
         return None
     issuer = claims.get("iss") if isinstance(claims, dict) else None
     return issuer if isinstance(issuer, str) else None
+
+
+def _unverified_kid(token: str) -> str | None:
+    try:
+        header = token.split(".")[0]
+        decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+    kid = decoded.get("kid") if isinstance(decoded, dict) else None
+    return kid if isinstance(kid, str) else None

@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from graph.http.app import create_app, engine_of
+from graph.http.app import create_app, engine_of, identity_of
 from graph.http.console.cookie import COOKIE
 from graph.settings import Settings
 from tests.conftest import FAST_HASHING, TEST_KEYS
@@ -39,6 +39,7 @@ class Provider(http.server.ThreadingHTTPServer):
     mode = "ok"
     codes: dict[str, dict[str, str]]
     exchanged: list[dict[str, str]]
+    followed: list[str]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -56,6 +57,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def do_GET(self) -> None:
+        if self.path.startswith("/x"):  # where a redirecting token endpoint points
+            self.server.followed.append(self.path)
+            self._json(400, {"error": "invalid_request"})
+            return
         query = {key: values[0] for key, values in parse_qs(urlsplit(self.path).query).items()}
         if query.get("client_id") != CLIENT_ID or query.get("response_type") != "code":
             self._json(400, {"error": "invalid_request"})
@@ -110,6 +115,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             claims["groups"] = ["everyone"]
         if self.server.mode == "other_audience":
             claims["aud"] = "some-other-client"
+        if self.server.mode == "several_audiences":
+            claims["aud"] = [CLIENT_ID, "some-other-client"]  # and no azp
+        if self.server.mode == "long_subject":
+            claims["sub"] = "s" * 120
+        if self.server.mode == "redirect":
+            self.send_response(302)
+            self.send_header("Location", f"http://localhost:{self.server.server_address[1]}/x")
+            self.end_headers()
+            return
         token = jwt.encode({"alg": "RS256", "kid": "console-idp"}, claims, KEY)
         self._json(200, {"id_token": token, "access_token": "opaque", "token_type": "Bearer"})
 
@@ -117,7 +131,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def provider() -> Iterator[Provider]:
     server = Provider(("127.0.0.1", 0), _Handler)
-    server.codes, server.exchanged, server.mode = {}, [], "ok"
+    server.codes, server.exchanged, server.mode, server.followed = {}, [], "ok", []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -231,6 +245,10 @@ async def test_a_provider_session_ends_when_idle(
         ("unmapped", "IDP_ROLE_UNMAPPED"),
         ("other_audience", "IDP_CLAIMS_INVALID_CLAIM"),
         ("refuse", "OIDC_PROVIDER_REFUSED"),
+        # Found in review: each was accepted before its fix.
+        ("several_audiences", "IDP_AZP_MISMATCH"),
+        ("long_subject", "IDP_SUBJECT_TOO_LONG"),
+        ("redirect", "IDP_CODE_REFUSED"),
     ],
 )
 async def test_what_the_provider_says_is_checked(
@@ -244,6 +262,7 @@ async def test_what_the_provider_says_is_checked(
         assert COOKIE not in http.cookies
     failures = await events(engine_of(oidc_app), "LOGIN_FAILED")
     assert [e["reason"] for e in failures] == [reason]
+    assert provider.followed == []  # a redirecting token endpoint is never followed
 
 
 async def test_a_callback_without_its_flow_or_with_another_state_is_refused(
@@ -295,3 +314,52 @@ def _env() -> dict[str, str]:
         "PHIGATE_OIDC_AUTHORIZATION_ENDPOINT": "https://idp.synthetic.example/authorize",
         "PHIGATE_OIDC_TOKEN_ENDPOINT": "https://idp.synthetic.example/token",
     }
+
+
+async def test_an_administrator_ends_a_provider_session_and_it_ends_sooner(
+    oidc_app: Starlette, provider: Provider, seeded: int
+):
+    """Found in review: a console session a provider vouched for kept its role for 12
+    hours and no administrator could end it (`user sign-out` knew local accounts only)."""
+    from resolvers.accounts import sign_out_user
+    from resolvers.context import RequestMeta
+
+    async with browser_like(oidc_app) as http:
+        assert (await sign_in_at_provider(http)).status_code == 303
+        facts = (await http.get("/console/session", headers={"X-Phigate-Console": "1"})).json()
+        assert facts["absoluteRemainingSeconds"] <= 4 * 3600
+        ctx = identity_of(oidc_app).context(RequestMeta(request_id="test-admin"))
+        await sign_out_user(ctx, actor="test-operator", username="oidc:00u-console-synthetic")
+        after = await http.post(
+            "/graphql", json={"query": COUNTS}, headers={**CONSOLE, "X-Purpose-Of-Use": "RESEARCH"}
+        )
+    assert after.status_code == 401
+    revoked = await events(engine_of(oidc_app), "USER_SESSIONS_REVOKED")
+    assert [e["reason"] for e in revoked] == ["EXTERNAL:1"]
+
+
+async def test_forged_provider_tokens_do_not_each_fetch_the_keys(
+    oidc_app: Starlette, monkeypatch: pytest.MonkeyPatch
+):
+    """Found in review: every token claiming the provider's issuer and failing
+    verification fetched the provider's keys again, before any rate limit."""
+    trust = identity_of(oidc_app).oidc
+    assert trust is not None
+    fetched = []
+    original = trust._fetch
+    monkeypatch.setattr(trust, "_fetch", lambda: fetched.append(1) or original())
+    forger = RSAKey.generate_key(2048, parameters={"kid": "forged-kid"}, private=True)
+    now = int(time.time())
+    async with browser_like(oidc_app) as http:
+        for number in range(30):
+            claims = {"iss": ISSUER, "aud": "phigate-api", "sub": f"x{number}", "exp": now + 60}
+            kid = "console-idp" if number % 2 else f"forged-kid-{number}"
+            token = jwt.encode({"alg": "RS256", "kid": kid}, claims, forger)
+            response = await http.post(
+                "/graphql",
+                json={"query": "{ __typename }"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert response.status_code in (401, 429)
+    # The first load, and at most one forced refetch within the minute.
+    assert len(fetched) <= 2, len(fetched)

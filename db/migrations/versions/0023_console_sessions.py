@@ -243,5 +243,10 @@ def downgrade() -> None:
     op.execute(PREVIOUS)
     op.execute(f"REVOKE ALL ON FUNCTION phigate.begin_request({OLD_SIGNATURE}) FROM PUBLIC")
     op.execute(f"GRANT EXECUTE ON FUNCTION phigate.begin_request({OLD_SIGNATURE}) TO phigate_app")
+    # Without the column a console session would pass for a token's: end them first.
+    op.execute(
+        "UPDATE phigate.sessions SET revoked_at = now(), revoked_reason = 'DOWNGRADE'"
+        " WHERE console AND revoked_at IS NULL"
+    )
     op.drop_column("sessions", "console", schema="phigate")
     op.execute("RESET ROLE")

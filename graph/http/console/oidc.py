@@ -19,6 +19,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import timedelta
 from html import escape
 from typing import Any
 
@@ -53,6 +54,17 @@ FLOW_SECONDS = 600
 CALLBACK_PATH = "/console/oidc/callback"
 TOKEN_TIMEOUT = 10
 MAX_TOKEN_RESPONSE = 64 * 1024
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """The token endpoint answers where it was asked: a redirect (to another host, or to
+    plain HTTP) is an error, never followed with the code and verifier."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 
 def _flow_cookie(value: str, max_age: int) -> str:
@@ -91,6 +103,7 @@ class OidcConsole:
         self.token_endpoint = settings.oidc_token_endpoint or ""
         self.scopes = settings.oidc_console_scopes
         self.signer = signer
+        self.lifetime = timedelta(hours=settings.oidc_console_session_hours)
 
     def _redirect_uri(self, request: Request) -> str:
         return f"{own_origin(request.scope)}{CALLBACK_PATH}"
@@ -148,7 +161,7 @@ class OidcConsole:
                 method="POST",
             )
             try:
-                with urllib.request.urlopen(call, timeout=TOKEN_TIMEOUT) as response:  # noqa: S310
+                with _NO_REDIRECTS.open(call, timeout=TOKEN_TIMEOUT) as response:
                     answer = json.loads(response.read(MAX_TOKEN_RESPONSE))
             except urllib.error.HTTPError:
                 raise TokenRejected("idp_code_refused") from None
@@ -208,8 +221,8 @@ class OidcConsole:
             )
             response.headers["Set-Cookie"] = clear_flow
             return response
-        session = await auth.external_console_session(ctx, human)
-        max_age = int(self.identity.config.session.absolute.total_seconds())
+        session = await auth.external_console_session(ctx, human, lifetime=self.lifetime)
+        max_age = int(min(self.lifetime, self.identity.config.session.absolute).total_seconds())
         response = RedirectResponse("/console", status_code=303, headers=NO_STORE)
         response.headers.append(
             "Set-Cookie",
