@@ -313,6 +313,22 @@ async def console_login(
     return session
 
 
+def _external_session_row(
+    ctx: AuthContext, human: Human, digest: bytes, *, lifetime: timedelta
+) -> dict[str, Any]:
+    """A session an identity provider vouched for: its subject and mapped role."""
+    return {
+        "external_subject": human.user_id,
+        "external_role": human.role.value,
+        "secret_hash": digest,
+        "created_at": ctx.now,
+        "last_seen_at": ctx.now,
+        "expires_at": ctx.now + lifetime,
+        "client_ip": ctx.meta.client_ip,
+        "user_agent": ctx.meta.user_agent,
+    }
+
+
 async def external_console_session(
     ctx: AuthContext, human: Human, *, lifetime: timedelta
 ) -> ConsoleSession:
@@ -324,17 +340,10 @@ async def external_console_session(
     async def work(db: RequestDatabase) -> ConsoleSession:
         row = await sessions.create_session(
             db,
-            {
-                "external_subject": human.user_id,
-                "external_role": human.role.value,
-                "secret_hash": digest,
-                "created_at": ctx.now,
-                "last_seen_at": ctx.now,
-                "expires_at": ctx.now + min(lifetime, ctx.config.session.absolute),
-                "client_ip": ctx.meta.client_ip,
-                "user_agent": ctx.meta.user_agent,
-                "console": True,
-            },
+            _external_session_row(
+                ctx, human, digest, lifetime=min(lifetime, ctx.config.session.absolute)
+            )
+            | {"console": True},
         )
         ctx.record(
             SecurityEvent.LOGIN_SUCCEEDED,
@@ -526,17 +535,7 @@ async def _external_session(ctx: AuthContext, token: str, human: Human) -> tuple
     db = RequestDatabase(ctx.engine)
     try:
         row = await sessions.create_session(
-            db,
-            {
-                "external_subject": human.user_id,
-                "external_role": human.role.value,
-                "secret_hash": digest,
-                "created_at": ctx.now,
-                "last_seen_at": ctx.now,
-                "expires_at": ctx.now + EXTERNAL_SESSION,
-                "client_ip": ctx.meta.client_ip,
-                "user_agent": ctx.meta.user_agent,
-            },
+            db, _external_session_row(ctx, human, digest, lifetime=EXTERNAL_SESSION)
         )
         await db.commit()
     finally:

@@ -41,18 +41,9 @@ from graph.http.console.cookie import (
 from graph.http.console.oidc import OidcConsole
 from graph.http.console.page import ASSETS_PATH, STATIC_DIRECTORY, STATIC_PATH, ConsolePage
 from graph.http.responses import NO_STORE, oauth_error
-from graph.http.routes.auth import (
-    GENERIC_FAILURE,
-    LOGIN_FIELDS,
-    BadRequest,
-    fail_closed,
-    json_fields,
-    over_limit,
-    request_meta,
-)
+from graph.http.routes.auth import fail_closed, request_meta, sign_in_with_password
 from graph.identity import Identity
 from resolvers import auth
-from resolvers.identity import fingerprint
 
 # Never offered in the console: an emergency is declared through the API, with a reason.
 NOT_IN_CONSOLE = frozenset({Purpose.EMERGENCY})
@@ -120,25 +111,9 @@ class ConsoleEndpoints:
                 "The console signs in over HTTPS only (or on this machine's loopback"
                 " address): its session cookie must not cross a network in the clear.",
             )
-        try:
-            fields = await json_fields(request, LOGIN_FIELDS)
-        except BadRequest as bad:
-            return bad.response()
-        refused = await over_limit(
-            self.identity,
-            ctx,
-            self.identity.limits.login,
-            address=ctx.meta.client_ip or "unknown",
-            account=fingerprint(fields["username"].lower()),
-        )
-        if refused is not None:
-            return refused
-        try:
-            session = await auth.console_login(
-                ctx, username=fields["username"], password=fields["password"], code=fields["totp"]
-            )
-        except auth.AuthenticationFailed:
-            return oauth_error(401, "invalid_grant", GENERIC_FAILURE)
+        session = await sign_in_with_password(self.identity, ctx, request, auth.console_login)
+        if isinstance(session, Response):
+            return session
         value = self.signer.value(CookieSession(session.session_id, session.secret, session.actor))
         max_age = int(self.identity.config.session.absolute.total_seconds())
         return JSONResponse(

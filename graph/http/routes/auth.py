@@ -134,6 +134,34 @@ async def over_limit(
     return None
 
 
+async def sign_in_with_password(
+    identity: Identity, ctx: auth.AuthContext, request: Request, login: Any
+) -> Any:
+    """Username, password and TOTP code under one set of rules, for /auth/login and the
+    console's sign-in alike: the fields checked, the per-address and per-account limits,
+    then ``login``; every refusal is the same answer. The response that refuses, or what
+    ``login`` gave."""
+    try:
+        fields = await json_fields(request, LOGIN_FIELDS)
+    except BadRequest as bad:
+        return bad.response()
+    refused = await over_limit(
+        identity,
+        ctx,
+        identity.limits.login,
+        address=ctx.meta.client_ip or "unknown",
+        account=fingerprint(fields["username"].lower()),
+    )
+    if refused is not None:
+        return refused
+    try:
+        return await login(
+            ctx, username=fields["username"], password=fields["password"], code=fields["totp"]
+        )
+    except auth.AuthenticationFailed:
+        return oauth_error(401, "invalid_grant", GENERIC_FAILURE)
+
+
 def fail_closed(endpoint: Any) -> Any:
     """An endpoint whose work (or whose security event) could not be recorded answers
     503 and hands out nothing."""
@@ -159,25 +187,8 @@ class AuthEndpoints:
     @fail_closed
     async def login(self, request: Request) -> Response:
         ctx = self.identity.context(request_meta(request))
-        try:
-            fields = await json_fields(request, LOGIN_FIELDS)
-        except BadRequest as bad:
-            return bad.response()
-        refused = await self._limited(
-            ctx,
-            self.identity.limits.login,
-            address=ctx.meta.client_ip or "unknown",
-            account=fingerprint(fields["username"].lower()),
-        )
-        if refused is not None:
-            return refused
-        try:
-            response = await auth.login(
-                ctx, username=fields["username"], password=fields["password"], code=fields["totp"]
-            )
-        except auth.AuthenticationFailed:
-            return oauth_error(401, "invalid_grant", GENERIC_FAILURE)
-        return _tokens(response)
+        outcome = await sign_in_with_password(self.identity, ctx, request, auth.login)
+        return outcome if isinstance(outcome, Response) else _tokens(outcome)
 
     @fail_closed
     async def refresh(self, request: Request) -> Response:
