@@ -183,10 +183,18 @@ async def events(engine: AsyncEngine, action: str) -> list[dict]:
         return [dict(row._mapping) for row in rows]
 
 
-async def test_the_page_offers_the_provider(oidc_app: Starlette):
+async def test_with_a_provider_the_console_signs_in_there_instead(oidc_app: Starlette):
     async with browser_like(oidc_app) as http:
         page = await http.get("/console")
-    assert 'id="signin" class="signin" hidden data-oidc="1"' in page.text
+        assert 'id="password-signin" class="signin-fields" hidden>' in page.text
+        assert 'href="/console/oidc/start">' in page.text
+        refused = await http.post(
+            "/console/session",
+            json={"username": "someone", "password": "x" * 12, "totp": "000000"},
+            headers=CONSOLE,
+        )
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "SIGN_IN_AT_PROVIDER"
 
 
 async def test_sign_in_at_the_provider_opens_a_console_session(

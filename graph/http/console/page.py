@@ -56,8 +56,13 @@ class ConsolePage:
                 for url, path in scripts
             ]
         )
-        return SHELL.replace("{head}", head).replace(
-            "{oidc}", ' data-oidc="1"' if self.oidc else ""
+        # With an identity provider configured the console signs in there, instead of
+        # with a local password (the provider owns the accounts and their MFA).
+        return (
+            SHELL.replace("{head}", head)
+            .replace("{oidc}", ' data-oidc="1"' if self.oidc else "")
+            .replace("{password_hidden}", " hidden" if self.oidc else "")
+            .replace("{oidc_hidden}", "" if self.oidc else " hidden")
         )
 
     def response(self) -> HTMLResponse:
@@ -105,19 +110,21 @@ SHELL = """<!doctype html>
 <main id="signin" class="signin" hidden{oidc}>
   <form id="signin-form" class="signin-card" autocomplete="off" novalidate>
     <h1>phigate console</h1>
-    <p class="signin-lead">Sign in with your phigate account and authenticator code.</p>
     <p id="signin-message" class="message" role="alert" hidden></p>
-    <label>Username <input id="username" name="username" autocomplete="username"
-      required maxlength="64"></label>
-    <label>Password <input id="password" name="password" type="password"
-      autocomplete="current-password" required maxlength="256"></label>
-    <label>Authenticator code <input id="totp" name="totp" inputmode="numeric"
-      autocomplete="one-time-code" required maxlength="10" pattern="[0-9]*"></label>
-    <button id="signin-button" type="submit">Sign in</button>
-    <a id="oidc-signin" class="oidc" href="/console/oidc/start" hidden>Sign in with your
-      organisation's identity provider</a>
-    <p class="fineprint">Access is recorded. Use de-identified data only for the purpose
-      you declare.</p>
+    <div id="password-signin" class="signin-fields"{password_hidden}>
+      <p class="signin-lead">Sign in with your phigate account and authenticator code.</p>
+      <label>Username <input id="username" name="username" autocomplete="username"
+        required maxlength="64"></label>
+      <label>Password <input id="password" name="password" type="password"
+        autocomplete="current-password" required maxlength="256"></label>
+      <label>Authenticator code <input id="totp" name="totp" inputmode="numeric"
+        autocomplete="one-time-code" required maxlength="10" pattern="[0-9]*"></label>
+      <button id="signin-button" type="submit">Sign in</button>
+    </div>
+    <a id="oidc-signin" class="oidc button" href="/console/oidc/start"{oidc_hidden}>Sign in
+      with your organisation's identity provider</a>
+    <p class="fineprint">Every request is recorded: who, what, when and the purpose
+      declared.</p>
   </form>
 </main>
 <div id="console" class="console" hidden>

@@ -104,6 +104,12 @@ class ConsoleEndpoints:
         problem = forgery_problem(request.scope)
         if problem is not None:
             return _forbidden(problem, "Sign in from the console's own page.")
+        if self.oidc is not None:
+            return _forbidden(
+                "SIGN_IN_AT_PROVIDER",
+                "This gateway signs in to the console at your organisation's identity"
+                " provider: use its button on the console's page.",
+            )
         if not secure_transport(request.scope):
             return oauth_error(
                 400,

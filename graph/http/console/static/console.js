@@ -76,7 +76,7 @@
     shown.hidden = !message;
     $("password").value = "";
     $("totp").value = "";
-    $("username").focus();
+    if (!$("password-signin").hidden) $("username").focus();
   }
 
   function stopTimers() {
@@ -291,7 +291,6 @@
       state.operation = null;
       setPurpose(event.target.value);
     });
-    if ($("signin").dataset.oidc === "1") $("oidc-signin").hidden = false;
     call("GET", "/console/session")
       .then((response) => {
         if (response.ok) return refreshSession(false);
