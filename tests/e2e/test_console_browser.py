@@ -478,3 +478,63 @@ def test_the_page_needs_nothing_from_the_internet_and_allows_no_inline_script(
         "return performance.getEntriesByType('resource').map((e) => e.name)"
     )
     assert all(url.startswith(gateway.base) for url in fetched), fetched
+
+
+def test_an_analyst_signs_in_at_the_organisation_s_provider(  # type: ignore[no-untyped-def]
+    postgres: EmbeddedPostgres,
+    tmp_path_factory: pytest.TempPathFactory,
+    console_assets: Path,
+):
+    """The provider's sign-in in a real browser: the console sends it to the provider (on
+    another site, `localhost`), which sends it back to the callback; the flow's cookie
+    must survive that cross-site navigation (SameSite=Lax) and the console cookie must
+    then work (SameSite=Strict, set by the gateway's own response)."""
+    from joserfc.jwk import KeySet
+
+    from tests.e2e.test_console_oidc import CLIENT_ID, ISSUER, KEY, Provider, _Handler
+
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        unavailable("Chromium and chromedriver are not installed")
+    provider = Provider(("127.0.0.1", 0), _Handler)
+    provider.codes, provider.exchanged, provider.mode, provider.followed = {}, [], "ok", []
+    threading.Thread(target=provider.serve_forever, daemon=True).start()
+    folder = tmp_path_factory.mktemp("console-oidc")
+    jwks = folder / "jwks.json"
+    jwks.write_text(json.dumps(KeySet([KEY]).as_dict(private=False)))
+    port = provider.server_address[1]
+    try:
+        with serve(
+            postgres,
+            folder,
+            PHIGATE_CONSOLE_ASSETS=str(console_assets),
+            PHIGATE_OIDC_ISSUER=ISSUER,
+            PHIGATE_OIDC_AUDIENCE="phigate-api",
+            PHIGATE_OIDC_JWKS_FILE=str(jwks),
+            PHIGATE_OIDC_ROLE_MAP="phigate-analysts:ANALYST",
+            PHIGATE_OIDC_CONSOLE_CLIENT_ID=CLIENT_ID,
+            PHIGATE_OIDC_AUTHORIZATION_ENDPOINT=f"http://localhost:{port}/authorize",
+            PHIGATE_OIDC_TOKEN_ENDPOINT=f"http://127.0.0.1:{port}/token",
+        ) as gateway:
+            driver = chromium(
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"
+            )
+            try:
+                driver.get(f"{gateway.base}/console")
+                wait_for(lambda: visible(driver, "signin"), what="the sign-in page")
+                assert not visible(driver, "password-signin")
+                driver.find_element("id", "oidc-signin").click()
+                wait_for(lambda: visible(driver, "console"), what="the console after the provider")
+                assert driver.current_url == f"{gateway.base}/console"
+                assert driver.find_element("id", "who").text == "oidc:00u-console-synthetic"
+                assert driver.find_element("id", "role").text == "ANALYST"
+                choose_purpose(driver, "RESEARCH")
+                counts = run(driver, COUNTS)
+                assert counts["data"]["deidentifiedCounts"]["minimumCellSize"] == 11
+                assert len(provider.exchanged) == 1  # one code, exchanged once, with PKCE
+                held = storage_and_url(driver)
+                assert held["local"] == {} and held["cookie"] == ""
+                assert {c["name"] for c in driver.get_cookies()} == {"__Host-phigate-console"}
+            finally:
+                driver.quit()
+    finally:
+        provider.shutdown()
