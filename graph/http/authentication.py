@@ -3,6 +3,8 @@ verified and checked for a live session (or an active client) on every request."
 
 from __future__ import annotations
 
+import uuid
+
 import structlog
 from cachetools import TTLCache
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -98,6 +100,11 @@ class BearerAuthentication:
         self.signer = signer
         # Addresses already reported over the anonymous limit, for about a window.
         self._reported: TTLCache[str, bool] = TTLCache(maxsize=10_000, ttl=60)
+        # Console sessions this process has seen the database refuse (signed out, revoked,
+        # expired): their cookies are refused in memory, against the address, and never
+        # again charged to the person they name (a lost laptop's cookie must not spend
+        # its owner's budget).
+        self._ended_sessions: TTLCache[uuid.UUID, bool] = TTLCache(maxsize=100_000, ttl=13 * 3600)
 
     async def _refuse_token(self, ctx: AuthContext, reason: str) -> Response:
         # An invalid token is an anonymous request: counted like one, so a flood of
@@ -134,8 +141,6 @@ class BearerAuthentication:
         # The caller's rate limit before the request's connection is taken: counting may
         # need a connection of its own, and a request holding one while waiting for
         # another can starve the pool (every connection held, every holder waiting).
-        # (A console session this process has not yet seen verified has no known caller
-        # yet: its request was counted against its address instead.)
         if actor is not None:
             retry_after = await self.identity.limits.retry_after(
                 self.identity.limits.graphql, "caller", actor
@@ -153,6 +158,7 @@ class BearerAuthentication:
         except SessionEnded:
             await db.close()
             if presented.claimed is None:
+                self._ended_sessions[presented.opening.session_id] = True
                 return await self._refuse_cookie(ctx, "CONSOLE_SESSION_ENDED")
             return await self._refuse_token(ctx, "SESSION_ENDED")
         except BaseException:
@@ -185,6 +191,8 @@ class BearerAuthentication:
         (audited: it is what a cross-site request forgery looks like)."""
         cookie = read_cookie(scope, self.signer)
         assert cookie is not None
+        if cookie.session_id in self._ended_sessions:
+            return await self._refuse_cookie(ctx, "CONSOLE_SESSION_ENDED")
         problem = forgery_problem(scope)
         if problem is None and header(scope, b"x-break-glass-reason") is not None:
             problem = "BREAK_GLASS_IN_CONSOLE"

@@ -312,3 +312,46 @@ async def test_a_busy_shared_address_does_not_lock_out_a_fresh_session(app_targe
         assert statuses == [200, 200, 200]
     finally:
         await engine_of(app).dispose()
+
+
+async def test_an_ended_session_s_cookie_cannot_spend_its_owner_s_budget(
+    app_target, tmp_path: Path, admin_engine: AsyncEngine
+):
+    """Found (third review): a signed-out cookie, replayed from anywhere, was charged to
+    the person it names before the database refused it, so it kept them refused and wrote
+    rate-limit events in their name without end."""
+    app = make_app(
+        app_target, tmp_path, rate_limit_graphql="5/minute", rate_limit_anonymous="3/minute"
+    )
+    try:
+        victim_id, cookie = await console_sign_in(app, Role.ANALYST, "t.rv.laptop")
+        async with browser_like(app) as victim:
+            victim.cookies.set(COOKIE, cookie)
+            assert (await victim.delete("/console/session", headers=CONSOLE)).status_code == 204
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.66", 5555))
+        async with httpx.AsyncClient(transport=transport, base_url="https://phigate.test") as thief:
+            thief.cookies.set(COOKIE, cookie)
+            for _ in range(30):
+                response = await thief.post(
+                    "/graphql",
+                    json={"query": "{ __typename }"},
+                    headers={**CONSOLE, "X-Purpose-Of-Use": "RESEARCH"},
+                )
+                assert response.status_code in (401, 429)
+        assert (
+            await identity_of(app).limits.retry_after(
+                identity_of(app).limits.graphql, "caller", victim_id
+            )
+            is None
+        )
+        async with admin_engine.connect() as connection:
+            blamed = await connection.scalar(
+                text(
+                    "SELECT count(*) FROM audit.events WHERE action = 'RATE_LIMITED'"
+                    " AND actor_id = :victim"
+                ),
+                {"victim": victim_id},
+            )
+        assert blamed == 0
+    finally:
+        await engine_of(app).dispose()
