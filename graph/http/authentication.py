@@ -20,6 +20,7 @@ from db.unit_of_work import RequestDatabase
 from domain.principals import Principal
 from domain.security_events import Outcome, SecurityEvent
 from graph.http.console.cookie import (
+    CookieSession,
     CookieSigner,
     clear_cookie_header,
     forgery_problem,
@@ -106,15 +107,28 @@ class BearerAuthentication:
         # its owner's budget).
         self._ended_sessions: TTLCache[uuid.UUID, bool] = TTLCache(maxsize=100_000, ttl=13 * 3600)
 
-    async def _refuse_token(self, ctx: AuthContext, reason: str) -> Response:
-        # An invalid token is an anonymous request: counted like one, so a flood of
-        # forged tokens cannot become a flood of audit writes.
+    async def _record_anonymous_refusal(
+        self, ctx: AuthContext, event: SecurityEvent, reason: str
+    ) -> Response | None:
+        """Record a refusal of a caller nobody vouches for, or answer 429 past the
+        address's anonymous limit: a flood of forged credentials must not become a flood
+        of audit writes."""
         address = ctx.meta.client_ip or "unknown"
         retry_after = await self.identity.limits.anonymous_retry_after(address)
         if retry_after is not None:
             return rate_limited(retry_after)
-        ctx.record(SecurityEvent.ACCESS_TOKEN_REJECTED, Outcome.DENIED, reason=reason[:60])
+        ctx.record(event, Outcome.DENIED, reason=reason)
         await flush_events(ctx)
+        return None
+
+    async def _refuse_token(self, ctx: AuthContext, reason: str) -> Response:
+        # An invalid token is an anonymous request: counted like one, so a flood of
+        # forged tokens cannot become a flood of audit writes.
+        limited = await self._record_anonymous_refusal(
+            ctx, SecurityEvent.ACCESS_TOKEN_REJECTED, reason[:60]
+        )
+        if limited is not None:
+            return limited
         return oauth_error(
             401,
             "invalid_token",
@@ -171,12 +185,11 @@ class BearerAuthentication:
     async def _refuse_cookie(self, ctx: AuthContext, reason: str) -> Response:
         """A console cookie that names no live session (signed out, idle, expired,
         revoked): 401, the cookie cleared, the page goes back to sign-in."""
-        address = ctx.meta.client_ip or "unknown"
-        retry_after = await self.identity.limits.anonymous_retry_after(address)
-        if retry_after is not None:
-            return rate_limited(retry_after)
-        ctx.record(SecurityEvent.ACCESS_TOKEN_REJECTED, Outcome.DENIED, reason=reason)
-        await flush_events(ctx)
+        limited = await self._record_anonymous_refusal(
+            ctx, SecurityEvent.ACCESS_TOKEN_REJECTED, reason
+        )
+        if limited is not None:
+            return limited
         response = oauth_error(
             401, "session_ended", "The console session has ended; sign in again."
         )
@@ -184,25 +197,22 @@ class BearerAuthentication:
         return response
 
     async def _console(
-        self, scope: Scope, ctx: AuthContext
+        self, scope: Scope, ctx: AuthContext, cookie: CookieSession
     ) -> tuple[Principal, RequestDatabase, VerifiedSession] | Response:
         """A request authenticated by the console cookie, or the refusal of a request
         that carries the cookie without proving it comes from the console's own page
         (audited: it is what a cross-site request forgery looks like)."""
-        cookie = read_cookie(scope, self.signer)
-        assert cookie is not None
         if cookie.session_id in self._ended_sessions:
             return await self._refuse_cookie(ctx, "CONSOLE_SESSION_ENDED")
         problem = forgery_problem(scope)
         if problem is None and header(scope, b"x-break-glass-reason") is not None:
             problem = "BREAK_GLASS_IN_CONSOLE"
         if problem is not None:
-            address = ctx.meta.client_ip or "unknown"
-            retry_after = await self.identity.limits.anonymous_retry_after(address)
-            if retry_after is not None:
-                return rate_limited(retry_after)
-            ctx.record(SecurityEvent.CONSOLE_REQUEST_REFUSED, Outcome.DENIED, reason=problem)
-            await flush_events(ctx)
+            limited = await self._record_anonymous_refusal(
+                ctx, SecurityEvent.CONSOLE_REQUEST_REFUSED, problem
+            )
+            if limited is not None:
+                return limited
             message = (
                 "Break-glass access is not available in the console; use the API."
                 if problem == "BREAK_GLASS_IN_CONSOLE"
@@ -239,16 +249,16 @@ class BearerAuthentication:
         meta: RequestMeta = scope.get("state", {}).get(REQUEST_META) or RequestMeta(
             request_id="unknown"
         )
-        console = (
-            token is None and _console_api(scope) and read_cookie(scope, self.signer) is not None
-        )
+        cookie = read_cookie(scope, self.signer) if token is None and _console_api(scope) else None
+        console = cookie is not None
         if token is None and not console:
             await (await self._anonymous(scope, meta))(scope, receive, send)
             return
         ctx = self.identity.context(meta)
         try:
             if console:
-                outcome = await self._console(scope, ctx)
+                assert cookie is not None
+                outcome = await self._console(scope, ctx, cookie)
             else:
                 assert token is not None
                 outcome = await self._check(ctx, token)
