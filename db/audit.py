@@ -481,24 +481,74 @@ _SHARED_TYPES = {
 }  # fmt: skip
 
 
+# What a statement that checks the caller's session itself takes (``read_and_audit``
+# with ``checked``): the session and its secret as ``phigate.begin_request`` takes them,
+# and what the gateway expects the database to find (the caller it decided for).
+_SESSION = (
+    "check_session", "check_secret", "check_scopes", "check_idle", "check_touch",
+    "expect_kind", "expect_actor", "expect_role", "expect_row_scope",
+)  # fmt: skip
+_SESSION_TYPES = {
+    "check_session": "uuid", "check_scopes": "text[]", "check_idle": "float8",
+    "check_touch": "float8",
+}  # fmt: skip
+# The CTE a checked read's own statement must reference (``checked.ok``) so that it
+# runs only after, and only if, the session check passed (a lateral reference: the
+# database cannot evaluate the read before the row it depends on exists).
+CHECKED = "checked"
+
+
 def read_and_audit(
-    sql: str, parameters: tuple[str, ...], *, returned: str
+    sql: str, parameters: tuple[str, ...], *, returned: str, checked: bool = False
 ) -> tuple[str, tuple[str, ...]]:
     """A read and the audit entries of what it returns, as one statement (one round trip,
     the records never travel back to be written): ``sql`` reads the rows; ``returned``
     selects, from them (``page``), the ids disclosed. One entry per (field, data class),
-    with every disclosed id, as ``AuditTrail.entries`` writes them, only if any was."""
+    with every disclosed id, as ``AuditTrail.entries`` writes them, only if any was.
+
+    ``checked``: the statement also opens the request, as its own transaction: the
+    database checks the session and sets the row context (``phigate.begin_request``),
+    and compares what it found with what the gateway decided for (kind of caller, actor,
+    role, row scope, no open break-glass episode). ``sql`` must reference
+    ``checked.ok``; it runs only if the check passed, and so do the audit entries.
+    The first column, ``session_checked``, is 1 when it did and 0 when it did not (the
+    session ended, or the caller is not the one expected: nothing was read); a row
+    whose ``id`` is NULL only carries that column."""
     position = len(parameters)
     names = [*parameters]
     placeholders: dict[str, str] = {}
-    for name in (*_SHARED, "audit_fields", "audit_classes"):
+    for name in (*_SHARED, "audit_fields", "audit_classes", *(_SESSION if checked else ())):
         position += 1
         names.append(name)
-        kind = _SHARED_TYPES.get(name, "text[]" if name.startswith("audit_") else "text")
+        kind = _SHARED_TYPES.get(name) or _SESSION_TYPES.get(name)
+        if kind is None:
+            kind = "text[]" if name.startswith("audit_") else "text"
         placeholders[name] = f"${position}::{kind}"
     shared = ", ".join(placeholders[name] for name in _SHARED)
-    statement = f"""
-    WITH page AS MATERIALIZED ({sql}),
+    if checked:
+        p = placeholders
+        opening = f"""
+    WITH caller AS MATERIALIZED (
+        SELECT * FROM phigate.begin_request({p["check_session"]}, {p["check_secret"]},
+            {p["check_scopes"]}, {p["check_idle"]}, {p["check_touch"]}, false)
+    ),
+    {CHECKED} AS MATERIALIZED (
+        SELECT 1 AS ok FROM caller c
+        WHERE c.subject_kind = {p["expect_kind"]} AND c.actor = {p["expect_actor"]}
+          AND c.role IS NOT DISTINCT FROM {p["expect_role"]}
+          AND c.row_scope = {p["expect_row_scope"]} AND cardinality(c.episode_ids) = 0
+    ),
+    page AS MATERIALIZED (SELECT q.* FROM {CHECKED} CROSS JOIN LATERAL ({sql}) AS q),"""  # noqa: S608 - our compiled SQL and names
+        result = f"""
+    SELECT v.ok AS session_checked, page.*
+    FROM (SELECT count(*) AS ok FROM {CHECKED}) AS v LEFT JOIN page ON true
+    ORDER BY page.created_at, page.id"""  # noqa: S608 - our names
+    else:
+        opening = f"""
+    WITH page AS MATERIALIZED ({sql}),"""
+        result = """
+    SELECT * FROM page ORDER BY created_at, id"""
+    statement = f"""{opening}
     disclosed AS (SELECT array_agg(id ORDER BY id) AS ids FROM ({returned}) AS r),
     audited AS (
         INSERT INTO audit.events (
@@ -508,6 +558,5 @@ def read_and_audit(
         FROM unnest({placeholders["audit_fields"]}, {placeholders["audit_classes"]})
             AS f(path, class), disclosed AS d
         WHERE d.ids IS NOT NULL
-    )
-    SELECT * FROM page ORDER BY created_at, id"""  # noqa: S608 - our compiled SQL and names
+    ){result}"""  # noqa: S608 - our compiled SQL and names
     return statement, tuple(names)

@@ -12,12 +12,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, null, select, tuple_, update
+from sqlalchemy import (
+    bindparam,
+    delete,
+    func,
+    insert,
+    null,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import Row
 
-from db.audit import read_and_audit
+from db.audit import CHECKED, read_and_audit
 from db.crypto import FieldCipher
 from db.models import Consent, Diagnosis, Patient
 from db.unit_of_work import RequestDatabase
@@ -201,8 +211,15 @@ def _compile(statement: Any) -> Compiled:
     return Compiled(str(compiled), tuple(compiled.positiontup or ()))
 
 
+# In a read that checks the session in its own statement: the read depends on the
+# check's row, so it runs after the check and only if it passed.
+_AFTER_CHECK = text(f"{CHECKED}.ok = 1")
+
+
 @functools.cache
-def planned_page(columns: tuple[str, ...], row_scope: RowScope, after: bool) -> Compiled:
+def planned_page(
+    columns: tuple[str, ...], row_scope: RowScope, after: bool, checked: bool = False
+) -> Compiled:
     """``list_patients`` for planned reads: only the columns asked for (and what order and
     cursors need), the caller's scope with its id as a parameter (``actor``)."""
     wanted = dict.fromkeys((*columns, "created_at", "id"))
@@ -218,41 +235,52 @@ def planned_page(columns: tuple[str, ...], row_scope: RowScope, after: bool) -> 
             tuple_(patients.c.created_at, patients.c.id)
             > tuple_(bindparam("after_created_at"), bindparam("after_id"))
         )
+    if checked:
+        query = query.where(_AFTER_CHECK)
     return _compile(query)
 
 
 @functools.cache
-def planned_page_audited(columns: tuple[str, ...], row_scope: RowScope, after: bool) -> Compiled:
+def planned_page_audited(
+    columns: tuple[str, ...], row_scope: RowScope, after: bool, checked: bool = False
+) -> Compiled:
     """``planned_page`` with the audit entries of the page (not the extra row that says
-    whether another page follows) written in the same statement."""
-    page = planned_page(columns, row_scope, after)
+    whether another page follows) written in the same statement; ``checked``: and the
+    session checked there too (``read_and_audit``)."""
+    page = planned_page(columns, row_scope, after, checked)
     sql, names = read_and_audit(
         page.sql,
         page.parameters,
         returned="SELECT id FROM page ORDER BY created_at, id"  # noqa: S608 - no input in it
         f" LIMIT ${page.parameters.index('limit') + 1} - 1",
+        checked=checked,
     )
     return Compiled(sql, names)
 
 
 @functools.cache
-def planned_one_audited(columns: tuple[str, ...], row_scope: RowScope) -> Compiled:
-    one = planned_one(columns, row_scope)
-    sql, names = read_and_audit(one.sql, one.parameters, returned="SELECT id FROM page")
+def planned_one_audited(
+    columns: tuple[str, ...], row_scope: RowScope, checked: bool = False
+) -> Compiled:
+    one = planned_one(columns, row_scope, checked)
+    sql, names = read_and_audit(
+        one.sql, one.parameters, returned="SELECT id FROM page", checked=checked
+    )
     return Compiled(sql, names)
 
 
 @functools.cache
-def planned_one(columns: tuple[str, ...], row_scope: RowScope) -> Compiled:
+def planned_one(columns: tuple[str, ...], row_scope: RowScope, checked: bool = False) -> Compiled:
     """``get_patient`` for planned reads."""
     wanted = dict.fromkeys((*columns, "created_at", "id"))
     scope = PatientScope(row_scope)
-    return _compile(
-        select(*(patients.c[name] for name in wanted)).where(
-            patients.c.id == bindparam("patient_id", type_=UUID(as_uuid=True)),
-            scope.clause(patients.c.id, bindparam("actor", type_=UUID(as_uuid=True))),
-        )
+    query = select(*(patients.c[name] for name in wanted)).where(
+        patients.c.id == bindparam("patient_id", type_=UUID(as_uuid=True)),
+        scope.clause(patients.c.id, bindparam("actor", type_=UUID(as_uuid=True))),
     )
+    if checked:
+        query = query.where(_AFTER_CHECK)
+    return _compile(query)
 
 
 async def mrn_in_use(db: RequestDatabase, mrn: str, *, other_than: uuid.UUID | None = None) -> bool:

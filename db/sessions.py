@@ -99,6 +99,24 @@ class SessionOpening:
     def session_id(self) -> uuid.UUID:
         return self._parameters["session_id"]  # type: ignore[return-value]
 
+    def checked_by_statement(self, expected: VerifiedSession) -> dict[str, Any]:
+        """The parameters of a statement that runs this check itself and compares what
+        it finds with ``expected`` (``db.audit.read_and_audit`` with ``checked``). Only
+        for a token's session: a console session is checked the usual way."""
+        if self._parameters["console"]:
+            raise ValueError("a console session is not checked inside a read")
+        return {
+            "check_session": self._parameters["session_id"],
+            "check_secret": self._parameters["secret"],
+            "check_scopes": self._parameters["scopes"],
+            "check_idle": self._parameters["idle"],
+            "check_touch": self._parameters["touch"],
+            "expect_kind": expected.subject_kind,
+            "expect_actor": expected.actor,
+            "expect_role": expected.role,
+            "expect_row_scope": expected.row_scope,
+        }
+
     async def __call__(self, connection: AsyncConnection) -> None:
         row = (await connection.execute(_BEGIN_REQUEST, self._parameters)).first()
         if row is None:

@@ -94,6 +94,19 @@ class RequestDatabase:
             raw = await connection.get_raw_connection()
             return await raw.driver_connection.fetch(sql, *arguments)  # type: ignore[no-any-return,union-attr]
 
+    async def fetch_alone(self, sql: str, *arguments: Any) -> list[Any]:
+        """One compiled statement as a transaction of its own (no BEGIN, no COMMIT: one
+        round trip), on this request's connection before any transaction was opened on
+        it, and without the opening: for a planned read whose statement checks the
+        session itself (``db.audit.read_and_audit`` with ``checked``)."""
+        async with self._lock:
+            if self._connection is None:
+                self._connection = await self._engine.connect()
+            if self._connection.in_transaction():
+                raise RuntimeError("a statement alone cannot run inside the request's transaction")
+            raw = await self._connection.get_raw_connection()
+            return await raw.driver_connection.fetch(sql, *arguments)  # type: ignore[no-any-return,union-attr]
+
     async def rows(self, statement: Executable, parameters: Any = None) -> Sequence[Row[Any]]:
         return (await self.execute(statement, parameters)).all()
 

@@ -465,6 +465,11 @@ class Presented:
         verified = self.opening.verified
         if verified is None:
             raise sessions.SessionEnded()
+        return self.principal_of(verified)
+
+    def principal_of(self, verified: sessions.VerifiedSession) -> Principal:
+        """The caller as a session check found it (this request's, or an earlier one's
+        that a statement will check again: see graph.http.authentication.Deferred)."""
         if verified.subject_kind == "SERVICE":
             return Service(
                 client_id=verified.actor,

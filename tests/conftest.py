@@ -214,8 +214,15 @@ def statements(app: Starlette, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stat
         counter.statements.append(sql)  # planned reads go straight to asyncpg
         return await original_fetch(self, sql, *args)
 
+    original_alone = RequestDatabase.fetch_alone
+
+    async def counted_alone(self: RequestDatabase, sql: str, *args: object) -> list[object]:
+        counter.statements.append(sql)  # a planned read that checks the session itself
+        return await original_alone(self, sql, *args)
+
     monkeypatch.setattr(RequestDatabase, "copy", counted_copy)
     monkeypatch.setattr(RequestDatabase, "fetch", counted_fetch)
+    monkeypatch.setattr(RequestDatabase, "fetch_alone", counted_alone)
     yield counter
     event.remove(sync_engine, "before_cursor_execute", counter)
 

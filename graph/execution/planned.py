@@ -43,7 +43,13 @@ from graph.errors import (
 from graph.execution.persisted import Refused
 from graph.execution.planner import Plan, Plans, Root
 from graph.extensions.limits import exceeded_limit
-from graph.http.authentication import PRINCIPAL, REQUEST_DATABASE
+from graph.http.authentication import (
+    DEFERRED,
+    PRINCIPAL,
+    REQUEST_DATABASE,
+    VERIFIED_SESSION,
+    Deferred,
+)
 from graph.http.responses import database_unavailable, unavailable
 from graph.logs import describe_exception
 from resolvers.audit_trail import entry_base
@@ -58,6 +64,12 @@ class Fallback(Exception):
     """The plan cannot answer this request exactly: the full path will."""
 
 
+class Unchecked(Fallback):
+    """The statement's own session check did not find the caller expected (the session
+    ended, or the person's role, row scope or break-glass episodes changed): it read
+    nothing; the usual check runs and the request goes on from there."""
+
+
 class PlannedEndpoint:
     def __init__(self, view: Any, schema: GraphQLSchema, plans: Plans, *, enabled: bool) -> None:
         self.view = view
@@ -69,6 +81,22 @@ class PlannedEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.get("state", {})
+        deferred: Deferred | None = state.get(DEFERRED)
+        if deferred is not None:
+            # The session is checked by the read's own statement, if the request is one
+            # plan's single audited read; if not, or if that check does not find the
+            # caller expected, by the usual check, before anything else happens.
+            if self.enabled and scope["method"] == "POST":
+                body, receive = await _buffered(receive)
+                checked = await self.answer(scope, body, deferred)
+                if isinstance(checked, Response):
+                    await checked(scope, receive, send)
+                    return
+                self.fallbacks["checked: " + (checked or "unknown")] += 1
+            refusal = await deferred.open(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
         if not self.enabled or scope["method"] != "POST" or REQUEST_DATABASE not in state:
             await self.view(scope, receive, send)
             return
@@ -80,8 +108,11 @@ class PlannedEndpoint:
         else:
             await response(scope, receive, send)
 
-    async def answer(self, scope: Scope, body: bytes) -> Response | str:
-        """The planned response, or why the full path answers instead."""
+    async def answer(
+        self, scope: Scope, body: bytes, deferred: Deferred | None = None
+    ) -> Response | str:
+        """The planned response, or why the full path answers instead. ``deferred``: the
+        session is not checked yet, and the plan must check it in its statement."""
         request = _request(body)
         if request is None:
             return "request"
@@ -89,6 +120,17 @@ class PlannedEndpoint:
         family = self.plans.family(query, operation_name)
         if family is None:
             return "not learnt"
+        if deferred is not None:
+            # The caller as the statement will require the database to find it.
+            scope = {
+                **scope,
+                "state": {
+                    **scope["state"],
+                    PRINCIPAL: deferred.principal,
+                    VERIFIED_SESSION: deferred.expected,
+                    REQUEST_DATABASE: deferred.db,
+                },
+            }
         principal = scope["state"].get(PRINCIPAL)
         try:
             await self.view.persisted.resolve(
@@ -114,6 +156,8 @@ class PlannedEndpoint:
         plan = family.plans.get(shape(coerced.coerced))
         if plan is None:
             return "no plan"
+        if deferred is not None and sum(root.kind != "typename" for root in plan.roots) != 1:
+            return "not one read"  # only a single read's statement can check the session
         context: RequestContext = await self.view.get_context(Request(scope), None)  # type: ignore[arg-type]
         if exceeded_limit(
             self.schema,
@@ -138,7 +182,7 @@ class PlannedEndpoint:
         context.query = query
         try:
             async with asyncio.timeout(self.view.timeout):
-                data = await self._run(plan, context, coerced)
+                data = await self._run(plan, context, coerced, deferred)
                 return await self._commit(context, data)
         except (Fallback, DomainError, DecryptionError) as exc:
             await context.db.rollback()
@@ -153,24 +197,53 @@ class PlannedEndpoint:
                 context,
             )
 
-    async def _run(self, plan: Plan, context: RequestContext, coerced: Any) -> dict[str, Any]:
+    async def _run(
+        self, plan: Plan, context: RequestContext, coerced: Any, deferred: Deferred | None
+    ) -> dict[str, Any]:
         data: dict[str, Any] = {}
         # One root reading patients, and no break-glass episode to name: its audit entries
         # are written by the read itself (one statement); otherwise after, from the trail.
         reading = [root for root in plan.roots if root.kind != "typename"]
         inline = len(reading) == 1 and not context.break_glass_episodes
+        if deferred is not None and not inline:
+            raise Unchecked  # only a single audited read's statement checks the session
         for root in plan.roots:
             if root.kind == "typename":
                 data[root.key] = "Query"
             elif root.kind == "patients":
-                data[root.key] = await self._patients(root, context, coerced, inline)
+                data[root.key] = await self._patients(root, context, coerced, inline, deferred)
             else:
-                data[root.key] = await self._patient(root, context, coerced, inline)
+                data[root.key] = await self._patient(root, context, coerced, inline, deferred)
         self.plans.executed += 1
         return data
 
+    async def _read(
+        self, context: RequestContext, compiled: Any, values: dict[str, Any], deferred: Any
+    ) -> list[Any]:
+        """The rows; with ``deferred``, read by a statement that checks the session first
+        and reads nothing unless it finds the caller expected."""
+        if deferred is None:
+            return await context.db.fetch(compiled.sql, *compiled.arguments(values))
+        values.update(deferred.presented.opening.checked_by_statement(deferred.expected))
+        try:
+            rows = await context.db.fetch_alone(compiled.sql, *compiled.arguments(values))
+        except Exception as exc:
+            # Nothing was read that leaves (a statement that fails commits nothing): the
+            # usual check answers, as it answers any request when the database is away.
+            log.warning("checked_read_failed", **describe_exception(exc))
+            raise Unchecked from None
+        if not rows or rows[0]["session_checked"] != 1:
+            raise Unchecked
+        self.plans.checked += 1
+        return [row for row in rows if row["id"] is not None]
+
     async def _patients(
-        self, root: Root, context: RequestContext, coerced: Any, inline: bool
+        self,
+        root: Root,
+        context: RequestContext,
+        coerced: Any,
+        inline: bool,
+        deferred: Deferred | None,
     ) -> Any:
         arguments = get_argument_values(root.field, root.details.node, coerced)
         limit = page_size(arguments.get("first"), context.page_limits)
@@ -178,14 +251,18 @@ class PlannedEndpoint:
         position = decode_cursor(after) if after is not None else None
         scope = context.scope
         assert root.patient is not None
-        compile_ = planned_page_audited if inline else planned_page
-        compiled = compile_(root.patient.columns, scope.row_scope, position is not None)
+        if inline:
+            compiled = planned_page_audited(
+                root.patient.columns, scope.row_scope, position is not None, deferred is not None
+            )
+        else:
+            compiled = planned_page(root.patient.columns, scope.row_scope, position is not None)
         values: dict[str, Any] = {"actor": scope.actor_uuid, "limit": limit + 1}
         if position is not None:
             values["after_created_at"], values["after_id"] = position
         if inline:
             values.update(_inline_audit(root, context))
-        rows = await context.db.fetch(compiled.sql, *compiled.arguments(values))
+        rows = await self._read(context, compiled, values, deferred)
         page, has_next = rows[:limit], len(rows) > limit
         if not inline:
             context.trail.returned(root.key, [row["id"] for row in page])
@@ -200,18 +277,27 @@ class PlannedEndpoint:
         return connection
 
     async def _patient(
-        self, root: Root, context: RequestContext, coerced: Any, inline: bool
+        self,
+        root: Root,
+        context: RequestContext,
+        coerced: Any,
+        inline: bool,
+        deferred: Deferred | None,
     ) -> Any:
         arguments = get_argument_values(root.field, root.details.node, coerced)
         patient_id = parse_id(arguments["id"], "id")
         scope = context.scope
         assert root.patient is not None
-        compile_ = planned_one_audited if inline else planned_one
-        compiled = compile_(root.patient.columns, scope.row_scope)
+        if inline:
+            compiled = planned_one_audited(
+                root.patient.columns, scope.row_scope, deferred is not None
+            )
+        else:
+            compiled = planned_one(root.patient.columns, scope.row_scope)
         values = {"actor": scope.actor_uuid, "patient_id": patient_id}
         if inline:
             values.update(_inline_audit(root, context))
-        rows = await context.db.fetch(compiled.sql, *compiled.arguments(values))
+        rows = await self._read(context, compiled, values, deferred)
         if not rows:
             raise Fallback  # not found, or break-glass: the full path answers
         if not inline:

@@ -164,6 +164,8 @@ class Plans:
         self._families: LRUCache[tuple[str, str | None], Family] = LRUCache(entries)
         self.compiled = 0
         self.executed = 0  # requests answered by a plan (tests and benchmarks read it)
+        # ... of them, those whose session the read's own statement checked (one round trip).
+        self.checked = 0
 
     def family(self, document: str, operation_name: str | None) -> Family | None:
         return self._families.get((document, operation_name))

@@ -4,6 +4,8 @@ verified and checked for a live session (or an active client) on every request."
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 from cachetools import TTLCache
@@ -40,6 +42,12 @@ PRINCIPAL = "phigate.principal"
 # what that check established (row scope, open break-glass episodes).
 REQUEST_DATABASE = "phigate.request_database"
 VERIFIED_SESSION = "phigate.verified_session"
+# A request whose session check is deferred to the statement of a planned read (see
+# Deferred); absent when the check has run (or the request has no session).
+DEFERRED = "phigate.deferred_session"
+# How long a session check's findings are kept as the prediction of the next request's
+# (only a prediction: the statement that relies on it checks it again).
+PREDICTION_SECONDS = 60
 PUBLIC_PATHS = frozenset(
     {"/health", "/ready", "/auth/login", "/auth/refresh", "/oauth/token", "/.well-known/jwks.json"}
 )
@@ -94,6 +102,26 @@ def _wants_console_page(scope: Scope) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A signed-in person's request to POST /graphql whose session check is left to the
+    statement that reads and audits (one round trip instead of BEGIN, the check, the
+    read and COMMIT). The token verified and the rate limit counted as for any request;
+    ``expected`` is what the last check of this session found, and only a prediction:
+    the statement checks the session again, compares what it finds with ``expected``
+    and reads nothing unless they agree (``db.audit.read_and_audit`` with ``checked``).
+    Until a statement has done so, nobody may rely on ``principal``. Anything else the
+    request does runs after ``open``, the usual check (which refuses an ended session
+    as every request's does)."""
+
+    presented: Presented
+    expected: VerifiedSession
+    principal: Principal
+    # The connection for the statement that checks the session itself; no transaction.
+    db: RequestDatabase
+    open: Callable[[Scope], Awaitable[Response | None]]
+
+
 class BearerAuthentication:
     def __init__(self, app: ASGIApp, *, identity: Identity, signer: CookieSigner) -> None:
         self.app = app
@@ -106,6 +134,11 @@ class BearerAuthentication:
         # again charged to the person they name (a lost laptop's cookie must not spend
         # its owner's budget).
         self._ended_sessions: TTLCache[uuid.UUID, bool] = TTLCache(maxsize=100_000, ttl=13 * 3600)
+        # What the last check of each token's session found: the prediction a deferred
+        # check (Deferred) is made against.
+        self._found: TTLCache[uuid.UUID, VerifiedSession] = TTLCache(
+            maxsize=100_000, ttl=PREDICTION_SECONDS
+        )
 
     async def _record_anonymous_refusal(
         self, ctx: AuthContext, event: SecurityEvent, reason: str
@@ -137,14 +170,69 @@ class BearerAuthentication:
         )
 
     async def _check(
-        self, ctx: AuthContext, token: str
-    ) -> tuple[Principal, RequestDatabase, VerifiedSession] | Response:
+        self, scope: Scope, ctx: AuthContext, token: str
+    ) -> tuple[Principal, RequestDatabase, VerifiedSession] | Deferred | Response:
         try:
             presented = await authenticate(ctx, token)
         except TokenRejected as rejected:
             return await self._refuse_token(ctx, rejected.reason.upper())
         assert presented.claimed is not None  # a token names its caller
-        return await self._open(ctx, presented, presented.claimed.actor_id)
+        actor = presented.claimed.actor_id
+        expected = self._deferrable(scope, presented)
+        if expected is None:
+            return await self._open(ctx, presented, actor)
+        limited = await self._rate_limited(ctx, actor)
+        if limited is not None:
+            return limited
+
+        async def open_(scope: Scope) -> Response | None:
+            return await self._open_deferred(scope, ctx, presented)
+
+        return Deferred(
+            presented,
+            expected,
+            presented.principal_of(expected),
+            RequestDatabase(self.identity.engine),
+            open_,
+        )
+
+    def _deferrable(self, scope: Scope, presented: Presented) -> VerifiedSession | None:
+        """What the session's last check found, when this request's check may be left to
+        the statement of a planned read: a signed-in person's own token (not a service's,
+        not a provider's, not the console's) on POST /graphql, and a last check that
+        found that person with no break-glass episode open. (A request that would open
+        an episode does so on the full path, after the usual check: a plan never does.)"""
+        if (
+            scope["path"] != "/graphql"
+            or scope["method"] != "POST"
+            or presented.source != "local"
+            or presented.claimed is None
+        ):
+            return None
+        expected = self._found.get(presented.opening.session_id)
+        if (
+            expected is None
+            or expected.subject_kind != "USER"
+            or expected.actor != presented.claimed.actor_id
+            or expected.episodes
+        ):
+            return None
+        return expected
+
+    async def _rate_limited(self, ctx: AuthContext, actor: str | None) -> Response | None:
+        # The caller's rate limit before the request's connection is taken: counting may
+        # need a connection of its own, and a request holding one while waiting for
+        # another can starve the pool (every connection held, every holder waiting).
+        if actor is None:
+            return None
+        retry_after = await self.identity.limits.retry_after(
+            self.identity.limits.graphql, "caller", actor
+        )
+        if retry_after is None:
+            return None
+        ctx.record(SecurityEvent.RATE_LIMITED, Outcome.DENIED, actor_id=actor, reason="GRAPHQL")
+        await flush_events(ctx)
+        return rate_limited(retry_after)
 
     async def _open(
         self, ctx: AuthContext, presented: Presented, actor: str | None
@@ -152,27 +240,24 @@ class BearerAuthentication:
         """The caller and the request's open transaction, or the response that refuses
         them. The transaction begins with the database's own check of the session,
         which also sets the row context row-level security reads."""
-        # The caller's rate limit before the request's connection is taken: counting may
-        # need a connection of its own, and a request holding one while waiting for
-        # another can starve the pool (every connection held, every holder waiting).
-        if actor is not None:
-            retry_after = await self.identity.limits.retry_after(
-                self.identity.limits.graphql, "caller", actor
-            )
-            if retry_after is not None:
-                ctx.record(
-                    SecurityEvent.RATE_LIMITED, Outcome.DENIED, actor_id=actor, reason="GRAPHQL"
-                )
-                await flush_events(ctx)
-                return rate_limited(retry_after)
+        limited = await self._rate_limited(ctx, actor)
+        if limited is not None:
+            return limited
+        return await self._open_database(ctx, presented)
+
+    async def _open_database(
+        self, ctx: AuthContext, presented: Presented
+    ) -> tuple[Principal, RequestDatabase, VerifiedSession] | Response:
+        session_id = presented.opening.session_id
         db = RequestDatabase(self.identity.engine, opening=presented.opening)
         try:
             await db.open()
             principal = presented.principal()
         except SessionEnded:
             await db.close()
+            self._found.pop(session_id, None)
             if presented.claimed is None:
-                self._ended_sessions[presented.opening.session_id] = True
+                self._ended_sessions[session_id] = True
                 return await self._refuse_cookie(ctx, "CONSOLE_SESSION_ENDED")
             return await self._refuse_token(ctx, "SESSION_ENDED")
         except BaseException:
@@ -180,7 +265,27 @@ class BearerAuthentication:
             raise
         verified = presented.opening.verified
         assert verified is not None  # set by the opening that just succeeded
+        if presented.claimed is not None:
+            self._found[session_id] = verified
         return principal, db, verified
+
+    async def _open_deferred(
+        self, scope: Scope, ctx: AuthContext, presented: Presented
+    ) -> Response | None:
+        """The usual check of a deferred request's session (its rate limit is counted
+        already): the request's state gets the caller and its open transaction, or the
+        response that refuses it is returned."""
+        try:
+            outcome = await self._open_database(ctx, presented)
+        except Exception as exc:
+            log.error("authentication_failed", **describe_exception(exc))
+            return unavailable(ctx.meta.request_id)
+        if not isinstance(outcome, tuple):
+            return outcome
+        state = scope.setdefault("state", {})
+        state.pop(DEFERRED, None)
+        state[PRINCIPAL], state[REQUEST_DATABASE], state[VERIFIED_SESSION] = outcome
+        return None
 
     async def _refuse_cookie(self, ctx: AuthContext, reason: str) -> Response:
         """A console cookie that names no live session (signed out, idle, expired,
@@ -261,7 +366,7 @@ class BearerAuthentication:
                 outcome = await self._console(scope, ctx, cookie)
             else:
                 assert token is not None
-                outcome = await self._check(ctx, token)
+                outcome = await self._check(scope, ctx, token)
         except Exception as exc:
             log.error("authentication_failed", **describe_exception(exc))
             outcome = (
@@ -269,6 +374,17 @@ class BearerAuthentication:
                 if scope["path"] == "/graphql"
                 else oauth_error(503, "temporarily_unavailable", "Retry shortly.", RETRY_AFTER)
             )
+        if isinstance(outcome, Deferred):
+            state = scope.setdefault("state", {})
+            state[DEFERRED] = outcome
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                await outcome.db.close()
+                opened = state.get(REQUEST_DATABASE)
+                if opened is not None:
+                    await opened.close()  # rolls back whatever the handler did not commit
+            return
         if not isinstance(outcome, tuple):
             await outcome(scope, receive, send)
             return

@@ -1,0 +1,287 @@
+"""A person's planned read checks its session in its own statement (one round trip):
+the database still checks the session on every request, and reads and audits nothing
+unless it finds the caller the gateway decided for.
+
+The gateway predicts the caller from the session's last check (graph/http/
+authentication.Deferred); these tests change what the database holds between two
+requests of one session (revocation, idle limit, role, row scope, break-glass, a
+disabled account) and require each second request to be answered exactly as a
+request whose session was checked first would be: refused, or answered for the caller
+as the database now has it, with the audit entries to match. Over HTTP, as callers
+send them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.patients import planned_page_audited
+from db.sessions import secret_hash
+from domain.permissions import RowScope
+from domain.purposes import Purpose
+from domain.roles import Role
+from graph.execution.planner import PLANS
+from tests.conftest import AsRole, StatementCounter
+from tests.graphql_client import GraphQLClient
+
+PAGE = "{ patients(first: 3) { edges { node { id givenName familyName } } } }"
+
+
+def _claims(caller: GraphQLClient) -> dict[str, Any]:
+    token = caller.headers["Authorization"].removeprefix("Bearer ")
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+async def _admin(engine: AsyncEngine, sql: str, **values: Any) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text(sql), values)
+
+
+async def _reads(engine: AsyncEngine, request_id: str) -> list[Any]:
+    async with engine.connect() as connection:
+        return list(
+            (
+                await connection.execute(
+                    text(
+                        "SELECT actor_id, role, field_path, record_ids FROM audit.events"
+                        " WHERE request_id = :r AND category = 'ACCESS' AND outcome = 'ALLOWED'"
+                        " ORDER BY field_path"
+                    ),
+                    {"r": request_id},
+                )
+            ).all()
+        )
+
+
+async def _events(engine: AsyncEngine, request_id: str) -> list[tuple[str, str | None]]:
+    async with engine.connect() as connection:
+        return [
+            (row.action, row.reason)
+            for row in await connection.execute(
+                text("SELECT action, reason FROM audit.events WHERE request_id = :r"),
+                {"r": request_id},
+            )
+        ]
+
+
+@pytest.fixture
+async def billing(as_role: AsRole, seeded: int) -> GraphQLClient:
+    """A billing clerk whose first read has been answered (the session's check is then
+    known, and the plan learnt): their next reads are the ones under test."""
+    caller = await as_role(Role.BILLING, Purpose.PAYMENT)
+    (await caller(PAGE)).ok()
+    (await caller(PAGE)).ok()
+    return caller
+
+
+async def test_a_persons_read_is_one_statement_that_checks_the_session(
+    billing: GraphQLClient, statements: StatementCounter, admin_engine: AsyncEngine
+) -> None:
+    before, checked = len(statements.statements), PLANS.checked
+    answer = await billing(PAGE, headers={"X-Request-ID": "checked-one"})
+    sent = statements.statements[before:]
+    assert PLANS.checked == checked + 1
+    assert len(sent) == 1 and "phigate.begin_request" in sent[0], sent
+    assert len(answer.ok()["patients"]["edges"]) == 3
+    reads = await _reads(admin_engine, "checked-one")
+    assert [row.field_path for row in reads] == ["Patient.familyName", "Patient.givenName"]
+    ids = sorted(edge["node"]["id"] for edge in answer.data["patients"]["edges"])
+    assert all(sorted(str(i) for i in row.record_ids) == ids for row in reads)
+    assert {row.role for row in reads} == {"BILLING"}
+
+
+async def test_a_revoked_session_is_refused_and_nothing_is_read(
+    billing: GraphQLClient, admin_engine: AsyncEngine
+) -> None:
+    await _admin(
+        admin_engine,
+        "UPDATE phigate.sessions SET revoked_at = now() WHERE id = :id",
+        id=uuid.UUID(_claims(billing)["sid"]),
+    )
+    refused = await billing(PAGE, headers={"X-Request-ID": "checked-revoked"})
+    assert refused.status == 401
+    assert "data" not in refused.body or refused.body.get("data") is None
+    assert await _reads(admin_engine, "checked-revoked") == []
+    assert ("ACCESS_TOKEN_REJECTED", "SESSION_ENDED") in await _events(
+        admin_engine, "checked-revoked"
+    )
+
+
+async def test_an_idle_session_is_refused(
+    billing: GraphQLClient, admin_engine: AsyncEngine
+) -> None:
+    await _admin(
+        admin_engine,
+        "UPDATE phigate.sessions SET last_seen_at = now() - interval '2 hours' WHERE id = :id",
+        id=uuid.UUID(_claims(billing)["sid"]),
+    )
+    refused = await billing(PAGE, headers={"X-Request-ID": "checked-idle"})
+    assert refused.status == 401
+    assert await _reads(admin_engine, "checked-idle") == []
+
+
+async def test_a_disabled_account_is_refused(
+    billing: GraphQLClient, admin_engine: AsyncEngine
+) -> None:
+    await _admin(
+        admin_engine,
+        "UPDATE phigate.users SET status = 'DISABLED' WHERE id = :id",
+        id=uuid.UUID(_claims(billing)["sub"]),
+    )
+    refused = await billing(PAGE, headers={"X-Request-ID": "checked-disabled"})
+    assert refused.status == 401
+    assert await _reads(admin_engine, "checked-disabled") == []
+
+
+async def test_a_changed_role_is_decided_for_the_role_the_database_holds(
+    billing: GraphQLClient, admin_engine: AsyncEngine
+) -> None:
+    """The token and the last check say BILLING; the database now says
+    COMPLIANCE_OFFICER (the same row scope, so only the role differs), whose purposes do
+    not include PAYMENT: the request is refused as a compliance officer's would be, and
+    the refusal names the role the database holds."""
+    await _admin(
+        admin_engine,
+        "UPDATE phigate.users SET role = 'COMPLIANCE_OFFICER' WHERE id = :id",
+        id=uuid.UUID(_claims(billing)["sub"]),
+    )
+    answer = await billing(PAGE, headers={"X-Request-ID": "checked-role"})
+    assert answer.data is None
+    assert answer.errors[0]["extensions"]["code"] == "PURPOSE_NOT_ALLOWED"
+    assert await _reads(admin_engine, "checked-role") == []
+    async with admin_engine.connect() as connection:
+        roles = (
+            await connection.execute(
+                text("SELECT DISTINCT role FROM audit.events WHERE request_id = 'checked-role'")
+            )
+        ).scalars()
+        assert set(roles) == {"COMPLIANCE_OFFICER"}
+
+
+async def test_a_narrowed_row_scope_reads_only_what_the_new_scope_reaches(
+    billing: GraphQLClient, admin_engine: AsyncEngine
+) -> None:
+    await _admin(
+        admin_engine,
+        "UPDATE phigate.row_scope_ceilings SET row_scope = 'NONE' WHERE grantee = 'role:BILLING'",
+    )
+    try:
+        answer = await billing(PAGE, headers={"X-Request-ID": "checked-scope"})
+        assert answer.ok()["patients"]["edges"] == []
+        assert await _reads(admin_engine, "checked-scope") == []
+    finally:
+        await _admin(
+            admin_engine,
+            "UPDATE phigate.row_scope_ceilings SET row_scope = 'ALL'"
+            " WHERE grantee = 'role:BILLING'",
+        )
+
+
+async def test_another_sessions_secret_checks_nothing(
+    billing: GraphQLClient, admin_engine: AsyncEngine, app_engine: AsyncEngine, seeded: int
+) -> None:
+    """The statement itself, as the application role: a wrong secret (or a session that
+    is not the expected caller's) reads nothing and writes no audit entry."""
+    claims = _claims(billing)
+    compiled = planned_page_audited(("given_name",), RowScope.ALL, False, True)
+    base = {
+        "actor": None,
+        "limit": 3,
+        "occurred_at": None,
+        "actor_id": claims["sub"],
+        "actor_kind": "USER",
+        "role": "BILLING",
+        "session_id": uuid.UUID(claims["sid"]),
+        "purpose": "PAYMENT",
+        "break_glass": False,
+        "operation_name": None,
+        "document_hash": "0" * 64,
+        "client_ip": None,
+        "user_agent": None,
+        "request_id": "checked-direct",
+        "audit_fields": ["Patient.givenName"],
+        "audit_classes": ["DEMOGRAPHIC"],
+        "check_session": uuid.UUID(claims["sid"]),
+        "check_secret": claims["ssk"],
+        "check_scopes": [],
+        "check_idle": 900.0,
+        "check_touch": 15.0,
+        "expect_kind": "USER",
+        "expect_actor": claims["sub"],
+        "expect_role": "BILLING",
+        "expect_row_scope": "ALL",
+    }
+    from datetime import UTC, datetime
+
+    base["occurred_at"] = datetime.now(UTC)
+    cases = {
+        "right": {},
+        "wrong secret": {"check_secret": "not-the-secret"},
+        "other actor": {"expect_actor": str(uuid.uuid4())},
+        "other role": {"expect_role": "CLINICIAN"},
+        "other scope": {"expect_row_scope": "CARE_TEAM"},
+    }
+    async with app_engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        for name, change in cases.items():
+            values = {**base, **change, "request_id": f"checked-direct-{len(name)}-{name[:5]}"}
+            rows = await raw.fetch(compiled.sql, *compiled.arguments(values))
+            read = [row for row in rows if row["id"] is not None]
+            entries = await _reads(admin_engine, values["request_id"])
+            if name == "right":
+                assert rows[0]["session_checked"] == 1 and len(read) == 3, name
+                assert len(entries) == 1, name
+            else:
+                assert [row["session_checked"] for row in rows] == [0], name
+                assert read == [] and entries == [], name
+    assert secret_hash(claims["ssk"])  # the token's secret is what the database checks
+
+
+async def test_an_open_break_glass_episode_is_named_in_the_audit(
+    as_role: AsRole, seeded: int, admin_engine: AsyncEngine
+) -> None:
+    """A clinician sees only their care team's patients; one opened break-glass for a
+    patient: the read that follows goes through the usual check, which names the
+    episode in the audit entries of that patient."""
+    reason = "Synthetic test: unconscious patient in the emergency department"
+    clinician = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
+    sub = uuid.UUID(_claims(clinician)["sub"])
+    async with admin_engine.connect() as connection:
+        patient = (
+            await connection.execute(text("SELECT id FROM phigate.patients ORDER BY id LIMIT 1"))
+        ).scalar_one()
+    (await clinician(PAGE)).ok()
+    (await clinician(PAGE)).ok()  # the plan is learnt and the session's check known
+    await _admin(
+        admin_engine,
+        "INSERT INTO phigate.break_glass_episodes (user_id, patient_id, reason, expires_at)"
+        " VALUES (:u, :p, :r, now() + interval '1 hour')",
+        u=sub,
+        p=patient,
+        r=reason,
+    )
+    answer = await clinician(
+        "{ patients(first: 50) { edges { node { id givenName } } } }",
+        headers={"X-Request-ID": "checked-glass"},
+    )
+    ids = [edge["node"]["id"] for edge in answer.ok()["patients"]["edges"]]
+    assert str(patient) in ids
+    async with admin_engine.connect() as connection:
+        named = (
+            await connection.execute(
+                text(
+                    "SELECT count(*) FROM audit.events WHERE request_id = 'checked-glass'"
+                    " AND break_glass_episode_id IS NOT NULL AND :p = ANY (record_ids)"
+                ),
+                {"p": patient},
+            )
+        ).scalar_one()
+    assert named >= 1
