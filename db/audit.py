@@ -486,11 +486,11 @@ _SHARED_TYPES = {
 # and what the gateway expects the database to find (the caller it decided for).
 _SESSION = (
     "check_session", "check_secret", "check_scopes", "check_idle", "check_touch",
-    "expect_kind", "expect_actor", "expect_role", "expect_row_scope",
+    "expect_kind", "expect_actor", "expect_role", "expect_row_scope", "expect_scopes",
 )  # fmt: skip
 _SESSION_TYPES = {
     "check_session": "uuid", "check_scopes": "text[]", "check_idle": "float8",
-    "check_touch": "float8",
+    "check_touch": "float8", "expect_scopes": "text[]",
 }  # fmt: skip
 # The CTE a checked read's own statement must reference (``checked.ok``) so that it
 # runs only after, and only if, the session check passed (a lateral reference: the
@@ -508,12 +508,12 @@ def read_and_audit(
 
     ``checked``: the statement also opens the request, as its own transaction: the
     database checks the session and sets the row context (``phigate.begin_request``),
-    and compares what it found with what the gateway decided for (kind of caller, actor,
-    role, row scope, no open break-glass episode). ``sql`` must reference
-    ``checked.ok``; it runs only if the check passed, and so do the audit entries.
-    The first column, ``session_checked``, is 1 when it did and 0 when it did not (the
-    session ended, or the caller is not the one expected: nothing was read); a row
-    whose ``id`` is NULL only carries that column."""
+    and compares what it found with what the gateway decided for (kind of caller,
+    actor, role, row scope, a service's granted scopes, no open break-glass episode).
+    ``sql`` must reference ``checked.ok``; it runs only if the check passed, and so do
+    the audit entries. The first column, ``session_checked``, is 1 when it did and 0
+    when it did not (the session ended, or the caller is not the one expected: nothing
+    was read); a row whose ``id`` is NULL only carries that column."""
     position = len(parameters)
     names = [*parameters]
     placeholders: dict[str, str] = {}
@@ -537,6 +537,8 @@ def read_and_audit(
         WHERE c.subject_kind = {p["expect_kind"]} AND c.actor = {p["expect_actor"]}
           AND c.role IS NOT DISTINCT FROM {p["expect_role"]}
           AND c.row_scope = {p["expect_row_scope"]} AND cardinality(c.episode_ids) = 0
+          AND coalesce((SELECT array_agg(g ORDER BY g) FROM unnest(c.granted_scopes) g), '{{}}')
+              = {p["expect_scopes"]}
     ),
     page AS MATERIALIZED (SELECT q.* FROM {CHECKED} CROSS JOIN LATERAL ({sql}) AS q),"""  # noqa: S608 - our compiled SQL and names
         result = f"""

@@ -104,15 +104,16 @@ def _wants_console_page(scope: Scope) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """A signed-in person's request to POST /graphql whose session check is left to the
-    statement that reads and audits (one round trip instead of BEGIN, the check, the
-    read and COMMIT). The token verified and the rate limit counted as for any request;
-    ``expected`` is what the last check of this session found, and only a prediction:
-    the statement checks the session again, compares what it finds with ``expected``
-    and reads nothing unless they agree (``db.audit.read_and_audit`` with ``checked``).
-    Until a statement has done so, nobody may rely on ``principal``. Anything else the
-    request does runs after ``open``, the usual check (which refuses an ended session
-    as every request's does)."""
+    """A signed-in person's (or an OAuth2 client's) request to POST /graphql whose
+    session check is left to the statement that reads and audits (one round trip
+    instead of BEGIN, the check, the read and COMMIT). The token verified and the rate
+    limit counted as for any request; ``expected`` is what the last check of this
+    session found, and only a prediction: the statement checks the session again,
+    compares what it finds with ``expected`` and reads nothing unless they agree
+    (``db.audit.read_and_audit`` with ``checked``). Until a statement has done so,
+    nobody may rely on ``principal``. Anything else the request does runs after
+    ``open``, the usual check (which refuses an ended session as every request's
+    does)."""
 
     presented: Presented
     expected: VerifiedSession
@@ -198,10 +199,11 @@ class BearerAuthentication:
 
     def _deferrable(self, scope: Scope, presented: Presented) -> VerifiedSession | None:
         """What the session's last check found, when this request's check may be left to
-        the statement of a planned read: a signed-in person's own token (not a service's,
-        not a provider's, not the console's) on POST /graphql, and a last check that
-        found that person with no break-glass episode open. (A request that would open
-        an episode does so on the full path, after the usual check: a plan never does.)"""
+        the statement of a planned read: a signed-in person's or an OAuth2 client's own
+        token (not an identity provider's, not the console's) on POST /graphql, and a
+        last check that found that caller, with no break-glass episode open. (A request
+        that would open an episode does so on the full path, after the usual check: a
+        plan never does.)"""
         if (
             scope["path"] != "/graphql"
             or scope["method"] != "POST"
@@ -212,7 +214,7 @@ class BearerAuthentication:
         expected = self._found.get(presented.opening.session_id)
         if (
             expected is None
-            or expected.subject_kind != "USER"
+            or expected.subject_kind not in ("USER", "SERVICE")
             or expected.actor != presented.claimed.actor_id
             or expected.episodes
         ):

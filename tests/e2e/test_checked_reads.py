@@ -219,6 +219,7 @@ async def test_another_sessions_secret_checks_nothing(
         "expect_actor": claims["sub"],
         "expect_role": "BILLING",
         "expect_row_scope": "ALL",
+        "expect_scopes": [],
     }
     base["occurred_at"] = datetime.now(UTC)
     cases = {
@@ -227,6 +228,7 @@ async def test_another_sessions_secret_checks_nothing(
         "other actor": {"expect_actor": str(uuid.uuid4())},
         "other role": {"expect_role": "CLINICIAN"},
         "other scope": {"expect_row_scope": "CARE_TEAM"},
+        "other granted scopes": {"expect_scopes": ["patients:read"]},
     }
     async with app_engine.connect() as connection:
         raw = (await connection.get_raw_connection()).driver_connection
@@ -283,3 +285,50 @@ async def test_an_open_break_glass_episode_is_named_in_the_audit(
             )
         ).scalar_one()
     assert named >= 1
+
+
+@pytest.fixture
+async def reader(service: Any, seeded: int) -> GraphQLClient:
+    """An OAuth2 client with patients:read whose first reads have been answered."""
+    caller = await service("patients:read", purpose=Purpose.PAYMENT)
+    (await caller(PAGE)).ok()
+    (await caller(PAGE)).ok()
+    return caller
+
+
+async def test_a_services_read_is_one_statement_too(
+    reader: GraphQLClient, statements: StatementCounter, admin_engine: AsyncEngine
+) -> None:
+    before, checked = len(statements.statements), PLANS.checked
+    answer = await reader(PAGE, headers={"X-Request-ID": "checked-service"})
+    assert PLANS.checked == checked + 1
+    assert len(statements.statements[before:]) == 1
+    assert len(answer.ok()["patients"]["edges"]) == 3
+    reads = await _reads(admin_engine, "checked-service")
+    assert {row.actor_id for row in reads} == {_claims(reader)["client_id"]}
+
+
+async def test_a_service_whose_scope_was_withdrawn_is_decided_without_it(
+    reader: GraphQLClient, admin_engine: AsyncEngine
+) -> None:
+    await _admin(
+        admin_engine,
+        "UPDATE phigate.oauth_clients SET scopes = '{breaches:read}' WHERE client_id = :c",
+        c=_claims(reader)["client_id"],
+    )
+    answer = await reader(PAGE, headers={"X-Request-ID": "checked-scope-withdrawn"})
+    assert answer.data is None
+    assert await _reads(admin_engine, "checked-scope-withdrawn") == []
+
+
+async def test_a_disabled_client_is_refused(
+    reader: GraphQLClient, admin_engine: AsyncEngine
+) -> None:
+    await _admin(
+        admin_engine,
+        "UPDATE phigate.oauth_clients SET status = 'DISABLED' WHERE client_id = :c",
+        c=_claims(reader)["client_id"],
+    )
+    refused = await reader(PAGE, headers={"X-Request-ID": "checked-client-disabled"})
+    assert refused.status == 401
+    assert await _reads(admin_engine, "checked-client-disabled") == []
