@@ -1,0 +1,174 @@
+"""What one audited planned read costs PostgreSQL, shape by shape, without the gateway:
+the statements phigate sends for a person's 10-row read, from asyncpg, on 16
+connections at once, with the PostgreSQL server's CPU per read read from /proc (and the
+client's, this process's).
+
+- ``four round trips, re-planned``: BEGIN, ``phigate.begin_request``, the read and its
+  audit entries, COMMIT, with PostgreSQL's default ``plan_cache_mode`` ('auto'), which
+  plans the row-secured read anew at every execution;
+- ``four round trips``: the same with one generic plan per connection (phigate's
+  connections since 2026-12-03, ``db/engine.py``);
+- ``one statement``: the read that checks the session itself
+  (``db.audit.read_and_audit`` with ``checked``), as a transaction of its own;
+- ``one statement, commit not flushed``: the same with ``synchronous_commit`` off,
+  which shows what the durable commit costs (phigate never runs so).
+
+The shapes take turns, round after round, so the machine's noise falls on all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from db.patients import planned_page_audited
+from db.sessions import SessionOpening, VerifiedSession
+from domain.permissions import RowScope
+from domain.roles import Role
+from tests.bench.bench_peer import cpu_seconds, postmaster_pid
+from tests.bench.harness import Database, bench_identity
+from tests.identity import issue_token
+
+CONNECTIONS = 16
+_IDLE = timedelta(minutes=15)
+READS = 200  # per connection and shape, in each round
+COLUMNS = ("given_name", "family_name")
+FIELDS = (["Patient.givenName", "Patient.familyName"], ["IDENTITY", "IDENTITY"])
+_BEGIN = (
+    "SELECT subject_kind, actor, role, granted_scopes, row_scope, episode_ids,"
+    " episode_patients FROM phigate.begin_request($1, $2, $3, $4, $5, false)"
+)
+Shape = Callable[[asyncpg.Connection, "Caller"], Awaitable[None]]
+
+
+class Caller:
+    """A billing clerk's session, as the statements take it."""
+
+    def __init__(self, token: str) -> None:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        self.actor = claims["sub"]
+        self.session = uuid.UUID(claims["sid"])
+        self.secret = claims["ssk"]
+        self.opening = SessionOpening(self.session, self.secret, idle=_IDLE)
+        self.expected = VerifiedSession("USER", self.actor, "BILLING", (), "ALL", {})
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "actor": None,
+            "limit": 11,
+            "occurred_at": datetime.now(UTC),
+            "actor_id": self.actor,
+            "actor_kind": "USER",
+            "role": "BILLING",
+            "session_id": self.session,
+            "purpose": "PAYMENT",
+            "break_glass": False,
+            "operation_name": None,
+            "document_hash": "0" * 64,
+            "client_ip": "127.0.0.1",
+            "user_agent": "bench (synthetic)",
+            "request_id": uuid.uuid4().hex,
+            "audit_fields": FIELDS[0],
+            "audit_classes": FIELDS[1],
+        }
+
+
+async def _four_round_trips(connection: asyncpg.Connection, caller: Caller) -> None:
+    compiled = planned_page_audited(COLUMNS, RowScope.ALL, False)
+    async with connection.transaction():
+        found = await connection.fetchrow(_BEGIN, caller.session, caller.secret, [], 900.0, 15.0)
+        assert found is not None
+        rows = await connection.fetch(compiled.sql, *compiled.arguments(caller.values()))
+    assert len(rows) == 11
+
+
+async def _one_statement(connection: asyncpg.Connection, caller: Caller) -> None:
+    compiled = planned_page_audited(COLUMNS, RowScope.ALL, False, True)
+    values = {**caller.values(), **caller.opening.checked_by_statement(caller.expected)}
+    rows = await connection.fetch(compiled.sql, *compiled.arguments(values))
+    assert rows[0]["session_checked"] == 1 and len(rows) == 11
+
+
+SHAPES: dict[str, tuple[Shape, str]] = {
+    "four round trips, re-planned": (_four_round_trips, "SET plan_cache_mode = auto"),
+    "four round trips": (_four_round_trips, "SET plan_cache_mode = force_generic_plan"),
+    "one statement": (_one_statement, "SET plan_cache_mode = force_generic_plan"),
+    "one statement, commit not flushed": (
+        _one_statement,
+        "SET plan_cache_mode = force_generic_plan; SET synchronous_commit = off",
+    ),
+}
+
+
+async def run(db: Database, *, rounds: int) -> dict[str, Any]:
+    rounds = max(1, min(rounds, 3))
+    async with bench_identity(db) as identity:
+        callers = [Caller(await issue_token(identity, Role.BILLING)) for _ in range(CONNECTIONS)]
+    url = db.app.url
+    connections = [
+        await asyncpg.connect(
+            user=url.username,
+            database=url.database,
+            host=url.query["host"],
+            port=int(url.query["port"]),
+        )
+        for _ in range(CONNECTIONS)
+    ]
+    server = postmaster_pid(db)
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in SHAPES}
+
+    async def stage(name: str, reads: int) -> tuple[float, float]:
+        shape, settings = SHAPES[name]
+        for connection in connections:
+            await connection.execute("RESET ALL; " + settings)
+
+        async def worker(connection: asyncpg.Connection, caller: Caller) -> None:
+            for _ in range(reads):
+                await shape(connection, caller)
+
+        server_before, client_before = cpu_seconds(server), time.process_time()
+        await asyncio.gather(*map(worker, connections, callers))
+        done = reads * CONNECTIONS
+        return (
+            (cpu_seconds(server) - server_before) * 1000 / done,
+            (time.process_time() - client_before) * 1000 / done,
+        )
+
+    try:
+        for name in SHAPES:  # warm-up: plans, caches
+            await stage(name, 20)
+        names = list(SHAPES)
+        for number in range(rounds):
+            for name in names[number % len(names) :] + names[: number % len(names)]:
+                samples[name].append(await stage(name, READS))
+    finally:
+        for connection in connections:
+            await connection.close()
+    results = {
+        name: {
+            "postgres_cpu_ms_per_read": round(statistics.median(s[0] for s in measured), 3),
+            "client_cpu_ms_per_read": round(statistics.median(s[1] for s in measured), 3),
+        }
+        for name, measured in samples.items()
+    }
+    base = results["four round trips, re-planned"]["postgres_cpu_ms_per_read"]
+    return {
+        "case": "a billing clerk's 10-row audited read (2 PHI fields), straight from asyncpg on"
+        f" {CONNECTIONS} connections, {READS} reads each per shape and round, {rounds}"
+        " interleaved rounds, medians",
+        "results": results,
+        "postgres_cpu_vs_re_planned": {
+            name: round(result["postgres_cpu_ms_per_read"] / base, 2)
+            for name, result in results.items()
+        },
+    }
