@@ -537,7 +537,8 @@ def read_and_audit(
         WHERE c.subject_kind = {p["expect_kind"]} AND c.actor = {p["expect_actor"]}
           AND c.role IS NOT DISTINCT FROM {p["expect_role"]}
           AND c.row_scope = {p["expect_row_scope"]} AND cardinality(c.episode_ids) = 0
-          AND coalesce((SELECT array_agg(g ORDER BY g) FROM unnest(c.granted_scopes) g), '{{}}')
+          AND coalesce(
+              (SELECT array_agg(g ORDER BY g COLLATE "C") FROM unnest(c.granted_scopes) g), '{{}}')
               = {p["expect_scopes"]}
     ),
     page AS MATERIALIZED (SELECT q.* FROM {CHECKED} CROSS JOIN LATERAL ({sql}) AS q),"""  # noqa: S608 - our compiled SQL and names

@@ -115,6 +115,7 @@ class SessionOpening:
             "expect_actor": expected.actor,
             "expect_role": expected.role,
             "expect_row_scope": expected.row_scope,
+            # In code-point order, as the statement sorts them (COLLATE "C").
             "expect_scopes": sorted(expected.granted_scopes),
         }
 

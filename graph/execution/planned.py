@@ -88,11 +88,19 @@ class PlannedEndpoint:
             # caller expected, by the usual check, before anything else happens.
             if self.enabled and scope["method"] == "POST":
                 body, receive = await _buffered(receive)
-                checked = await self.answer(scope, body, deferred)
+                try:
+                    checked = await self.answer(scope, body, deferred)
+                except Exception as exc:
+                    # Nothing the database has not checked may answer: the usual path does.
+                    log.warning("checked_read_failed", **describe_exception(exc))
+                    checked = "error"
                 if isinstance(checked, Response):
                     await checked(scope, receive, send)
                     return
                 self.fallbacks["checked: " + (checked or "unknown")] += 1
+            # The statement's connection goes back before the usual check takes one: a
+            # request must never hold one connection while waiting for another.
+            await deferred.db.close()
             refusal = await deferred.open(scope)
             if refusal is not None:
                 await refusal(scope, receive, send)
@@ -188,6 +196,9 @@ class PlannedEndpoint:
             await context.db.rollback()
             return type(exc).__name__
         except TimeoutError:
+            if deferred is not None:
+                # Whether the session was live is not known: the usual check answers.
+                return "timeout"
             await _quietly(context.db.rollback())
             log.warning("operation_timed_out", limit_seconds=self.view.timeout)
             return _error(

@@ -13,6 +13,7 @@ send them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -22,14 +23,17 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
 from db.patients import planned_page_audited
 from db.sessions import new_secret
+from db.unit_of_work import RequestDatabase
 from domain.permissions import RowScope
 from domain.purposes import Purpose
 from domain.roles import Role
 from graph.execution.planner import PLANS
 from tests.conftest import AsRole, StatementCounter
+from tests.e2e.test_planned_execution import endpoint
 from tests.graphql_client import GraphQLClient
 
 PAGE = "{ patients(first: 3) { edges { node { id givenName familyName } } } }"
@@ -332,3 +336,57 @@ async def test_a_disabled_client_is_refused(
     refused = await reader(PAGE, headers={"X-Request-ID": "checked-client-disabled"})
     assert refused.status == 401
     assert await _reads(admin_engine, "checked-client-disabled") == []
+
+
+async def test_a_fallback_releases_the_statements_connection_before_taking_another(
+    billing: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: a one-statement read that fell back (a patient not found) kept
+    its connection while the usual check took a second one; a few concurrent requests
+    for missing patients could hold the whole pool waiting for itself."""
+    used: list[RequestDatabase] = []
+    held_at_open: list[bool] = []
+    alone, opened = RequestDatabase.fetch_alone, RequestDatabase.open
+
+    async def spy_alone(self: RequestDatabase, sql: str, *args: object) -> list[object]:
+        used.append(self)
+        return await alone(self, sql, *args)
+
+    async def spy_open(self: RequestDatabase) -> None:
+        held_at_open.append(any(db.is_open for db in used))
+        await opened(self)
+
+    monkeypatch.setattr(RequestDatabase, "fetch_alone", spy_alone)
+    monkeypatch.setattr(RequestDatabase, "open", spy_open)
+    one = "query One($id: ID!) { patient(id: $id) { id givenName } }"
+    missing = {"id": str(uuid.uuid4())}
+    await billing(one, missing)  # learns the plan
+    answer = await billing(one, missing)
+    assert answer.errors[0]["extensions"]["code"] == "NOT_FOUND"
+    assert used, "the read was not tried as one statement"
+    assert held_at_open == [False, False]  # the first learnt the plan
+
+
+async def test_a_timeout_in_the_statement_is_answered_after_the_usual_check(
+    billing: GraphQLClient,
+    admin_engine: AsyncEngine,
+    app: Starlette,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found in review: a one-statement read that timed out was answered TIMEOUT without
+    any check of the session having finished: a revoked session got a GraphQL answer
+    instead of 401."""
+    await _admin(
+        admin_engine,
+        "UPDATE phigate.sessions SET revoked_at = now() WHERE id = :id",
+        id=uuid.UUID(_claims(billing)["sid"]),
+    )
+
+    async def too_slow(self: RequestDatabase, sql: str, *args: object) -> list[object]:
+        await asyncio.sleep(5)
+        return []
+
+    monkeypatch.setattr(RequestDatabase, "fetch_alone", too_slow)
+    monkeypatch.setattr(endpoint(app).view, "timeout", 0.2)
+    refused = await billing(PAGE, headers={"X-Request-ID": "checked-timeout"})
+    assert refused.status == 401
