@@ -28,7 +28,13 @@ from strawberry.http import GraphQLRequestData
 
 from db import audit
 from db.crypto import DecryptionError
-from db.patients import planned_one, planned_one_audited, planned_page, planned_page_audited
+from db.patients import (
+    Compiled,
+    planned_one,
+    planned_one_audited,
+    planned_page,
+    planned_page_audited,
+)
 from domain.errors import DomainError
 from graph.enforcement.authorization import decide
 from graph.enforcement.input_rules import variable_violations
@@ -229,7 +235,11 @@ class PlannedEndpoint:
         return data
 
     async def _read(
-        self, context: RequestContext, compiled: Any, values: dict[str, Any], deferred: Any
+        self,
+        context: RequestContext,
+        compiled: Compiled,
+        values: dict[str, Any],
+        deferred: Deferred | None,
     ) -> list[Any]:
         """The rows; with ``deferred``, read by a statement that checks the session first
         and reads nothing unless it finds the caller expected."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from cachetools import TTLCache
@@ -102,6 +103,13 @@ def _wants_console_page(scope: Scope) -> bool:
     )
 
 
+def _admit(
+    state: dict[str, Any], outcome: tuple[Principal, RequestDatabase, VerifiedSession]
+) -> None:
+    """The checked caller, its open transaction and what the check found, for the app."""
+    state[PRINCIPAL], state[REQUEST_DATABASE], state[VERIFIED_SESSION] = outcome
+
+
 @dataclass(frozen=True, slots=True)
 class Deferred:
     """A signed-in person's (or an OAuth2 client's) request to POST /graphql whose
@@ -178,13 +186,12 @@ class BearerAuthentication:
         except TokenRejected as rejected:
             return await self._refuse_token(ctx, rejected.reason.upper())
         assert presented.claimed is not None  # a token names its caller
-        actor = presented.claimed.actor_id
-        expected = self._deferrable(scope, presented)
-        if expected is None:
-            return await self._open(ctx, presented, actor)
-        limited = await self._rate_limited(ctx, actor)
+        limited = await self._rate_limited(ctx, presented.claimed.actor_id)
         if limited is not None:
             return limited
+        expected = self._deferrable(scope, presented)
+        if expected is None:
+            return await self._open_database(ctx, presented)
 
         async def open_(scope: Scope) -> Response | None:
             return await self._open_deferred(scope, ctx, presented)
@@ -286,7 +293,7 @@ class BearerAuthentication:
             return outcome
         state = scope.setdefault("state", {})
         state.pop(DEFERRED, None)
-        state[PRINCIPAL], state[REQUEST_DATABASE], state[VERIFIED_SESSION] = outcome
+        _admit(state, outcome)
         return None
 
     async def _refuse_cookie(self, ctx: AuthContext, reason: str) -> Response:
@@ -376,31 +383,24 @@ class BearerAuthentication:
                 if scope["path"] == "/graphql"
                 else oauth_error(503, "temporarily_unavailable", "Retry shortly.", RETRY_AFTER)
             )
-        if isinstance(outcome, Deferred):
-            state = scope.setdefault("state", {})
-            state[DEFERRED] = outcome
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                await outcome.db.close()
-                opened = state.get(REQUEST_DATABASE)
-                if opened is not None:
-                    await opened.close()  # rolls back whatever the handler did not commit
-            return
-        if not isinstance(outcome, tuple):
+        if isinstance(outcome, Response):
             await outcome(scope, receive, send)
             return
-        principal, db, verified = outcome
         state = scope.setdefault("state", {})
-        state[PRINCIPAL], state[REQUEST_DATABASE], state[VERIFIED_SESSION] = (
-            principal,
-            db,
-            verified,
-        )
+        if isinstance(outcome, Deferred):
+            state[DEFERRED] = outcome
+        else:
+            _admit(state, outcome)
         try:
             await self.app(scope, receive, send)
         finally:
-            await db.close()  # rolls back whatever the handler did not commit
+            if isinstance(outcome, Deferred):
+                await outcome.db.close()
+            # The request's transaction (a deferred request's, if its check ran): rolls
+            # back whatever the handler did not commit.
+            opened = state.get(REQUEST_DATABASE)
+            if opened is not None:
+                await opened.close()
 
     async def _anonymous(self, scope: Scope, meta: RequestMeta) -> Response:
         """A request without a token: the static console page for a browser, 401 for

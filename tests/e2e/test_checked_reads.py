@@ -14,8 +14,6 @@ send them.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -35,14 +33,13 @@ from graph.execution.planner import PLANS
 from tests.conftest import AsRole, StatementCounter
 from tests.e2e.test_planned_execution import endpoint
 from tests.graphql_client import GraphQLClient
+from tests.identity import token_claims
 
 PAGE = "{ patients(first: 3) { edges { node { id givenName familyName } } } }"
 
 
 def _claims(caller: GraphQLClient) -> dict[str, Any]:
-    token = caller.headers["Authorization"].removeprefix("Bearer ")
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return token_claims(caller.headers["Authorization"].removeprefix("Bearer "))
 
 
 async def _admin(engine: AsyncEngine, sql: str, **values: Any) -> None:

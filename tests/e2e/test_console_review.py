@@ -3,8 +3,6 @@ before its fix."""
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from graph.http.console.cookie import COOKIE
 from graph.settings import Settings
 from tests.conftest import FAST_HASHING, TEST_KEYS
 from tests.e2e.test_console import CONSOLE, COUNTS, browser_like, code, fake_assets
-from tests.identity import PASSWORD, issue_token
+from tests.identity import PASSWORD, issue_token, token_claims
 from tests.identity import create_user as create_identity_user
 
 ASK = {"X-Phigate-Console": "1"}
@@ -45,8 +43,7 @@ async def app(app_target, tmp_path: Path) -> AsyncIterator[Starlette]:
 def cookie_from_token(token: str) -> str:
     """What anyone holding an access token can read out of it: its session's id and
     secret (a JWT's payload is encoded, not encrypted)."""
-    payload = token.split(".")[1]
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims = token_claims(token)
     return f"{claims['sid']}.{claims['ssk']}"
 
 
