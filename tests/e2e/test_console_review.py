@@ -40,6 +40,20 @@ async def app(app_target, tmp_path: Path) -> AsyncIterator[Starlette]:
     await engine_of(application).dispose()
 
 
+async def _rate_limited_events(engine: AsyncEngine, actor_id: str) -> int:
+    """RATE_LIMITED events recorded in someone's name."""
+    async with engine.connect() as connection:
+        return int(
+            await connection.scalar(
+                text(
+                    "SELECT count(*) FROM audit.events WHERE action = 'RATE_LIMITED'"
+                    " AND actor_id = :actor"
+                ),
+                {"actor": actor_id},
+            )
+        )
+
+
 def cookie_from_token(token: str) -> str:
     """What anyone holding an access token can read out of it: its session's id and
     secret (a JWT's payload is encoded, not encrypted)."""
@@ -271,15 +285,7 @@ async def test_a_made_up_secret_for_a_known_session_id_costs_the_person_nothing(
             victim.cookies.set(COOKIE, cookie)
             still = await victim.post("/graphql", json={"query": "{ __typename }"}, headers=headers)
         assert still.status_code == 200
-        async with admin_engine.connect() as connection:
-            blamed = await connection.scalar(
-                text(
-                    "SELECT count(*) FROM audit.events WHERE action = 'RATE_LIMITED'"
-                    " AND actor_id = :victim"
-                ),
-                {"victim": victim_id},
-            )
-        assert blamed == 0
+        assert await _rate_limited_events(admin_engine, victim_id) == 0
         assert session_id
     finally:
         await engine_of(app).dispose()
@@ -341,14 +347,6 @@ async def test_an_ended_session_s_cookie_cannot_spend_its_owner_s_budget(
             )
             is None
         )
-        async with admin_engine.connect() as connection:
-            blamed = await connection.scalar(
-                text(
-                    "SELECT count(*) FROM audit.events WHERE action = 'RATE_LIMITED'"
-                    " AND actor_id = :victim"
-                ),
-                {"victim": victim_id},
-            )
-        assert blamed == 0
+        assert await _rate_limited_events(admin_engine, victim_id) == 0
     finally:
         await engine_of(app).dispose()
