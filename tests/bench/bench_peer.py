@@ -199,7 +199,8 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
         tokens = [await issue_token(identity, Role.BILLING) for _ in range(USERS)]
     folder = Path(tempfile.mkdtemp())
     bin_dir = Path(sys.executable).parent
-    ports = {name: free_port() for name in ("phigate", "postgraphile", "postgraphile-2", "raw")}
+    names = ("phigate", "phigate-baseline", "postgraphile", "postgraphile-2", "raw")
+    ports = {name: free_port() for name in names}
     env = server_env(db, PHIGATE_DB_POOL_SIZE="20", **raw_env(db))
     admin = db.admin.url
     dsn = f"postgresql://{admin.username}@/{admin.database}?host={admin.query['host']}&port={admin.query['port']}"
@@ -216,6 +217,19 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
             env, Path.cwd(), f"http://127.0.0.1:{ports['raw']}/patients",
         ),
     }  # fmt: skip
+    baseline = os.environ.get("PHIGATE_PEER_BASELINE")
+    if baseline:
+        # Another build of phigate (a checkout, e.g. `git worktree add /tmp/base <commit>`)
+        # served on the same database, so a change is measured against what it replaces
+        # in the same rounds. Its modules come first on the path.
+        checkout = Path(baseline)  # absolute: it is the workers' PYTHONPATH
+        contenders["phigate-baseline"] = Contender(
+            "phigate-baseline",
+            [sys.executable, "-c", "from graph.cli import main; main()", "serve",
+             "--workers", "2", "--port", str(ports["phigate-baseline"])],
+            {**env, "PYTHONPATH": str(checkout)}, checkout,
+            f"http://127.0.0.1:{ports['phigate-baseline']}/ready",
+        )  # fmt: skip
     if peer is not None:
         node, cwd = peer
         for name, workers in (("postgraphile", "1"), ("postgraphile-2", "2")):
@@ -248,6 +262,7 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
             scripts["postgraphile", rows] = scripts["postgraphile-2", rows] = _script(
                 folder, f"peer{rows}", WRK_PEER.replace("@QUERY@", peer_query)
             )
+            scripts["phigate-baseline", rows] = scripts["phigate", rows]
             scripts["raw", rows] = _script(folder, f"raw{rows}", WRK_RAW.replace("@N@", str(rows)))
         # Warm-up: connections, caches, JIT.
         for name in contenders:
@@ -277,6 +292,17 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
         for contender in contenders.values():
             contender.stop()
     for cells in results.values():
+        if "phigate-baseline" in cells and "phigate" in cells:
+            ours, before = cells["phigate"], cells["phigate-baseline"]
+            cells["phigate_vs_baseline"] = {
+                label: round(ours[key] / before[key], 2) if before[key] else None
+                for label, key in (
+                    ("throughput", "requests_per_second"),
+                    ("p99", "p99_ms"),
+                    ("postgres_cpu_per_request", "postgres_cpu_ms_per_request"),
+                    ("gateway_cpu_per_request", "gateway_cpu_ms_per_request"),
+                )
+            }
         if "postgraphile" in cells and "phigate" in cells:
             best_peer = max(
                 (cells[n] for n in ("postgraphile", "postgraphile-2") if n in cells),
