@@ -3,10 +3,8 @@ the hash chain (the sequencer), verifying, and signed checkpoints."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -66,91 +64,6 @@ async def append(db: RequestDatabase, rows: Sequence[Mapping[str, Any]]) -> None
     1.10x, for a 100-patient read's four rows of 100 record ids each.)"""
     if rows:
         await db.copy("audit", "events", _COLUMNS, [_record(row) for row in rows])
-
-
-class NotDurable(Exception):
-    """A batch of audit entries did not commit: the requests whose entries it carried
-    must not answer with what they read. The database's error is the cause."""
-
-
-class GroupCommit:
-    """The audit entries of concurrent planned reads made durable together: one COPY and
-    one commit for all the requests that asked while the previous batch was being
-    written (a read that checked its session itself, ``checked_read``, commits nothing
-    of its own). Nobody waits for a timer: a request alone is written at once, and
-    under load each batch carries what arrived during the last one's commit.
-
-    ``write`` returns once the entries are durable, and raises ``NotDurable`` if they
-    may not be (nothing of that batch committed). One per engine (``group_commit``);
-    it holds a connection only while it writes, never while requests wait for it."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._waiting: list[tuple[list[tuple[Any, ...]], asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.entries = 0
-
-    async def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows:
-            return
-        loop = asyncio.get_running_loop()
-        durable: asyncio.Future[None] = loop.create_future()
-        self._waiting.append(([_record(row) for row in rows], durable))
-        if self._writer is None:
-            self._writer = loop.create_task(self._drain())
-        await durable
-
-    async def _drain(self) -> None:
-        batch: list[tuple[list[tuple[Any, ...]], asyncio.Future[None]]] = []
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                records = [record for records, _ in batch for record in records]
-                try:
-                    async with self._engine.connect() as connection:
-                        raw = await connection.get_raw_connection()
-                        # No transaction open on it: the COPY commits on its own.
-                        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-                            "events", schema_name="audit", columns=_COLUMNS, records=records
-                        )
-                except Exception as exc:
-                    _settle(batch, exc)
-                else:
-                    self.batches += 1
-                    self.entries += len(records)
-                    _settle(batch, None)
-                batch = []
-        except BaseException as exc:  # cancelled with the event loop: nobody is told "durable"
-            _settle(batch + self._waiting, exc)
-            self._waiting = []
-            raise
-        finally:
-            self._writer = None
-
-
-def _settle(
-    batch: list[tuple[list[tuple[Any, ...]], asyncio.Future[None]]], error: BaseException | None
-) -> None:
-    for _, durable in batch:
-        if durable.done():
-            continue  # its request gave up waiting (a timeout): it answers without data
-        if error is None:
-            durable.set_result(None)
-        else:
-            failure = NotDurable("the audit entries were not written")
-            failure.__cause__ = error
-            durable.set_exception(failure)
-
-
-_GROUPS: weakref.WeakKeyDictionary[AsyncEngine, GroupCommit] = weakref.WeakKeyDictionary()
-
-
-def group_commit(engine: AsyncEngine) -> GroupCommit:
-    """The engine's ``GroupCommit`` (one per process and database)."""
-    if engine not in _GROUPS:
-        _GROUPS[engine] = GroupCommit(engine)
-    return _GROUPS[engine]
 
 
 async def ensure_partitions(engine: AsyncEngine, months_ahead: int = 2) -> int:
@@ -568,9 +481,9 @@ _SHARED_TYPES = {
 }  # fmt: skip
 
 
-# What a statement that checks the caller's session itself takes (``checked_read``):
-# the session and its secret as ``phigate.begin_request`` takes them, and what the
-# gateway expects the database to find (the caller it decided for).
+# What a statement that checks the caller's session itself takes (``read_and_audit``
+# with ``checked``): the session and its secret as ``phigate.begin_request`` takes them,
+# and what the gateway expects the database to find (the caller it decided for).
 _SESSION = (
     "check_session", "check_secret", "check_scopes", "check_idle", "check_touch",
     "expect_kind", "expect_actor", "expect_role", "expect_row_scope", "expect_scopes",
@@ -593,41 +506,25 @@ def read_and_audit(
     selects, from them (``page``), the ids disclosed. One entry per (field, data class),
     with every disclosed id, as ``AuditTrail.entries`` writes them, only if any was.
 
-    ``checked``: the statement also opens the request, as ``checked_read`` does, and is
-    its whole transaction: the read, the check and a durable commit of the entries in
-    one round trip. The gateway sends ``checked_read`` and groups the entries' commits
-    instead (less PostgreSQL CPU per read under concurrency, and no entry for an
-    answer that could not be built); the benchmark compares the two."""
-    return _read(sql, parameters, returned, checked=checked)
-
-
-def checked_read(sql: str, parameters: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-    """A read that opens the request itself, as a transaction of its own: the database
-    checks the session and sets the row context (``phigate.begin_request``), and
-    compares what it found with what the gateway decided for (kind of caller, actor,
-    role, row scope, a service's granted scopes, no open break-glass episode). ``sql``
-    must reference ``checked.ok``; it runs only if the check passed. The first column,
-    ``session_checked``, is 1 when it did and 0 when it did not (the session ended, or
-    the caller is not the one expected: nothing was read); a row whose ``id`` is NULL
-    only carries that column. It writes nothing (unless the session's idle clock is
-    due a refresh): its audit entries go through ``GroupCommit``."""
-    return _read(sql, parameters, None, checked=True)
-
-
-def _read(
-    sql: str, parameters: tuple[str, ...], returned: str | None, *, checked: bool
-) -> tuple[str, tuple[str, ...]]:
+    ``checked``: the statement also opens the request, as its own transaction: the
+    database checks the session and sets the row context (``phigate.begin_request``),
+    and compares what it found with what the gateway decided for (kind of caller,
+    actor, role, row scope, a service's granted scopes, no open break-glass episode).
+    ``sql`` must reference ``checked.ok``; it runs only if the check passed, and so do
+    the audit entries. The first column, ``session_checked``, is 1 when it did and 0
+    when it did not (the session ended, or the caller is not the one expected: nothing
+    was read); a row whose ``id`` is NULL only carries that column."""
     position = len(parameters)
     names = [*parameters]
     placeholders: dict[str, str] = {}
-    audited = (*_SHARED, "audit_fields", "audit_classes") if returned is not None else ()
-    for name in (*audited, *(_SESSION if checked else ())):
+    for name in (*_SHARED, "audit_fields", "audit_classes", *(_SESSION if checked else ())):
         position += 1
         names.append(name)
         kind = _SHARED_TYPES.get(name) or _SESSION_TYPES.get(name)
         if kind is None:
             kind = "text[]" if name.startswith("audit_") else "text"
         placeholders[name] = f"${position}::{kind}"
+    shared = ", ".join(placeholders[name] for name in _SHARED)
     if checked:
         p = placeholders
         opening = f"""
@@ -644,20 +541,17 @@ def _read(
               (SELECT array_agg(g ORDER BY g COLLATE "C") FROM unnest(c.granted_scopes) g), '{{}}')
               = {p["expect_scopes"]}
     ),
-    page AS MATERIALIZED (SELECT q.* FROM {CHECKED} CROSS JOIN LATERAL ({sql}) AS q)"""  # noqa: S608 - our compiled SQL and names
+    page AS MATERIALIZED (SELECT q.* FROM {CHECKED} CROSS JOIN LATERAL ({sql}) AS q),"""  # noqa: S608 - our compiled SQL and names
         result = f"""
     SELECT v.ok AS session_checked, page.*
     FROM (SELECT count(*) AS ok FROM {CHECKED}) AS v LEFT JOIN page ON true
     ORDER BY page.created_at, page.id"""  # noqa: S608 - our names
     else:
         opening = f"""
-    WITH page AS MATERIALIZED ({sql})"""
+    WITH page AS MATERIALIZED ({sql}),"""
         result = """
     SELECT * FROM page ORDER BY created_at, id"""
-    if returned is None:
-        return f"{opening}{result}", tuple(names)
-    shared = ", ".join(placeholders[name] for name in _SHARED)
-    statement = f"""{opening},
+    statement = f"""{opening}
     disclosed AS (SELECT array_agg(id ORDER BY id) AS ids FROM ({returned}) AS r),
     audited AS (
         INSERT INTO audit.events (

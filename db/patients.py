@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import Row
 
-from db.audit import CHECKED, checked_read, read_and_audit
+from db.audit import CHECKED, read_and_audit
 from db.crypto import FieldCipher
 from db.models import Consent, Diagnosis, Patient
 from db.unit_of_work import RequestDatabase
@@ -259,24 +259,14 @@ def planned_page_audited(
 
 
 @functools.cache
-def planned_one_audited(columns: tuple[str, ...], row_scope: RowScope) -> Compiled:
-    one = planned_one(columns, row_scope)
-    sql, names = read_and_audit(one.sql, one.parameters, returned="SELECT id FROM page")
+def planned_one_audited(
+    columns: tuple[str, ...], row_scope: RowScope, checked: bool = False
+) -> Compiled:
+    one = planned_one(columns, row_scope, checked)
+    sql, names = read_and_audit(
+        one.sql, one.parameters, returned="SELECT id FROM page", checked=checked
+    )
     return Compiled(sql, names)
-
-
-@functools.cache
-def planned_page_checked(columns: tuple[str, ...], row_scope: RowScope, after: bool) -> Compiled:
-    """``planned_page`` in a statement that checks the session first (``checked_read``)."""
-    read = planned_page(columns, row_scope, after, checked=True)
-    return Compiled(*checked_read(read.sql, read.parameters))
-
-
-@functools.cache
-def planned_one_checked(columns: tuple[str, ...], row_scope: RowScope) -> Compiled:
-    """``planned_one`` in a statement that checks the session first (``checked_read``)."""
-    read = planned_one(columns, row_scope, checked=True)
-    return Compiled(*checked_read(read.sql, read.parameters))
 
 
 @functools.cache

@@ -5,9 +5,7 @@ The plan runs the same checks as the full path, from the same code, in the same 
 persisted operations, variables coerced by graphql-core, query limits, the decision
 (cached, refused operations go to the full path to be refused and audited there), the
 runtime guard (every PHI field the plan writes must be in the decision), row scope, the
-audit trail's entries (durable before the answer leaves: with the read, in one commit,
-or, for a read that checked its session itself, in a commit shared with other
-requests' entries) and the execution timeout.
+audit trail's entries (durable, with the read, in one commit) and the execution timeout.
 What it leaves out is graphql-core's field-by-field resolution, Strawberry's objects and
 SQLAlchemy's statement handling: the rows are read with only the columns selected and
 written straight into the response.
@@ -34,10 +32,8 @@ from db.patients import (
     Compiled,
     planned_one,
     planned_one_audited,
-    planned_one_checked,
     planned_page,
     planned_page_audited,
-    planned_page_checked,
 )
 from domain.errors import DomainError
 from graph.enforcement.authorization import decide
@@ -198,12 +194,10 @@ class PlannedEndpoint:
         # As the full path records them: the operation's own name, the document's hash.
         context.operation_name = family.operation.name.value if family.operation.name else None
         context.query = query
-        deadline = asyncio.get_running_loop().time() + self.view.timeout
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout(self.view.timeout):
                 data = await self._run(plan, context, coerced, deferred)
-                if deferred is None:
-                    return await self._commit(context, data)
+                return await self._commit(context, data)
         except (Fallback, DomainError, DecryptionError) as exc:
             await context.db.rollback()
             return type(exc).__name__
@@ -212,23 +206,24 @@ class PlannedEndpoint:
                 # Whether the session was live is not known: the usual check answers.
                 return "timeout"
             await _quietly(context.db.rollback())
-            return self._timed_out(context)
-        # The database found the caller expected and read: the answer is built; it
-        # leaves once its audit entries are durable.
-        return await self._commit_grouped(context, data, deadline)
+            log.warning("operation_timed_out", limit_seconds=self.view.timeout)
+            return _error(
+                TIMEOUT,
+                f"The operation took longer than {self.view.timeout} seconds and was"
+                " stopped; nothing was written.",
+                context,
+            )
 
     async def _run(
         self, plan: Plan, context: RequestContext, coerced: Any, deferred: Deferred | None
     ) -> dict[str, Any]:
         data: dict[str, Any] = {}
         # One root reading patients, and no break-glass episode to name: its audit entries
-        # are written by the read itself (one statement); otherwise after, from the trail
-        # (a read that checked its session itself: with other requests', GroupCommit).
+        # are written by the read itself (one statement); otherwise after, from the trail.
         reading = [root for root in plan.roots if root.kind != "typename"]
-        single = len(reading) == 1 and not context.break_glass_episodes
-        if deferred is not None and not single:
-            raise Unchecked  # only a single read's statement checks the session
-        inline = single and deferred is None
+        inline = len(reading) == 1 and not context.break_glass_episodes
+        if deferred is not None and not inline:
+            raise Unchecked  # only a single audited read's statement checks the session
         for root in plan.roots:
             if root.kind == "typename":
                 data[root.key] = "Query"
@@ -253,9 +248,6 @@ class PlannedEndpoint:
         values.update(deferred.presented.opening.checked_by_statement(deferred.expected))
         try:
             rows = await context.db.fetch_alone(compiled.sql, *compiled.arguments(values))
-            # Its connection goes back now: the request does not hold one while its
-            # audit entries wait for their batch (which takes one to write them).
-            await context.db.close()
         except Exception as exc:
             # Nothing was read that leaves (a statement that fails commits nothing): the
             # usual check answers, as it answers any request when the database is away.
@@ -280,13 +272,9 @@ class PlannedEndpoint:
         position = decode_cursor(after) if after is not None else None
         scope = context.scope
         assert root.patient is not None
-        if deferred is not None:
-            compiled = planned_page_checked(
-                root.patient.columns, scope.row_scope, position is not None
-            )
-        elif inline:
+        if inline:
             compiled = planned_page_audited(
-                root.patient.columns, scope.row_scope, position is not None
+                root.patient.columns, scope.row_scope, position is not None, deferred is not None
             )
         else:
             compiled = planned_page(root.patient.columns, scope.row_scope, position is not None)
@@ -321,10 +309,10 @@ class PlannedEndpoint:
         patient_id = parse_id(arguments["id"], "id")
         scope = context.scope
         assert root.patient is not None
-        if deferred is not None:
-            compiled = planned_one_checked(root.patient.columns, scope.row_scope)
-        elif inline:
-            compiled = planned_one_audited(root.patient.columns, scope.row_scope)
+        if inline:
+            compiled = planned_one_audited(
+                root.patient.columns, scope.row_scope, deferred is not None
+            )
         else:
             compiled = planned_one(root.patient.columns, scope.row_scope)
         values = {"actor": scope.actor_uuid, "patient_id": patient_id}
@@ -354,36 +342,6 @@ class PlannedEndpoint:
             await context.db.commit()
         except Exception as exc:
             return await _not_committed(context, exc, INTERNAL_ERROR, INTERNAL_MESSAGE)
-        return Response(orjson.dumps({"data": data}), media_type="application/json")
-
-    def _timed_out(self, context: RequestContext) -> Response:
-        log.warning("operation_timed_out", limit_seconds=self.view.timeout)
-        return _error(
-            TIMEOUT,
-            f"The operation took longer than {self.view.timeout} seconds and was"
-            " stopped; nothing was written.",
-            context,
-        )
-
-    async def _commit_grouped(
-        self, context: RequestContext, data: dict[str, Any], deadline: float
-    ) -> Response:
-        """A read that checked its session itself committed nothing: its audit entries
-        are made durable with other requests' (``GroupCommit``) before anything leaves,
-        and if they may not be, nothing it read leaves."""
-        entries = context.trail.entries(
-            base=_entry_base(context),
-            decision=context.decision,
-            outcome="ALLOWED",
-            episodes=context.break_glass_episodes,
-        )
-        try:
-            async with asyncio.timeout_at(deadline):
-                await audit.group_commit(context.db.engine).write(entries)
-        except TimeoutError:
-            return self._timed_out(context)
-        except Exception as exc:
-            return await _not_committed(context, exc, AUDIT_UNAVAILABLE, AUDIT_MESSAGE)
         return Response(orjson.dumps({"data": data}), media_type="application/json")
 
 

@@ -8,14 +8,10 @@ client's, this process's).
   plans the row-secured read anew at every execution;
 - ``four round trips``: the same with one generic plan per connection (phigate's
   connections since 2026-12-03, ``db/engine.py``);
-- ``one statement``: the read that checks the session itself and writes its audit
-  entries (``db.audit.read_and_audit`` with ``checked``), as a transaction of its own
-  (phigate's read from 2026-12-03 to 2026-12-04);
+- ``one statement``: the read that checks the session itself
+  (``db.audit.read_and_audit`` with ``checked``), as a transaction of its own;
 - ``one statement, commit not flushed``: the same with ``synchronous_commit`` off,
-  which shows what the durable commit costs (phigate never runs so);
-- ``checked read, commits grouped``: the read that checks the session itself and
-  writes nothing (``db.audit.checked_read``), then its entries made durable with the
-  other connections' through ``db.audit.GroupCommit`` (phigate's read since).
+  which shows what the durable commit costs (phigate never runs so).
 
 The shapes take turns, round after round, so the machine's noise falls on all of them.
 """
@@ -32,9 +28,7 @@ from typing import Any
 
 import asyncpg
 
-from db.audit import GroupCommit
-from db.engine import create_engine
-from db.patients import planned_page_audited, planned_page_checked
+from db.patients import planned_page_audited
 from db.sessions import SessionOpening, VerifiedSession
 from domain.permissions import RowScope
 from domain.roles import Role
@@ -64,7 +58,6 @@ class Caller:
         self.secret = claims["ssk"]
         self.opening = SessionOpening(self.session, self.secret, idle=_IDLE)
         self.expected = VerifiedSession("USER", self.actor, "BILLING", (), "ALL", {})
-        self.group: GroupCommit | None = None  # shared by every caller of a run
 
     def values(self) -> dict[str, Any]:
         return {
@@ -103,28 +96,6 @@ async def _one_statement(connection: asyncpg.Connection, caller: Caller) -> None
     assert rows[0]["session_checked"] == 1 and len(rows) == 11
 
 
-async def _checked_then_grouped(connection: asyncpg.Connection, caller: Caller) -> None:
-    compiled = planned_page_checked(COLUMNS, RowScope.ALL, False)
-    values = {**caller.values(), **caller.opening.checked_by_statement(caller.expected)}
-    rows = await connection.fetch(compiled.sql, *compiled.arguments(values))
-    assert rows[0]["session_checked"] == 1 and len(rows) == 11
-    disclosed = sorted(row["id"] for row in rows[:10])
-    base = {name: values[name] for name in _ENTRY}
-    assert caller.group is not None
-    await caller.group.write(
-        [
-            {**base, "category": "ACCESS", "action": "READ", "outcome": "ALLOWED",
-             "field_path": path, "data_class": data_class, "record_ids": disclosed}
-            for path, data_class in zip(*FIELDS, strict=True)
-        ]
-    )  # fmt: skip
-
-
-_ENTRY = (
-    "occurred_at", "actor_id", "actor_kind", "role", "session_id", "purpose", "break_glass",
-    "operation_name", "document_hash", "client_ip", "user_agent", "request_id",
-)  # fmt: skip
-
 SHAPES: dict[str, tuple[Shape, str]] = {
     "four round trips, re-planned": (_four_round_trips, "SET plan_cache_mode = auto"),
     "four round trips": (_four_round_trips, "SET plan_cache_mode = force_generic_plan"),
@@ -132,10 +103,6 @@ SHAPES: dict[str, tuple[Shape, str]] = {
     "one statement, commit not flushed": (
         _one_statement,
         "SET plan_cache_mode = force_generic_plan; SET synchronous_commit = off",
-    ),
-    "checked read, commits grouped": (
-        _checked_then_grouped,
-        "SET plan_cache_mode = force_generic_plan",
     ),
 }
 
@@ -154,11 +121,6 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
         )
         for _ in range(CONNECTIONS)
     ]
-    # The batches' connections: phigate's own engine settings (generic plans included).
-    engine = create_engine(db.app, pool_size=2, max_overflow=0)
-    group = GroupCommit(engine)
-    for caller in callers:
-        caller.group = group
     server = postmaster_pid(db)
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in SHAPES}
 
@@ -189,7 +151,6 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
     finally:
         for connection in connections:
             await connection.close()
-        await engine.dispose()
     results = {
         name: {
             "postgres_cpu_ms_per_read": round(statistics.median(s[0] for s in measured), 3),
@@ -198,7 +159,6 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
         for name, measured in samples.items()
     }
     base = results["four round trips, re-planned"]["postgres_cpu_ms_per_read"]
-    reads = READS * CONNECTIONS * rounds + 20 * CONNECTIONS
     return {
         "case": "a billing clerk's 10-row audited read (2 PHI fields), straight from asyncpg on"
         f" {CONNECTIONS} connections, {READS} reads each per shape and round, {rounds}"
@@ -208,5 +168,4 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
             name: round(result["postgres_cpu_ms_per_read"] / base, 2)
             for name, result in results.items()
         },
-        "grouped_reads_per_commit": round(reads / max(group.batches, 1), 1),
     }

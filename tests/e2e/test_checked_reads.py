@@ -23,15 +23,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from db.audit import group_commit
-from db.patients import planned_page_checked
+from db.patients import planned_page_audited
 from db.sessions import new_secret
 from db.unit_of_work import RequestDatabase
 from domain.permissions import RowScope
 from domain.purposes import Purpose
 from domain.roles import Role
 from graph.execution.planner import PLANS
-from graph.http.app import engine_of
 from tests.conftest import AsRole, StatementCounter
 from tests.e2e.test_planned_execution import endpoint
 from tests.graphql_client import GraphQLClient
@@ -193,10 +191,9 @@ async def test_another_sessions_secret_checks_nothing(
     billing: GraphQLClient, admin_engine: AsyncEngine, app_engine: AsyncEngine, seeded: int
 ) -> None:
     """The statement itself, as the application role: a wrong secret (or a session that
-    is not the expected caller's) reads nothing. It writes no audit entry either way:
-    the gateway writes them once it has the rows (GroupCommit)."""
+    is not the expected caller's) reads nothing and writes no audit entry."""
     claims = _claims(billing)
-    compiled = planned_page_checked(("given_name",), RowScope.ALL, False)
+    compiled = planned_page_audited(("given_name",), RowScope.ALL, False, True)
     base = {
         "actor": None,
         "limit": 3,
@@ -241,12 +238,12 @@ async def test_another_sessions_secret_checks_nothing(
             rows = await raw.fetch(compiled.sql, *compiled.arguments(values))
             read = [row for row in rows if row["id"] is not None]
             entries = await _reads(admin_engine, values["request_id"])
-            assert entries == [], name
             if name == "right":
                 assert rows[0]["session_checked"] == 1 and len(read) == 3, name
+                assert len(entries) == 1, name
             else:
                 assert [row["session_checked"] for row in rows] == [0], name
-                assert read == [], name
+                assert read == [] and entries == [], name
 
 
 async def test_an_open_break_glass_episode_is_named_in_the_audit(
@@ -390,82 +387,3 @@ async def test_a_timeout_in_the_statement_is_answered_after_the_usual_check(
     monkeypatch.setattr(endpoint(app).view, "timeout", 0.2)
     refused = await billing(PAGE, headers={"X-Request-ID": "checked-timeout"})
     assert refused.status == 401
-
-
-async def test_concurrent_reads_share_commits_and_every_entry_is_written(
-    billing: GraphQLClient, app: Starlette, admin_engine: AsyncEngine
-) -> None:
-    """A read that checked its session itself commits nothing of its own: its entries
-    are made durable with other requests' (one COPY and one commit per batch), before
-    each answer leaves. Every request's entries are there, with its own record ids."""
-    group = group_commit(engine_of(app))
-    batches, entries = group.batches, group.entries
-    checked = PLANS.checked
-    ids = [f"checked-group-{n}" for n in range(12)]
-    answers = await asyncio.gather(
-        *(billing(PAGE, headers={"X-Request-ID": request_id}) for request_id in ids)
-    )
-    assert PLANS.checked == checked + len(ids)
-    for request_id, answer in zip(ids, answers, strict=True):
-        shown = sorted(edge["node"]["id"] for edge in answer.ok()["patients"]["edges"])
-        reads = await _reads(admin_engine, request_id)
-        assert [row.field_path for row in reads] == ["Patient.familyName", "Patient.givenName"]
-        assert all(sorted(str(i) for i in row.record_ids) == shown for row in reads)
-    assert group.entries == entries + 2 * len(ids)
-    assert batches < group.batches < batches + len(ids)  # some requests shared a commit
-
-
-async def test_entries_that_do_not_commit_let_nothing_read_leave(
-    billing: GraphQLClient, admin_engine: AsyncEngine
-) -> None:
-    """The audit store refuses this request's entries (a constraint added for the test):
-    the batch commits nothing, and the answer carries no data, only AUDIT_UNAVAILABLE."""
-    await _admin(
-        admin_engine,
-        "ALTER TABLE audit.events ADD CONSTRAINT ck_test_refused"
-        " CHECK (request_id IS DISTINCT FROM 'checked-refused')",
-    )
-    try:
-        checked = PLANS.checked
-        refused = await billing(PAGE, headers={"X-Request-ID": "checked-refused"})
-        assert PLANS.checked == checked + 1  # the read ran, and its session was checked
-        assert refused.data is None and refused.codes == ["AUDIT_UNAVAILABLE"]
-        assert "Synthetic" not in refused.raw and "edges" not in refused.raw
-    finally:
-        await _admin(admin_engine, "ALTER TABLE audit.events DROP CONSTRAINT ck_test_refused")
-    assert await _reads(admin_engine, "checked-refused") == []
-    answered = await billing(PAGE, headers={"X-Request-ID": "checked-after-refusal"})
-    assert len(answered.ok()["patients"]["edges"]) == 3
-    assert len(await _reads(admin_engine, "checked-after-refusal")) == 2
-
-
-async def test_an_answer_that_cannot_be_built_is_not_audited_as_disclosed(
-    billing: GraphQLClient, admin_engine: AsyncEngine
-) -> None:
-    """Found in review (the audit over-report): when a one-statement read had written its
-    entries and the answer then could not be built (a value that no longer decrypts),
-    the trail named a read whose answer was never sent, and then the full path's read
-    again. Two patients' insurance member ids are swapped (each ciphertext is bound to
-    its own row, so neither decrypts): the request is audited once, by the path that
-    answered it."""
-    members = "{ patients(first: 3) { edges { node { id insuranceMemberId } } } }"
-    for _ in range(2):  # the document learnt, and the session's last check known
-        (await billing(members)).ok()
-    async with admin_engine.connect() as connection:
-        first, second = (
-            await connection.execute(
-                text("SELECT id FROM phigate.patients ORDER BY created_at, id LIMIT 2")
-            )
-        ).scalars()
-    swap = (
-        "UPDATE phigate.patients p SET insurance_member_id_sealed = o.insurance_member_id_sealed"
-        " FROM phigate.patients o WHERE (p.id, o.id) IN ((:a, :b), (:b, :a))"
-    )
-    await _admin(admin_engine, swap, a=first, b=second)
-    try:
-        answer = await billing(members, headers={"X-Request-ID": "checked-undecryptable"})
-    finally:
-        await _admin(admin_engine, swap, a=first, b=second)
-    assert answer.errors  # the values that do not decrypt are not sent
-    reads = await _reads(admin_engine, "checked-undecryptable")
-    assert [row.field_path for row in reads] == ["Patient.insuranceMemberId"]
