@@ -76,6 +76,13 @@ class Unchecked(Fallback):
     nothing; the usual check runs and the request goes on from there."""
 
 
+class Unaudited(Exception):
+    """The statement that reads and writes its own audit entries failed: whichever half
+    failed, nothing it read may leave, and the caller is told the audit trail could not
+    record the read (as when the entries' COPY fails on the full path). The database's
+    error is the cause."""
+
+
 class PlannedEndpoint:
     def __init__(self, view: Any, schema: GraphQLSchema, plans: Plans, *, enabled: bool) -> None:
         self.view = view
@@ -201,6 +208,9 @@ class PlannedEndpoint:
         except (Fallback, DomainError, DecryptionError) as exc:
             await context.db.rollback()
             return type(exc).__name__
+        except Unaudited as exc:
+            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+            return await _not_committed(context, cause, AUDIT_UNAVAILABLE, AUDIT_MESSAGE)
         except TimeoutError:
             if deferred is not None:
                 # Whether the session was live is not known: the usual check answers.
@@ -240,11 +250,19 @@ class PlannedEndpoint:
         compiled: Compiled,
         values: dict[str, Any],
         deferred: Deferred | None,
+        *,
+        audited: bool,
     ) -> list[Any]:
         """The rows; with ``deferred``, read by a statement that checks the session first
-        and reads nothing unless it finds the caller expected."""
+        and reads nothing unless it finds the caller expected. ``audited``: the statement
+        writes the read's audit entries too."""
         if deferred is None:
-            return await context.db.fetch(compiled.sql, *compiled.arguments(values))
+            try:
+                return await context.db.fetch(compiled.sql, *compiled.arguments(values))
+            except Exception as exc:
+                if audited:
+                    raise Unaudited from exc
+                raise
         values.update(deferred.presented.opening.checked_by_statement(deferred.expected))
         try:
             rows = await context.db.fetch_alone(compiled.sql, *compiled.arguments(values))
@@ -283,7 +301,7 @@ class PlannedEndpoint:
             values["after_created_at"], values["after_id"] = position
         if inline:
             values.update(_inline_audit(root, context))
-        rows = await self._read(context, compiled, values, deferred)
+        rows = await self._read(context, compiled, values, deferred, audited=inline)
         page, has_next = rows[:limit], len(rows) > limit
         if not inline:
             context.trail.returned(root.key, [row["id"] for row in page])
@@ -318,7 +336,7 @@ class PlannedEndpoint:
         values = {"actor": scope.actor_uuid, "patient_id": patient_id}
         if inline:
             values.update(_inline_audit(root, context))
-        rows = await self._read(context, compiled, values, deferred)
+        rows = await self._read(context, compiled, values, deferred, audited=inline)
         if not rows:
             raise Fallback  # not found, or break-glass: the full path answers
         if not inline:

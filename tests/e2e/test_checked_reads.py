@@ -387,3 +387,26 @@ async def test_a_timeout_in_the_statement_is_answered_after_the_usual_check(
     monkeypatch.setattr(endpoint(app).view, "timeout", 0.2)
     refused = await billing(PAGE, headers={"X-Request-ID": "checked-timeout"})
     assert refused.status == 401
+
+
+async def test_entries_the_audit_store_refuses_let_nothing_read_leave(
+    billing: GraphQLClient, admin_engine: AsyncEngine
+) -> None:
+    """The audit store refuses this request's entries (a constraint added for the test):
+    the one-statement read fails as a whole, the usual path answers, its entries are
+    refused too, and the answer carries no data, only AUDIT_UNAVAILABLE."""
+    await _admin(
+        admin_engine,
+        "ALTER TABLE audit.events ADD CONSTRAINT ck_test_refused"
+        " CHECK (request_id IS DISTINCT FROM 'checked-refused')",
+    )
+    try:
+        refused = await billing(PAGE, headers={"X-Request-ID": "checked-refused"})
+        assert refused.data is None and refused.codes == ["AUDIT_UNAVAILABLE"]
+        assert "Synthetic" not in refused.raw and "edges" not in refused.raw
+    finally:
+        await _admin(admin_engine, "ALTER TABLE audit.events DROP CONSTRAINT ck_test_refused")
+    assert await _reads(admin_engine, "checked-refused") == []
+    answered = await billing(PAGE, headers={"X-Request-ID": "checked-after-refusal"})
+    assert len(answered.ok()["patients"]["edges"]) == 3
+    assert len(await _reads(admin_engine, "checked-after-refusal")) == 2
