@@ -498,6 +498,53 @@ _SESSION_TYPES = {
 CHECKED = "checked"
 
 
+def session_check() -> tuple[str, tuple[str, ...]]:
+    """The check ``read_and_audit`` opens with (``checked``), alone, as a transaction of
+    its own: for a request that reads nothing (``{ __typename }``), one round trip
+    instead of BEGIN, the check and COMMIT. Its one column, ``session_checked``, is 1
+    when the database found the caller the gateway decided for, else 0."""
+    names, placeholders = _placeholders((), _SESSION)
+    statement = f"""
+    WITH {_check(placeholders)}
+    SELECT count(*) AS session_checked FROM {CHECKED}"""  # noqa: S608 - our names
+    return statement, names
+
+
+def _placeholders(
+    parameters: tuple[str, ...], added: tuple[str, ...]
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """``parameters`` then ``added``, in asyncpg's numbering, and each added one's typed
+    placeholder."""
+    names = [*parameters]
+    placeholders: dict[str, str] = {}
+    for name in added:
+        names.append(name)
+        kind = _SHARED_TYPES.get(name) or _SESSION_TYPES.get(name)
+        if kind is None:
+            kind = "text[]" if name.startswith("audit_") else "text"
+        placeholders[name] = f"${len(names)}::{kind}"
+    return tuple(names), placeholders
+
+
+def _check(p: dict[str, str]) -> str:
+    """The CTEs ``caller`` (``phigate.begin_request``: the session's liveness, its idle
+    clock, the row context) and ``checked`` (one row only if the database found the
+    caller the gateway decided for)."""
+    return f"""caller AS MATERIALIZED (
+        SELECT * FROM phigate.begin_request({p["check_session"]}, {p["check_secret"]},
+            {p["check_scopes"]}, {p["check_idle"]}, {p["check_touch"]}, false)
+    ),
+    {CHECKED} AS MATERIALIZED (
+        SELECT 1 AS ok FROM caller c
+        WHERE c.subject_kind = {p["expect_kind"]} AND c.actor = {p["expect_actor"]}
+          AND c.role IS NOT DISTINCT FROM {p["expect_role"]}
+          AND c.row_scope = {p["expect_row_scope"]} AND cardinality(c.episode_ids) = 0
+          AND coalesce(
+              (SELECT array_agg(g ORDER BY g COLLATE "C") FROM unnest(c.granted_scopes) g), '{{}}')
+              = {p["expect_scopes"]}
+    )"""  # noqa: S608 - our names
+
+
 def read_and_audit(
     sql: str, parameters: tuple[str, ...], *, returned: str, checked: bool = False
 ) -> tuple[str, tuple[str, ...]]:
@@ -514,33 +561,13 @@ def read_and_audit(
     the audit entries. The first column, ``session_checked``, is 1 when it did and 0
     when it did not (the session ended, or the caller is not the one expected: nothing
     was read); a row whose ``id`` is NULL only carries that column."""
-    position = len(parameters)
-    names = [*parameters]
-    placeholders: dict[str, str] = {}
-    for name in (*_SHARED, "audit_fields", "audit_classes", *(_SESSION if checked else ())):
-        position += 1
-        names.append(name)
-        kind = _SHARED_TYPES.get(name) or _SESSION_TYPES.get(name)
-        if kind is None:
-            kind = "text[]" if name.startswith("audit_") else "text"
-        placeholders[name] = f"${position}::{kind}"
+    names, placeholders = _placeholders(
+        parameters, (*_SHARED, "audit_fields", "audit_classes", *(_SESSION if checked else ()))
+    )
     shared = ", ".join(placeholders[name] for name in _SHARED)
     if checked:
-        p = placeholders
         opening = f"""
-    WITH caller AS MATERIALIZED (
-        SELECT * FROM phigate.begin_request({p["check_session"]}, {p["check_secret"]},
-            {p["check_scopes"]}, {p["check_idle"]}, {p["check_touch"]}, false)
-    ),
-    {CHECKED} AS MATERIALIZED (
-        SELECT 1 AS ok FROM caller c
-        WHERE c.subject_kind = {p["expect_kind"]} AND c.actor = {p["expect_actor"]}
-          AND c.role IS NOT DISTINCT FROM {p["expect_role"]}
-          AND c.row_scope = {p["expect_row_scope"]} AND cardinality(c.episode_ids) = 0
-          AND coalesce(
-              (SELECT array_agg(g ORDER BY g COLLATE "C") FROM unnest(c.granted_scopes) g), '{{}}')
-              = {p["expect_scopes"]}
-    ),
+    WITH {_check(placeholders)},
     page AS MATERIALIZED (SELECT q.* FROM {CHECKED} CROSS JOIN LATERAL ({sql}) AS q),"""  # noqa: S608 - our compiled SQL and names
         result = f"""
     SELECT v.ok AS session_checked, page.*
@@ -562,4 +589,4 @@ def read_and_audit(
             AS f(path, class), disclosed AS d
         WHERE d.ids IS NOT NULL
     ){result}"""  # noqa: S608 - our compiled SQL and names
-    return statement, tuple(names)
+    return statement, names

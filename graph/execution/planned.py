@@ -27,6 +27,7 @@ from starlette.types import Message, Receive, Scope, Send
 from strawberry.http import GraphQLRequestData
 
 from db import audit
+from db.audit import session_check
 from db.crypto import DecryptionError
 from db.patients import (
     Compiled,
@@ -63,6 +64,8 @@ from resolvers.context import RequestContext
 from resolvers.inputs import decode_cursor, encode_cursor, page_size, parse_id
 
 log = structlog.get_logger("phigate.planned")
+# The session check alone, for a plan with nothing to read.
+SESSION_CHECK = Compiled(*session_check())
 REQUEST_KEYS = frozenset({"query", "variables", "operationName"})
 
 
@@ -177,8 +180,8 @@ class PlannedEndpoint:
         plan = family.plans.get(shape(coerced.coerced))
         if plan is None:
             return "no plan"
-        if deferred is not None and sum(root.kind != "typename" for root in plan.roots) != 1:
-            return "not one read"  # only a single read's statement can check the session
+        if deferred is not None and sum(root.kind != "typename" for root in plan.roots) > 1:
+            return "not one read"  # only a single statement can check the session
         context: RequestContext = await self.view.get_context(Request(scope), None)  # type: ignore[arg-type]
         if exceeded_limit(
             self.schema,
@@ -233,7 +236,10 @@ class PlannedEndpoint:
         reading = [root for root in plan.roots if root.kind != "typename"]
         inline = len(reading) == 1 and not context.break_glass_episodes
         if deferred is not None and not inline:
-            raise Unchecked  # only a single audited read's statement checks the session
+            if reading or context.break_glass_episodes:
+                raise Unchecked  # only a single audited read's statement checks the session
+            # Nothing to read ({ __typename }): the check alone, in one round trip.
+            await self._checked(context, SESSION_CHECK, {}, deferred)
         for root in plan.roots:
             if root.kind == "typename":
                 data[root.key] = "Query"
@@ -263,6 +269,19 @@ class PlannedEndpoint:
                 if audited:
                     raise Unaudited from exc
                 raise
+        rows = await self._checked(context, compiled, values, deferred)
+        return [row for row in rows if row["id"] is not None]
+
+    async def _checked(
+        self,
+        context: RequestContext,
+        compiled: Compiled,
+        values: dict[str, Any],
+        deferred: Deferred,
+    ) -> list[Any]:
+        """The rows of a statement that checks the session first (its own transaction),
+        the check's own row included: ``Unchecked`` unless the database found the caller
+        expected."""
         values.update(deferred.presented.opening.checked_by_statement(deferred.expected))
         try:
             rows = await context.db.fetch_alone(compiled.sql, *compiled.arguments(values))
@@ -274,7 +293,7 @@ class PlannedEndpoint:
         if not rows or rows[0]["session_checked"] != 1:
             raise Unchecked
         self.plans.checked += 1
-        return [row for row in rows if row["id"] is not None]
+        return rows
 
     async def _patients(
         self,

@@ -48,6 +48,10 @@ USERS = 64
 TICK = os.sysconf("SC_CLK_TCK")
 
 PHIGATE_QUERY = "{ patients(first: @N@) { edges { node { id givenName familyName } } } }"
+# "0 rows" (PHIGATE_PEER_ROWS=0,10,100): an authenticated request that reads nothing, the
+# fixed cost of a request; phigate's builds only (the peers have no such request to match).
+TYPENAME_QUERY = "{ __typename }"
+PHIGATE_ONLY = ("phigate", "phigate-baseline")
 PEER_QUERY = "{ allPatients(first: @N@) { nodes { rowId givenName familyName } } }"
 
 WRK_PHIGATE = r"""
@@ -195,6 +199,9 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
     peer = peer_runtime()
     rounds = max(1, min(rounds, int(os.environ.get("PHIGATE_PEER_ROUNDS", "2"))))
     seconds = int(os.environ.get("PHIGATE_PEER_SECONDS", "15"))
+    row_counts = tuple(
+        int(n) for n in os.environ.get("PHIGATE_PEER_ROWS", ",".join(map(str, ROWS))).split(",")
+    )
     async with bench_identity(db) as identity:
         tokens = [await issue_token(identity, Role.BILLING) for _ in range(USERS)]
     folder = Path(tempfile.mkdtemp())
@@ -249,8 +256,9 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
         for contender in contenders.values():
             contender.wait()
         scripts: dict[tuple[str, int], Path] = {}
-        for rows in ROWS:
-            quoted = PHIGATE_QUERY.replace("@N@", str(rows)).replace('"', '\\"')
+        for rows in row_counts:
+            query = TYPENAME_QUERY if rows == 0 else PHIGATE_QUERY.replace("@N@", str(rows))
+            quoted = query.replace('"', '\\"')
             scripts["phigate", rows] = _script(
                 folder,
                 f"phigate{rows}",
@@ -266,15 +274,19 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
             scripts["raw", rows] = _script(folder, f"raw{rows}", WRK_RAW.replace("@N@", str(rows)))
         # Warm-up: connections, caches, JIT.
         for name in contenders:
-            for rows in ROWS:
+            for rows in row_counts:
+                if rows == 0 and name not in PHIGATE_ONLY:
+                    continue
                 _wrk(f"http://127.0.0.1:{ports[name]}", scripts[name, rows], 16, 3)
         stages: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
         names = list(contenders)
         for round_number in range(rounds):
             order = names[round_number % len(names) :] + names[: round_number % len(names)]
-            for rows in ROWS:
+            for rows in row_counts:
                 for clients in CLIENTS:
                     for name in order:
+                        if rows == 0 and name not in PHIGATE_ONLY:
+                            continue
                         stage = _stage(
                             contenders[name],
                             f"http://127.0.0.1:{ports[name]}",

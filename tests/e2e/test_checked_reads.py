@@ -410,3 +410,33 @@ async def test_entries_the_audit_store_refuses_let_nothing_read_leave(
     answered = await billing(PAGE, headers={"X-Request-ID": "checked-after-refusal"})
     assert len(answered.ok()["patients"]["edges"]) == 3
     assert len(await _reads(admin_engine, "checked-after-refusal")) == 2
+
+
+async def test_a_request_that_reads_nothing_is_one_statement_that_checks_the_session(
+    billing: GraphQLClient, statements: StatementCounter
+) -> None:
+    """`{ __typename }` reads nothing: its request is the session check alone, as one
+    statement (not BEGIN, the check and COMMIT), and nothing is audited."""
+    for _ in range(2):  # the plan learnt
+        assert (await billing("{ __typename }")).ok() == {"__typename": "Query"}
+    before, checked = len(statements.statements), PLANS.checked
+    answer = await billing("{ __typename }")
+    sent = statements.statements[before:]
+    assert answer.ok() == {"__typename": "Query"}
+    assert PLANS.checked == checked + 1
+    assert len(sent) == 1 and "phigate.begin_request" in sent[0], sent
+
+
+async def test_a_request_that_reads_nothing_is_refused_once_its_session_ended(
+    billing: GraphQLClient, admin_engine: AsyncEngine
+) -> None:
+    for _ in range(2):
+        (await billing("{ __typename }")).ok()
+    await _admin(
+        admin_engine,
+        "UPDATE phigate.sessions SET revoked_at = now() WHERE id = :id",
+        id=uuid.UUID(_claims(billing)["sid"]),
+    )
+    refused = await billing("{ __typename }")
+    assert refused.status == 401
+    assert "Query" not in refused.raw
