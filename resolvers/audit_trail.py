@@ -152,8 +152,10 @@ def entry_base(
     operation_name: str | None,
     query: str | None,
     meta: Any,
+    digest: str | None = None,
 ) -> dict[str, Any]:
-    """What every entry of one request shares: who, when, where, why."""
+    """What every entry of one request shares: who, when, where, why. ``digest``: the
+    query's SHA-256 when the caller has it already."""
     human = principal if isinstance(principal, Human) else None
     return {
         "occurred_at": now,
@@ -165,7 +167,7 @@ def entry_base(
         "purpose": purpose.value if purpose else None,
         "break_glass": purpose is Purpose.EMERGENCY,
         "operation_name": operation_name[:200] if operation_name else None,
-        "document_hash": document_hash(query) if query else None,
+        "document_hash": digest or (document_hash(query) if query else None),
         "client_ip": meta.client_ip,
         "user_agent": meta.user_agent,
         "request_id": meta.request_id,

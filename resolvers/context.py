@@ -118,6 +118,9 @@ class RequestContext:
     # planned read) the document, for the audit entries it writes itself.
     operation_name: str | None = None
     query: str | None = None
+    # The document's SHA-256 when already known (a planned request's), else hashed from
+    # ``query`` for the entries.
+    document_hash: str | None = None
     # Set by the executor before any field resolves (graph/execution/executor.py).
     purpose: Purpose | None = None
     decision: Decision | None = None

@@ -204,6 +204,7 @@ class PlannedEndpoint:
         # As the full path records them: the operation's own name, the document's hash.
         context.operation_name = family.operation.name.value if family.operation.name else None
         context.query = query
+        context.document_hash = family.document_hash
         try:
             async with asyncio.timeout(self.view.timeout):
                 data = await self._run(plan, context, coerced, deferred)
@@ -402,6 +403,7 @@ def _entry_base(context: RequestContext) -> dict[str, Any]:
         operation_name=context.operation_name,
         query=context.query,
         meta=context.meta,
+        digest=context.document_hash,
     )
 
 

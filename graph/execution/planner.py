@@ -33,6 +33,7 @@ from graphql.execution.collect_fields import (
 from graphql.execution.values import VariableValues
 from graphql.language import OperationDefinitionNode
 
+from domain.audit import document_hash
 from domain.policy import PHI
 from graph.classification import classify
 from graph.enforcement.operation_access import shape
@@ -154,6 +155,8 @@ class Family:
     operation: OperationDefinitionNode
     fragments: dict[str, FragmentDetails]
     plans: dict[Hashable, Plan | None]
+    # The document's SHA-256, as the audit entries record it: hashed once, not per request.
+    document_hash: str
 
 
 class Plans:
@@ -183,7 +186,9 @@ class Plans:
         key = (operation.loc.source.body, operation_name)
         family = self._families.get(key)
         if family is None:
-            family = self._families[key] = Family(operation, fragments, {})
+            family = self._families[key] = Family(
+                operation, fragments, {}, document_hash(operation.loc.source.body)
+            )
         variables = shape(variable_values.coerced)
         if variables in family.plans:
             return

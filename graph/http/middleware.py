@@ -162,11 +162,14 @@ class RequestGuardMiddleware:
                 )
                 return
         declared = header(scope, b"content-length")
-        too_large = _refusal(
-            scope, 413, f"The request body must be at most {self.max_body_bytes} bytes."
-        )
+
+        def too_large() -> Response:  # built only when sent: most requests are not
+            return _refusal(
+                scope, 413, f"The request body must be at most {self.max_body_bytes} bytes."
+            )
+
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await too_large(scope, receive, send)
+            await too_large()(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -181,7 +184,7 @@ class RequestGuardMiddleware:
                     chunk = message.get("body", b"")
                     size += len(chunk)
                     if size > self.max_body_bytes:
-                        await too_large(scope, receive, send)
+                        await too_large()(scope, receive, send)
                         return
                     chunks.append(chunk)
                     if not message.get("more_body", False):
