@@ -157,6 +157,19 @@ class Contender:
             self.process.kill()
 
 
+def _ratios(ours: dict[str, Any], other: dict[str, Any]) -> dict[str, float | None]:
+    """One contender's figures over another's, cell by cell."""
+    return {
+        label: round(ours[key] / other[key], 2) if other[key] else None
+        for label, key in (
+            ("throughput", "requests_per_second"),
+            ("p99", "p99_ms"),
+            ("postgres_cpu_per_request", "postgres_cpu_ms_per_request"),
+            ("gateway_cpu_per_request", "gateway_cpu_ms_per_request"),
+        )
+    }
+
+
 def _script(folder: Path, name: str, body: str) -> Path:
     path = folder / f"{name}.lua"
     path.write_text(body + WRK_DONE)
@@ -305,31 +318,13 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
             contender.stop()
     for cells in results.values():
         if "phigate-baseline" in cells and "phigate" in cells:
-            ours, before = cells["phigate"], cells["phigate-baseline"]
-            cells["phigate_vs_baseline"] = {
-                label: round(ours[key] / before[key], 2) if before[key] else None
-                for label, key in (
-                    ("throughput", "requests_per_second"),
-                    ("p99", "p99_ms"),
-                    ("postgres_cpu_per_request", "postgres_cpu_ms_per_request"),
-                    ("gateway_cpu_per_request", "gateway_cpu_ms_per_request"),
-                )
-            }
+            cells["phigate_vs_baseline"] = _ratios(cells["phigate"], cells["phigate-baseline"])
         if "postgraphile" in cells and "phigate" in cells:
             best_peer = max(
                 (cells[n] for n in ("postgraphile", "postgraphile-2") if n in cells),
                 key=lambda c: c["requests_per_second"],
             )
-            ours = cells["phigate"]
-            cells["phigate_vs_best_postgraphile"] = {
-                label: round(ours[key] / best_peer[key], 2) if best_peer[key] else None
-                for label, key in (
-                    ("throughput", "requests_per_second"),
-                    ("p99", "p99_ms"),
-                    ("postgres_cpu_per_request", "postgres_cpu_ms_per_request"),
-                    ("gateway_cpu_per_request", "gateway_cpu_ms_per_request"),
-                )
-            }
+            cells["phigate_vs_best_postgraphile"] = _ratios(cells["phigate"], best_peer)
     return {
         "case": "patients(first: N) { id givenName familyName }: phigate serve --workers 2 with"
         " every guarantee (BILLING, PAYMENT, 64 signed-in users) vs PostGraphile 5.1.5 (1 and 2"
