@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.models import AuditEvent
 from domain.purposes import Purpose
 from domain.roles import Role
 from tests.conftest import AsRole, count_rows
@@ -168,8 +169,16 @@ async def audit_refuses_writes(admin_engine: AsyncEngine):
             await connection.execute(text("REVOKE INSERT ON audit.events FROM phigate_app"))
 
     yield refuse
+    # As migration 0017 grants it: every column but the id and the writing transaction's
+    # id (a table-wide INSERT would let later tests' writers name txid).
+    writable = [c.name for c in AuditEvent.__table__.columns if c.name not in ("id", "txid")]
     async with admin_engine.begin() as connection:
-        await connection.execute(text("GRANT INSERT ON audit.events TO phigate_app"))
+        await connection.execute(
+            text(f"GRANT INSERT ({', '.join(writable)}) ON audit.events TO phigate_app")
+        )
+        assert not await connection.scalar(
+            text("SELECT has_column_privilege('phigate_app', 'audit.events', 'txid', 'INSERT')")
+        )
 
 
 async def test_no_audit_no_phi(
