@@ -80,10 +80,9 @@ class Unchecked(Fallback):
 
 
 class Unaudited(Exception):
-    """The statement that reads and writes its own audit entries failed: whichever half
-    failed, nothing it read may leave, and the caller is told the audit trail could not
-    record the read (as when the entries' COPY fails on the full path). The database's
-    error is the cause."""
+    """The statement that reads and writes its own audit entries failed: nothing it read
+    may leave, and which half failed is not known, so the full path answers (and
+    records) the request. The database's error is the cause."""
 
 
 class PlannedEndpoint:
@@ -213,8 +212,12 @@ class PlannedEndpoint:
             await context.db.rollback()
             return type(exc).__name__
         except Unaudited as exc:
-            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-            return await _not_committed(context, cause, AUDIT_UNAVAILABLE, AUDIT_MESSAGE)
+            # Which half failed is not known: the full path runs the request again (the
+            # failed statement committed nothing) and reports, and records, the failure
+            # as what it was (AUDIT_UNAVAILABLE if the audit store refuses its entries).
+            log.warning("planned_read_failed", **describe_exception(exc.__cause__ or exc))
+            await _quietly(context.db.rollback())
+            return "Unaudited"
         except TimeoutError:
             if deferred is not None:
                 # Whether the session was live is not known: the usual check answers.

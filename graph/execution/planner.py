@@ -156,6 +156,8 @@ class Family:
     fragments: dict[str, FragmentDetails]
     plans: dict[Hashable, Plan | None]
     # The document's SHA-256, as the audit entries record it: hashed once, not per request.
+    # Only right because a family is keyed by the exact text the caller sent: a key that
+    # normalised the document would have to hash each request's text again.
     document_hash: str
 
 

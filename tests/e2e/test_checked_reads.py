@@ -432,6 +432,9 @@ async def test_a_request_that_reads_nothing_is_refused_once_its_session_ended(
 ) -> None:
     for _ in range(2):
         (await billing("{ __typename }")).ok()
+    checked = PLANS.checked
+    (await billing("{ __typename }")).ok()
+    assert PLANS.checked == checked + 1  # it is the one-statement check that refuses below
     await _admin(
         admin_engine,
         "UPDATE phigate.sessions SET revoked_at = now() WHERE id = :id",
@@ -440,3 +443,37 @@ async def test_a_request_that_reads_nothing_is_refused_once_its_session_ended(
     refused = await billing("{ __typename }")
     assert refused.status == 401
     assert "Query" not in refused.raw
+
+
+async def test_a_failed_read_is_reported_and_recorded_as_the_full_path_does(
+    billing: GraphQLClient, admin_engine: AsyncEngine
+) -> None:
+    """Found in review: when the statement that reads and writes its own audit entries
+    failed in its read (not the audit store), the planned path answered
+    AUDIT_UNAVAILABLE and recorded nothing; the full path reports the failure as an
+    internal error and records the attempt (ERROR entries). The planned path now hands
+    such a request to the full path."""
+    never_learnt = "{ patients(first: 3) { edges { node { id familyName givenName } } } }"
+    await _admin(admin_engine, "REVOKE SELECT ON phigate.patients FROM phigate_app")
+    try:
+        planned = await billing(PAGE, headers={"X-Request-ID": "checked-read-failed"})
+        full = await billing(never_learnt, headers={"X-Request-ID": "checked-read-failed-full"})
+    finally:
+        await _admin(admin_engine, "GRANT SELECT ON phigate.patients TO phigate_app")
+    assert planned.data is None and full.data is None
+    assert planned.codes == full.codes == ["INTERNAL_ERROR"]
+
+    async def outcomes(request_id: str) -> list[tuple[str, str, str]]:
+        async with admin_engine.connect() as connection:
+            rows = await connection.execute(
+                text(
+                    "SELECT action, outcome, field_path FROM audit.events"
+                    " WHERE request_id = :r ORDER BY field_path"
+                ),
+                {"r": request_id},
+            )
+            return [tuple(row) for row in rows]
+
+    recorded = await outcomes("checked-read-failed")
+    assert recorded and recorded == await outcomes("checked-read-failed-full")
+    assert {outcome for _, outcome, _ in recorded} == {"ERROR"}
