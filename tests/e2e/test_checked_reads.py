@@ -32,6 +32,7 @@ from domain.roles import Role
 from graph.execution.planner import PLANS
 from tests.conftest import AsRole, StatementCounter
 from tests.e2e.test_planned_execution import endpoint
+from tests.graph.test_audit_trail import entries
 from tests.graphql_client import GraphQLClient
 from tests.identity import token_claims
 
@@ -463,17 +464,10 @@ async def test_a_failed_read_is_reported_and_recorded_as_the_full_path_does(
     assert planned.data is None and full.data is None
     assert planned.codes == full.codes == ["INTERNAL_ERROR"]
 
-    async def outcomes(request_id: str) -> list[tuple[str, str, str]]:
-        async with admin_engine.connect() as connection:
-            rows = await connection.execute(
-                text(
-                    "SELECT action, outcome, field_path FROM audit.events"
-                    " WHERE request_id = :r ORDER BY field_path"
-                ),
-                {"r": request_id},
-            )
-            return [tuple(row) for row in rows]
+    def outcomes(found: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+        return sorted((e["action"], e["outcome"], e["field_path"]) for e in found)
 
-    recorded = await outcomes("checked-read-failed")
-    assert recorded and recorded == await outcomes("checked-read-failed-full")
+    recorded = outcomes(await entries(admin_engine, request_id="checked-read-failed"))
+    full_path = outcomes(await entries(admin_engine, request_id="checked-read-failed-full"))
+    assert recorded and recorded == full_path
     assert {outcome for _, outcome, _ in recorded} == {"ERROR"}
