@@ -97,8 +97,9 @@ class RequestDatabase:
     async def fetch_alone(self, sql: str, *arguments: Any) -> list[Any]:
         """One compiled statement as a transaction of its own (no BEGIN, no COMMIT: one
         round trip), on this request's connection before any transaction was opened on
-        it, and without the opening: for a planned read whose statement checks the
-        session itself (``db.audit.read_and_audit`` with ``checked``)."""
+        it, and without the opening: for a planned request whose statement checks the
+        session itself (``db.audit.read_and_audit`` with ``checked``, or
+        ``db.audit.session_check``)."""
         async with self._lock:
             if self._connection is None:
                 self._connection = await self._engine.connect()

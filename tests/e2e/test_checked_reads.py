@@ -101,47 +101,27 @@ async def test_a_persons_read_is_one_statement_that_checks_the_session(
     assert {row.role for row in reads} == {"BILLING"}
 
 
-async def test_a_revoked_session_is_refused_and_nothing_is_read(
-    billing: GraphQLClient, admin_engine: AsyncEngine
+@pytest.mark.parametrize(
+    ("ended", "claim", "request_id"),
+    [
+        ("UPDATE phigate.sessions SET revoked_at = now() WHERE id = :id", "sid",
+         "checked-revoked"),
+        ("UPDATE phigate.sessions SET last_seen_at = now() - interval '2 hours' WHERE id = :id",
+         "sid", "checked-idle"),
+        ("UPDATE phigate.users SET status = 'DISABLED' WHERE id = :id", "sub",
+         "checked-disabled"),
+    ],
+    ids=["revoked", "idle", "account disabled"],
+)  # fmt: skip
+async def test_an_ended_session_is_refused_and_nothing_is_read(
+    billing: GraphQLClient, admin_engine: AsyncEngine, ended: str, claim: str, request_id: str
 ) -> None:
-    await _admin(
-        admin_engine,
-        "UPDATE phigate.sessions SET revoked_at = now() WHERE id = :id",
-        id=uuid.UUID(_claims(billing)["sid"]),
-    )
-    refused = await billing(PAGE, headers={"X-Request-ID": "checked-revoked"})
+    await _admin(admin_engine, ended, id=uuid.UUID(_claims(billing)[claim]))
+    refused = await billing(PAGE, headers={"X-Request-ID": request_id})
     assert refused.status == 401
     assert "data" not in refused.body or refused.body.get("data") is None
-    assert await _reads(admin_engine, "checked-revoked") == []
-    assert ("ACCESS_TOKEN_REJECTED", "SESSION_ENDED") in await _events(
-        admin_engine, "checked-revoked"
-    )
-
-
-async def test_an_idle_session_is_refused(
-    billing: GraphQLClient, admin_engine: AsyncEngine
-) -> None:
-    await _admin(
-        admin_engine,
-        "UPDATE phigate.sessions SET last_seen_at = now() - interval '2 hours' WHERE id = :id",
-        id=uuid.UUID(_claims(billing)["sid"]),
-    )
-    refused = await billing(PAGE, headers={"X-Request-ID": "checked-idle"})
-    assert refused.status == 401
-    assert await _reads(admin_engine, "checked-idle") == []
-
-
-async def test_a_disabled_account_is_refused(
-    billing: GraphQLClient, admin_engine: AsyncEngine
-) -> None:
-    await _admin(
-        admin_engine,
-        "UPDATE phigate.users SET status = 'DISABLED' WHERE id = :id",
-        id=uuid.UUID(_claims(billing)["sub"]),
-    )
-    refused = await billing(PAGE, headers={"X-Request-ID": "checked-disabled"})
-    assert refused.status == 401
-    assert await _reads(admin_engine, "checked-disabled") == []
+    assert await _reads(admin_engine, request_id) == []
+    assert ("ACCESS_TOKEN_REJECTED", "SESSION_ENDED") in await _events(admin_engine, request_id)
 
 
 async def test_a_changed_role_is_decided_for_the_role_the_database_holds(
