@@ -103,8 +103,32 @@ async def _head(connection: AsyncConnection) -> _Head:
 # as of this statement's snapshot), after the last one sealed: nothing can appear
 # behind them any more, so each pass reads only what is new.
 _HORIZON = literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+# An entry's columns as the sequencer and verification read them: its record ids as one
+# text ("a,b,c"), which is all the digest takes of them. Decoding each id of a uuid[]
+# into an object, then writing it out as text again, was most of the sealing worker's
+# time for a page of 100 records (0.24 to 0.29 ms per entry, 0.06 to 0.09 this way;
+# PostgreSQL writes the text for 0.01 ms more).
+_RECORD_IDS_TEXT = "record_ids_text"
+_AS_READ = [
+    # A NULL id (none is ever written) as the digest has always spelt it.
+    func.array_to_string(column, ",", "None").label(_RECORD_IDS_TEXT)
+    if column.name == "record_ids"
+    else column
+    for column in events.columns
+]
+
+
+def _entry(row: Any) -> dict[str, Any]:
+    """A row of audit.events (as ``_AS_READ`` or as stored) as ``entry_digest`` takes it."""
+    entry = row._asdict()
+    if _RECORD_IDS_TEXT in entry:
+        listed = entry.pop(_RECORD_IDS_TEXT)
+        entry["record_ids"] = listed.split(",") if listed else listed
+    return entry
+
+
 _FINISHED_AFTER = (
-    select(events)
+    select(*_AS_READ)
     .where(
         events.c.txid < _HORIZON,
         tuple_(events.c.txid, events.c.id) > tuple_(bindparam("txid"), bindparam("id")),
@@ -121,7 +145,7 @@ async def _unsealed(connection: AsyncConnection, head: _Head, batch: int) -> lis
     if head.event_txid is None:
         # Entries written before they carried a txid (revision 0014) are sealed first,
         # the old way: by time, compared against the chain, with a late-commit margin.
-        legacy = select(events).where(
+        legacy = select(*_AS_READ).where(
             events.c.txid.is_(None), ~exists(select(1).where(chain.c.event_id == events.c.id))
         )
         if head.event_occurred_at is not None:
@@ -171,7 +195,7 @@ def chain_links(head: _Head, rows: Sequence[Any]) -> list[dict[str, Any]]:
     seq, previous = head.seq, head.chain_hash
     links = []
     for row in rows:
-        digest = entry_digest(row._mapping)
+        digest = entry_digest(_entry(row))
         previous = chain_link(previous, digest)
         seq += 1
         links.append(
@@ -228,7 +252,7 @@ class VerifyReport:
 
 async def _links(connection: AsyncConnection, after: int) -> AsyncIterator[Any]:
     joined = (
-        select(chain, events)
+        select(chain, *_AS_READ)
         .select_from(
             chain.outerjoin(
                 events,
@@ -257,7 +281,7 @@ async def verify(engine: AsyncEngine) -> VerifyReport:
         seq, previous = (cut.last_seq, cut.last_chain_hash) if cut else (0, GENESIS)
         heads: dict[int, str] = {}
         async for row in _links(connection, seq):
-            link = row._mapping
+            link = _entry(row)
             if link["seq"] != seq + 1:
                 report.first_broken = f"link {seq + 1} is missing (the next link is {link['seq']})"
                 break

@@ -45,6 +45,37 @@ async def test_sealed_entries_verify(app_engine: AsyncEngine) -> None:
     assert await audit.seal_all(app_engine) == 0  # nothing is sealed twice
 
 
+async def test_record_lists_are_sealed_as_the_stored_arrays_digest(
+    app_engine: AsyncEngine,
+) -> None:
+    """The sequencer and verification read an entry's record ids as text; the digest must
+    be the one computed from the stored uuid[] itself (as every earlier build sealed it),
+    for lists of one, several and no ids."""
+    async with app_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO audit.events (category, action, outcome, actor_id, field_path,"
+                " record_ids, request_id)"
+                " SELECT 'ACCESS', 'READ', 'ALLOWED', 'actor-synthetic', 'Patient.givenName',"
+                " ARRAY(SELECT gen_random_uuid() FROM generate_series(1, n)), 'request-' || n"
+                " FROM unnest(ARRAY[0, 1, 3, 100]) AS n"
+            )
+        )
+    assert await audit.seal_all(app_engine) == 4
+    async with app_engine.connect() as connection:
+        stored = (
+            await connection.execute(
+                select(audit.events, audit.chain.c.entry_hash).join(
+                    audit.chain, audit.chain.c.event_id == audit.events.c.id
+                )
+            )
+        ).all()
+    assert sorted(len(row.record_ids) for row in stored) == [0, 1, 3, 100]
+    for row in stored:
+        assert entry_digest(row._mapping) == row.entry_hash
+    assert (await audit.verify(app_engine)).ok
+
+
 @pytest.mark.parametrize(
     "statement",
     [
