@@ -41,6 +41,60 @@ def tls_context(config: Any, default_factory: Callable[[], ssl.SSLContext]) -> s
     return context
 
 
+class CoalescedWrites:
+    """A connection's transport, which sends a response's head and body in one write.
+
+    uvicorn writes the status line and headers when the application starts its
+    response, and the body in a second write: two system calls (and two TCP segments)
+    where one does, for every response. Here a write is held until the next write, which
+    goes out joined with it, or until the event loop's current pass ends, whichever
+    comes first: at most one write (the head) is ever held, never past the pass that
+    made it, so nothing is delayed and back-pressure is the transport's own. Everything
+    but writing and closing is the transport's."""
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._held = data
+            self._loop.call_soon(self.flush)
+        else:
+            self._held = None
+            self._transport.write(b"".join((held, data)))
+
+    def flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._transport.write(held)
+
+    def writelines(self, chunks: Any) -> None:
+        self.write(b"".join(chunks))
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + len(self._held or b"")
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+
 class DeadlineProtocol(HttpToolsProtocol):
     """uvicorn's HTTP protocol (httptools), with a deadline for the headers: from the
     moment a connection opens, or a kept-alive connection starts its next request, the
@@ -71,7 +125,7 @@ class DeadlineProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
         self._arm()
 
     def on_message_begin(self) -> None:
