@@ -190,6 +190,9 @@ async def _unsealed(connection: AsyncConnection, head: _Head, batch: int) -> lis
     return list(rows)
 
 
+_LINK_COLUMNS = ("seq", "event_id", "event_txid", "event_occurred_at", "entry_hash", "chain_hash")
+
+
 def chain_links(head: _Head, rows: Sequence[Any]) -> list[dict[str, Any]]:
     """The links that append ``rows`` (audit entries, in sealing order) after ``head``."""
     seq, previous = head.seq, head.chain_hash
@@ -231,7 +234,15 @@ async def seal(engine: AsyncEngine, *, batch: int = 5000) -> int:
         head = await _head(connection)
         links = chain_links(head, await _unsealed(connection, head, batch))
         if links:
-            await connection.execute(insert(chain), links)
+            # One COPY, not an INSERT per link (an executemany is a statement per row,
+            # each with its own executor start-up in the database).
+            raw = await connection.get_raw_connection()
+            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                chain.name,
+                schema_name=chain.schema,
+                columns=_LINK_COLUMNS,
+                records=[tuple(link[name] for name in _LINK_COLUMNS) for link in links],
+            )
         return len(links)
 
 
