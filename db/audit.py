@@ -14,6 +14,7 @@ from sqlalchemy import (
     TextClause,
     and_,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -109,12 +110,16 @@ _HORIZON = literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint
 # time for a page of 100 records (0.24 to 0.29 ms per entry, 0.06 to 0.09 this way;
 # PostgreSQL writes the text for 0.01 ms more).
 _RECORD_IDS_TEXT = "record_ids_text"
+_NESTED = func.array_ndims(events.c.record_ids) > 1
 _AS_READ = [
+    *(column for column in events.columns if column.name != "record_ids"),
     # A NULL id (none is ever written) as the digest has always spelt it.
-    func.array_to_string(column, ",", "None").label(_RECORD_IDS_TEXT)
-    if column.name == "record_ids"
-    else column
-    for column in events.columns
+    case((_NESTED, None), else_=func.array_to_string(events.c.record_ids, ",", "None")).label(
+        _RECORD_IDS_TEXT
+    ),
+    # An array of more than one dimension (none is ever written, but the column allows
+    # it) as stored: the digest has always taken its rows as they convert.
+    case((_NESTED, events.c.record_ids), else_=None).label("record_ids"),
 ]
 
 
@@ -123,7 +128,8 @@ def _entry(row: Any) -> dict[str, Any]:
     entry = row._asdict()
     if _RECORD_IDS_TEXT in entry:
         listed = entry.pop(_RECORD_IDS_TEXT)
-        entry["record_ids"] = listed.split(",") if listed else listed
+        if listed is not None:
+            entry["record_ids"] = listed.split(",") if listed else []
     return entry
 
 

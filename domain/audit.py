@@ -39,11 +39,14 @@ def _plain(value: Any) -> Any:
 
 def canonical_json(content: Mapping[str, Any]) -> bytes:
     """``json.dumps(content, sort_keys=True, separators=(",", ":"))``, encoded: the
-    bytes every digest in the chain was computed over. orjson writes the same bytes when
-    what it writes is ASCII without DEL (the two differ only on non-ASCII text, which
-    json escapes and orjson does not, DEL, which only json escapes, and what orjson
-    refuses: lone surrogates, integers beyond 64 bits); json writes the rest. A
-    property test holds the two to the same bytes."""
+    bytes every digest in the chain was computed over, for what an entry's content
+    holds (text, integers, booleans, None, lists of those). There orjson writes the same
+    bytes whenever what it writes is ASCII without DEL: the two differ only on non-ASCII
+    text, which json escapes and orjson does not, on DEL, which only json escapes, and
+    on what orjson refuses (lone surrogates, integers beyond 64 bits); json writes
+    those. Outside that domain they differ (floats, dates, enums, UUIDs), so the
+    entry's values are made plain first (``_plain``). A property test holds the two to
+    the same bytes over the domain."""
     try:
         encoded = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # orjson.JSONEncodeError

@@ -51,18 +51,22 @@ async def test_record_lists_are_sealed_as_the_stored_arrays_digest(
 ) -> None:
     """The sequencer and verification read an entry's record ids as text; the digest must
     be the one computed from the stored uuid[] itself (as every earlier build sealed it),
-    for lists of one, several and no ids."""
+    for lists of one, several and no ids, and for what no build writes but the column
+    allows: a NULL id, and an array of two dimensions."""
+    insert = (
+        "INSERT INTO audit.events (category, action, outcome, actor_id, field_path,"
+        " record_ids, request_id)"
+        " SELECT 'ACCESS', 'READ', 'ALLOWED', 'actor-synthetic', 'Patient.givenName', {ids},"
+        " 'request-' || n FROM unnest(ARRAY[{counts}]) AS n"
+    )
     async with app_engine.begin() as connection:
-        await connection.execute(
-            text(
-                "INSERT INTO audit.events (category, action, outcome, actor_id, field_path,"
-                " record_ids, request_id)"
-                " SELECT 'ACCESS', 'READ', 'ALLOWED', 'actor-synthetic', 'Patient.givenName',"
-                " ARRAY(SELECT gen_random_uuid() FROM generate_series(1, n)), 'request-' || n"
-                " FROM unnest(ARRAY[0, 1, 3, 100]) AS n"
-            )
-        )
-    assert await audit.seal_all(app_engine) == 4
+        listed = "ARRAY(SELECT gen_random_uuid() FROM generate_series(1, n))"
+        await connection.execute(text(insert.format(ids=listed, counts="0, 1, 3, 100")))
+        with_null = "ARRAY[gen_random_uuid(), NULL]"
+        await connection.execute(text(insert.format(ids=with_null, counts="2")))
+        nested = "ARRAY[[gen_random_uuid(), gen_random_uuid()], [gen_random_uuid(), NULL]]"
+        await connection.execute(text(insert.format(ids=nested, counts="4")))
+    assert await audit.seal_all(app_engine) == 6
     async with app_engine.connect() as connection:
         stored = (
             await connection.execute(
@@ -71,7 +75,7 @@ async def test_record_lists_are_sealed_as_the_stored_arrays_digest(
                 )
             )
         ).all()
-    assert sorted(len(row.record_ids) for row in stored) == [0, 1, 3, 100]
+    assert sorted(len(row.record_ids) for row in stored) == [0, 1, 2, 2, 3, 100]
     for row in stored:
         assert entry_digest(row._mapping) == row.entry_hash
     assert (await audit.verify(app_engine)).ok
