@@ -73,7 +73,9 @@ class CoalescedWrites:
 
     def flush(self) -> None:
         held, self._held = self._held, None
-        if held is not None:
+        # The connection may have been lost in this pass before the flush ran: uvloop's
+        # transport raises on a write after its handle closed (asyncio's drops it).
+        if held is not None and not self._transport.is_closing():
             self._transport.write(held)
 
     def writelines(self, chunks: Any) -> None:

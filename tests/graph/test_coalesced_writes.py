@@ -7,11 +7,29 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from graph.http.serving import CoalescedWrites
 
 
 class Silent(asyncio.Protocol):
     pass
+
+
+class Recording:
+    """A transport, recording the data of every write it is asked for (uvloop's
+    transports cannot be patched)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.writes: list[bytes] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.transport, name)
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self.transport.write(data)
 
 
 async def connected() -> tuple[CoalescedWrites, asyncio.Transport, socket.socket, list[bytes]]:
@@ -20,16 +38,9 @@ async def connected() -> tuple[CoalescedWrites, asyncio.Transport, socket.socket
     ours, theirs = socket.socketpair()
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_connection(Silent, sock=ours)
-    writes: list[bytes] = []
-    real_write = transport.write
-
-    def write(data: bytes) -> None:
-        writes.append(bytes(data))
-        real_write(data)
-
-    transport.write = write  # type: ignore[method-assign]
+    recording = Recording(transport)
     theirs.setblocking(False)
-    return CoalescedWrites(transport, loop), transport, theirs, writes
+    return CoalescedWrites(recording, loop), transport, theirs, recording.writes  # type: ignore[arg-type]
 
 
 async def received(peer: socket.socket, size: int) -> bytes:
@@ -92,3 +103,47 @@ async def test_everything_else_is_the_transports() -> None:
     finally:
         transport.close()
         peer.close()
+
+
+def test_a_write_held_when_the_connection_is_lost_is_dropped_on_uvloop() -> None:
+    """uvloop (what `phigate serve` runs) raises on a write to a transport whose handle
+    has closed, where asyncio drops it: a head held when the connection is lost in the
+    same pass must not become an error in the loop's callback."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> list[dict[str, object]]:
+        errors: list[dict[str, object]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: errors.append(context))
+        wrapped, transport, peer, writes = await connected()
+        wrapped.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        transport.abort()  # the connection is lost before the pass ends
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        peer.close()
+        assert writes == []
+        return errors
+
+    assert uvloop.run(scenario()) == []
+
+
+async def test_served_connections_coalesce() -> None:
+    """`phigate serve`'s protocol wraps each connection's transport."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from graph.http.serving import DeadlineProtocol
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        return None
+
+    protocol = DeadlineProtocol(uvicorn.Config(app=app), ServerState(), {})
+    ours, theirs = socket.socketpair()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_connection(Silent, sock=ours)
+    try:
+        protocol.connection_made(transport)
+        assert isinstance(protocol.transport, CoalescedWrites)
+    finally:
+        protocol.connection_lost(None)
+        transport.close()
+        theirs.close()
