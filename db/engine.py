@@ -116,7 +116,7 @@ def create_engine(
         # closed when returned (SQLAlchemy's overflow). Under load a little above the pool
         # the overflow churned: each new connection is a PostgreSQL backend to start, and
         # every statement to prepare and plan again on it. With a pool below the load
-        # that took 1.6 times the database's CPU per request (docs/performance.md). The
+        # that took 1.7 times the database's CPU per request (docs/performance.md). The
         # cap on connections is the same; connections still open only when needed.
         pool_size=pool_size + max_overflow,
         max_overflow=0,
