@@ -5,7 +5,10 @@ after an abort. Over a real socket pair, on a real event loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -32,15 +35,26 @@ class Recording:
         self.transport.write(data)
 
 
-async def connected() -> tuple[CoalescedWrites, asyncio.Transport, socket.socket, list[bytes]]:
-    """A transport over one end of a socket pair, wrapped; the other end; and the data
-    of every write the transport itself was asked for."""
+@dataclass
+class Connection:
+    wrapped: CoalescedWrites  # what the protocol writes to
+    transport: asyncio.Transport  # the real one, over one end of a socket pair
+    peer: socket.socket  # the other end
+    writes: list[bytes]  # the data of every write the real transport was asked for
+
+
+@contextlib.asynccontextmanager
+async def connected() -> AsyncIterator[Connection]:
     ours, theirs = socket.socketpair()
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_connection(Silent, sock=ours)
     recording = Recording(transport)
     theirs.setblocking(False)
-    return CoalescedWrites(recording, loop), transport, theirs, recording.writes  # type: ignore[arg-type]
+    try:
+        yield Connection(CoalescedWrites(recording, loop), transport, theirs, recording.writes)  # type: ignore[arg-type]
+    finally:
+        transport.close()
+        theirs.close()
 
 
 async def received(peer: socket.socket, size: int) -> bytes:
@@ -52,57 +66,42 @@ async def received(peer: socket.socket, size: int) -> bytes:
 
 
 async def test_a_head_and_its_body_are_one_write() -> None:
-    wrapped, transport, peer, writes = await connected()
-    try:
-        wrapped.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
-        wrapped.write(b"{}")
-        assert writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
-        assert await received(peer, 40) == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
-    finally:
-        transport.close()
-        peer.close()
+    async with connected() as c:
+        c.wrapped.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        c.wrapped.write(b"{}")
+        assert c.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+        assert await received(c.peer, 40) == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
 
 
 async def test_a_lone_write_leaves_when_the_loop_pass_ends() -> None:
-    wrapped, transport, peer, writes = await connected()
-    try:
-        wrapped.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        assert writes == [] and wrapped.get_write_buffer_size() == 25
+    async with connected() as c:
+        c.wrapped.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        assert c.writes == [] and c.wrapped.get_write_buffer_size() == 25
         await asyncio.sleep(0)
-        assert writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
-        assert await received(peer, 25) == b"HTTP/1.1 100 Continue\r\n\r\n"
-    finally:
-        transport.close()
-        peer.close()
+        assert c.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+        assert await received(c.peer, 25) == b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 async def test_closing_sends_what_is_held_and_aborting_does_not() -> None:
-    wrapped, transport, peer, writes = await connected()
-    wrapped.write(b"last words")
-    wrapped.close()
-    assert writes == [b"last words"] and wrapped.is_closing()
-    assert await received(peer, 10) == b"last words"
-    peer.close()
-
-    wrapped, transport, peer, writes = await connected()
-    wrapped.write(b"never sent")
-    wrapped.abort()
-    await asyncio.sleep(0)
-    assert writes == [] and transport.is_closing()
-    peer.close()
+    async with connected() as c:
+        c.wrapped.write(b"last words")
+        c.wrapped.close()
+        assert c.writes == [b"last words"] and c.wrapped.is_closing()
+        assert await received(c.peer, 10) == b"last words"
+    async with connected() as c:
+        c.wrapped.write(b"never sent")
+        c.wrapped.abort()
+        await asyncio.sleep(0)
+        assert c.writes == [] and c.transport.is_closing()
 
 
 async def test_everything_else_is_the_transports() -> None:
-    wrapped, transport, peer, _ = await connected()
-    try:
-        assert wrapped.get_extra_info("socket") is transport.get_extra_info("socket")
-        wrapped.pause_reading()
-        assert not wrapped.is_reading()
-        wrapped.resume_reading()
-        assert wrapped.is_reading()
-    finally:
-        transport.close()
-        peer.close()
+    async with connected() as c:
+        assert c.wrapped.get_extra_info("socket") is c.transport.get_extra_info("socket")
+        c.wrapped.pause_reading()
+        assert not c.wrapped.is_reading()
+        c.wrapped.resume_reading()
+        assert c.wrapped.is_reading()
 
 
 def test_a_write_held_when_the_connection_is_lost_is_dropped_on_uvloop() -> None:
@@ -114,13 +113,12 @@ def test_a_write_held_when_the_connection_is_lost_is_dropped_on_uvloop() -> None
     async def scenario() -> list[dict[str, object]]:
         errors: list[dict[str, object]] = []
         asyncio.get_running_loop().set_exception_handler(lambda _, context: errors.append(context))
-        wrapped, transport, peer, writes = await connected()
-        wrapped.write(b"HTTP/1.1 200 OK\r\n\r\n")
-        transport.abort()  # the connection is lost before the pass ends
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        peer.close()
-        assert writes == []
+        async with connected() as c:
+            c.wrapped.write(b"HTTP/1.1 200 OK\r\n\r\n")
+            c.transport.abort()  # the connection is lost before the pass ends
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert c.writes == []
         return errors
 
     assert uvloop.run(scenario()) == []
@@ -137,13 +135,7 @@ async def test_served_connections_coalesce() -> None:
         return None
 
     protocol = DeadlineProtocol(uvicorn.Config(app=app), ServerState(), {})
-    ours, theirs = socket.socketpair()
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_connection(Silent, sock=ours)
-    try:
-        protocol.connection_made(transport)
+    async with connected() as c:
+        protocol.connection_made(c.transport)
         assert isinstance(protocol.transport, CoalescedWrites)
-    finally:
         protocol.connection_lost(None)
-        transport.close()
-        theirs.close()
