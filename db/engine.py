@@ -87,6 +87,14 @@ def _tls_from_params(params: dict[str, str | tuple[str, ...]]) -> ssl.SSLContext
     return context
 
 
+# How many connections roles other than a superuser may open on the server.
+CONNECTION_SLOTS = (
+    "SELECT current_setting('max_connections')::int"
+    " - current_setting('superuser_reserved_connections')::int"
+    " - coalesce(current_setting('reserved_connections', true)::int, 0)"
+)
+
+
 def create_engine(
     target: DatabaseTarget,
     *,

@@ -125,6 +125,11 @@ class Settings:
     def is_production(self) -> bool:
         return self.environment is Environment.PRODUCTION
 
+    def connections(self, workers: int) -> int:
+        """The most connections one gateway holds on its database: each worker keeps up
+        to pool + overflow open (the sequencer and the schedules share that pool)."""
+        return workers * (self.db_pool_size + self.db_max_overflow)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

@@ -9,7 +9,13 @@ from typing import Any
 
 from sqlalchemy import text
 
-from db.engine import DatabaseUrlError, create_engine, parse_database_url
+from db.engine import (
+    CONNECTION_SLOTS,
+    DatabaseTarget,
+    DatabaseUrlError,
+    create_engine,
+    parse_database_url,
+)
 from db.visibility import row_scope_ceilings, wider_than_database
 from domain.permissions import Permission
 from domain.policy import Policy
@@ -103,3 +109,28 @@ async def database_problems(settings: Settings) -> list[str]:
     finally:
         await engine.dispose()
     return problems
+
+
+async def connection_shortfall(
+    target: DatabaseTarget, settings: Settings, workers: int
+) -> str | None:
+    """Why this gateway may be refused connections under load, if it may: its workers
+    can hold more than the server allows, and a request refused a connection is a 503.
+    Said, not refused: behind a pooler (PgBouncer) the gateway's connections are the
+    pooler's clients, and the server's limit is not theirs."""
+    needed = settings.connections(workers)
+    engine = create_engine(target, pool_size=1, max_overflow=0, application_name="phigate-cli")
+    try:
+        async with engine.connect() as connection:
+            slots = int(await connection.scalar(text(CONNECTION_SLOTS)))
+    finally:
+        await engine.dispose()
+    if needed <= slots:
+        return None
+    return (
+        f"this gateway may hold {needed} database connections ({workers} worker(s) x"
+        f" (PHIGATE_DB_POOL_SIZE {settings.db_pool_size} + PHIGATE_DB_MAX_OVERFLOW"
+        f" {settings.db_max_overflow})) and the database allows {slots} (max_connections"
+        " less its reserved slots): under load some requests would be refused (503)."
+        " Raise max_connections, lower the pool, or put PgBouncer in front"
+    )

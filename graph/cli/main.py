@@ -266,6 +266,11 @@ def cmd_compliance_evidence(settings: Settings, args: argparse.Namespace) -> int
     return 1 if any(verdict.status == evidence.FAIL for verdict in verdicts) else 0
 
 
+# Connections the embedded database keeps free beside a served gateway's pools: the
+# CLI's commands, a migration, an operator's psql.
+CLI_CONNECTIONS = 10
+
+
 def _exit_on_sigterm(_signal: int, _frame: Any) -> None:
     raise SystemExit(0)
 
@@ -293,9 +298,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             raise CommandError("refusing to serve: " + "; ".join(problems))
     database = open_database(settings)
     if database.embedded is not None:
+        # Ours to size: every worker's pool, and room for the CLI and the console's
+        # operators beside it.
+        database.embedded.allow_connections(settings.connections(args.workers) + CLI_CONNECTIONS)
         _migrate(settings, database)  # zero-setup: the embedded database is always current
     elif asyncio.run(_revision(database.app)) != head_revision():
         raise CommandError("the database schema is not current: run `phigate migrate` first")
+    else:
+        from graph.cli.checks import connection_shortfall
+
+        shortfall = asyncio.run(connection_shortfall(database.app, settings, args.workers))
+        if shortfall is not None:
+            print(f"phigate: warning: {shortfall}", file=sys.stderr)
     if args.demo:
         _emit(_seed(settings, database, args.demo_patients))
     origin = f"{'https' if args.tls_cert else 'http'}://{args.host}:{args.port}"

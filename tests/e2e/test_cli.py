@@ -538,3 +538,27 @@ def test_serve_refuses_a_port_that_is_not_one(
         main(["serve", "--port", port])
     assert exited.value.code == 2
     assert "must be a port number, 1 to 65535" in capsys.readouterr().err
+
+
+def test_serve_warns_when_its_workers_may_hold_more_connections_than_the_database_allows(
+    external_database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each worker keeps up to pool + overflow connections: a gateway whose workers may
+    hold more than the server's limit would answer 503 under load. On a database of its
+    own it says so with the figures and what to change; it does not refuse, since behind
+    PgBouncer the server's limit is not the gateway's."""
+    import uvicorn
+
+    served: list[int] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *_, **options: served.append(options["workers"]))
+    assert main(["serve", "--workers", "2", "--port", "1"]) == 0
+    assert "warning" not in capsys.readouterr().err  # 2 x (10 + 5) fit
+    monkeypatch.setenv("PHIGATE_DB_POOL_SIZE", "200")
+    assert main(["serve", "--workers", "4", "--port", "1"]) == 0
+    warned = capsys.readouterr().err
+    assert "may hold 820 database connections" in warned
+    assert "4 worker(s) x (PHIGATE_DB_POOL_SIZE 200 + PHIGATE_DB_MAX_OVERFLOW 5)" in warned
+    assert "max_connections" in warned and "PgBouncer" in warned
+    assert served == [2, 4]

@@ -287,6 +287,42 @@ def test_stopping_serve_stops_the_embedded_database(
     assert json.loads((data_dir / ".handle_pids.json").read_text()) == []
 
 
+def test_serve_sizes_the_embedded_database_for_its_workers(tmp_path: Path) -> None:
+    """Every worker keeps up to pool + overflow connections open. An embedded server
+    allowing fewer (here 5, as a server of PostgreSQL's default 100 would be for
+    --workers 7) refused the pool's connections under a burst and the gateway answered
+    503; serve now raises the limit it owns before it starts, and every request of the
+    burst is answered."""
+    import asyncio
+
+    data_dir = tmp_path / "pgdata"
+    env = _embedded_env(data_dir)
+    migrate = [str(Path(sys.executable).parent / "phigate"), "migrate"]
+    subprocess.run(migrate, env=env, cwd=tmp_path, check=True, capture_output=True)
+    with (data_dir / "postgresql.auto.conf").open("a") as conf:
+        conf.write("max_connections = '8'\n")  # 5 for the gateway's role
+    process, base = _serve_embedded(data_dir, tmp_path, env=env)
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            answers = await asyncio.gather(*(client.get("/ready") for _ in range(40)))
+        return [answer.status_code for answer in answers]
+
+    try:
+        statuses = [status for _ in range(3) for status in asyncio.run(burst())]
+        assert statuses == [200] * len(statuses), sorted(set(statuses))
+        slots = attach_embedded(data_dir).psql(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+        )
+        assert int(slots) >= 10 + 5  # one worker's pool + overflow (and room for the CLI)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert not _embedded_running(data_dir)  # stopped, though it was restarted
+
+
 def test_serve_starts_again_after_the_gateway_was_killed(tmp_path: Path) -> None:
     """kill -9 leaves the database running and its handle behind; the next start takes
     it over, and its own stop stops the database."""
