@@ -135,6 +135,8 @@ done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %d %d %.3f %.3f\n", summary.requests,
     failed + e.timeout + e.read + e.connect + e.write, summary.duration,
     latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+  io.write(string.format("ERRORS %d %d %d %d %d %d\n", failed, e.timeout, e.read, e.connect,
+    e.write, e.status))
 end
 """
 WRK_GRAPHQL = r"""
@@ -180,6 +182,7 @@ def _wrk(base: str, script: Path, clients: int, seconds: int) -> dict[str, Any]:
     ).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT"))
     _, requests, errors, duration_us, p50, p99 = line.split()
+    kinds = next(line for line in out.splitlines() if line.startswith("ERRORS")).split()[1:]
     return {
         "clients": clients,
         "generator": "wrk",
@@ -188,6 +191,15 @@ def _wrk(base: str, script: Path, clients: int, seconds: int) -> dict[str, Any]:
         "p50_ms": float(p50),
         "p99_ms": float(p99),
         "errors": int(errors),
+        # What the errors were: answers that were not a 200 without GraphQL errors, then
+        # wrk's own counts (timeouts, read, connect and write errors, non-2xx statuses).
+        "error_kinds": dict(
+            zip(
+                ("failed", "timeout", "read", "connect", "write", "status"),
+                map(int, kinds),
+                strict=True,
+            )
+        ),
     }
 
 

@@ -311,7 +311,10 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
                         stages.setdefault((name, rows, clients), []).append(stage)
         for (name, rows, clients), measured in stages.items():
             if any(stage["errors"] for stage in measured):
-                raise RuntimeError(f"{name} answered errors at {rows} rows, {clients} clients")
+                kinds = [stage["error_kinds"] for stage in measured if stage["errors"]]
+                raise RuntimeError(
+                    f"{name} answered errors at {rows} rows, {clients} clients: {kinds}"
+                )
             results.setdefault(f"{rows} rows, {clients} clients", {})[name] = _median(measured)
     finally:
         for contender in contenders.values():

@@ -112,10 +112,18 @@ class Database:
     patients: int
 
 
+# The peer case can serve two builds of phigate (2 workers each, every worker keeping up
+# to pool + overflow = 25 connections) beside PostGraphile's and the raw route's pools:
+# more than PostgreSQL's default of 100 (less its reserved slots), and a gateway refused
+# a connection answers 503.
+MAX_CONNECTIONS = 250
+
+
 def database(patients: int) -> Database:
     """A fresh embedded PostgreSQL, migrated and seeded with synthetic patients."""
     data_dir = Path(tempfile.mkdtemp(prefix="phigate-bench-")) / "pgdata"
     server = start_embedded(data_dir)
+    server.allow_connections(MAX_CONNECTIONS)
     server.ensure_database("bench")
     upgrade(server.admin_target("bench"))
 
