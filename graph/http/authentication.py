@@ -206,22 +206,17 @@ class BearerAuthentication:
 
     def _deferrable(self, scope: Scope, presented: Presented) -> VerifiedSession | None:
         """What the session's last check found, when this request's check may be left to
-        the statement of a planned read: a signed-in person's or an OAuth2 client's own
-        token (not an identity provider's, not the console's) on POST /graphql, and a
-        last check that found that caller, with no break-glass episode open. (A request
-        that would open an episode does so on the full path, after the usual check: a
-        plan never does.)"""
-        if (
-            scope["path"] != "/graphql"
-            or scope["method"] != "POST"
-            or presented.source != "local"
-            or presented.claimed is None
-        ):
+        the statement of a planned read: a token's (a signed-in person's, an OAuth2
+        client's, an identity provider's; not the console's cookie) on POST /graphql,
+        and a last check that found that caller, with no break-glass episode open. (A
+        request that would open an episode does so on the full path, after the usual
+        check: a plan never does.)"""
+        if scope["path"] != "/graphql" or scope["method"] != "POST" or presented.claimed is None:
             return None
         expected = self._found.get(presented.opening.session_id)
         if (
             expected is None
-            or expected.subject_kind not in ("USER", "SERVICE")
+            or expected.subject_kind not in ("USER", "SERVICE", "EXTERNAL")
             or expected.actor != presented.claimed.actor_id
             or expected.episodes
         ):

@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, OctKey, RSAKey
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from graph.execution.planner import PLANS
 from graph.settings import Settings, SettingsError
-from tests.conftest import BLIND_INDEX_KEY, FAST_HASHING, MASTER_KEY
+from tests.conftest import BLIND_INDEX_KEY, FAST_HASHING, MASTER_KEY, StatementCounter
 
 ISSUER = "https://idp.example.test/oauth2/default"
 AUDIENCE = "api://phigate"
@@ -107,3 +111,77 @@ def test_configuration_is_validated(tmp_path: Path) -> None:
                 oidc_role_map="g:SUPERUSER",
             )
         )
+
+
+# -- an identity provider's caller reads the way a local one does -------------------------
+
+PAGE = "{ patients(first: 3) { edges { node { id givenName familyName } } } }"
+ACCESS_ROWS = (
+    "SELECT actor_id, actor_kind, role, session_id, purpose, field_path, data_class,"
+    " record_ids FROM audit.events WHERE request_id = :r AND category = 'ACCESS'"
+    " ORDER BY field_path"
+)
+
+
+async def _billing_read(client: httpx.AsyncClient, token: str, request_id: str) -> httpx.Response:
+    return await client.post(
+        "/graphql",
+        json={"query": PAGE},
+        headers={
+            "Authorization": f"Bearer {token}",
+            "X-Purpose-Of-Use": "PAYMENT",
+            "X-Request-ID": request_id,
+        },
+    )
+
+
+async def _access_rows(engine: AsyncEngine, request_id: str) -> list[Any]:
+    async with engine.connect() as connection:
+        return [
+            tuple(row) for row in await connection.execute(text(ACCESS_ROWS), {"r": request_id})
+        ]
+
+
+async def test_an_idp_callers_repeated_read_is_one_statement_audited_as_the_first(
+    client: httpx.AsyncClient,
+    seeded: int,
+    statements: StatementCounter,
+    admin_engine: AsyncEngine,
+) -> None:
+    """The first read of an identity provider's token checks its session the usual way
+    (BEGIN, the check, the read, COMMIT); the next ones check it inside the read's own
+    statement, as a local caller's do, and are audited exactly as the first was."""
+    token = idp_token(sub="00u2synthetic", groups=["phigate-billing"])
+    first = await _billing_read(client, token, "idp-first")
+    assert first.status_code == 200, first.text
+    await _billing_read(client, token, "idp-second")  # the plan is learnt
+    before, checked = statements.count, PLANS.checked
+    third = await _billing_read(client, token, "idp-third")
+    sent = statements.statements[before:]
+    assert PLANS.checked == checked + 1
+    assert len(sent) == 1 and "phigate.begin_request" in sent[0], sent
+    assert third.json() == first.json()
+    audited = await _access_rows(admin_engine, "idp-third")
+    assert audited == await _access_rows(admin_engine, "idp-first")
+    assert [row[:3] for row in audited] == [("oidc:00u2synthetic", "USER", "BILLING")] * 2
+
+
+async def test_an_ended_idp_session_is_refused_at_once_and_nothing_is_read(
+    client: httpx.AsyncClient, seeded: int, admin_engine: AsyncEngine
+) -> None:
+    # A subject of its own: the gateway keeps a token's session for the token's life,
+    # and another test's token of the same second would be this one.
+    token = idp_token(sub="00u3synthetic", groups=["phigate-billing"])
+    for request_id in ("idp-before-1", "idp-before-2"):
+        assert (await _billing_read(client, token, request_id)).status_code == 200
+    async with admin_engine.begin() as connection:
+        ended = await connection.execute(
+            text(
+                "UPDATE phigate.sessions SET revoked_at = now()"
+                " WHERE external_subject = 'oidc:00u3synthetic' AND revoked_at IS NULL"
+            )
+        )
+        assert ended.rowcount == 1
+    refused = await _billing_read(client, token, "idp-after")
+    assert refused.status_code == 401
+    assert await _access_rows(admin_engine, "idp-after") == []
