@@ -11,7 +11,10 @@ client's, this process's).
 - ``one statement``: the read that checks the session itself
   (``db.audit.read_and_audit`` with ``checked``), as a transaction of its own;
 - ``one statement, commit not flushed``: the same with ``synchronous_commit`` off,
-  which shows what the durable commit costs (phigate never runs so).
+  which shows what the durable commit costs (phigate never runs so);
+- ``floor: one audit entry, committed``: no check and no read, only what any audited
+  read must do at the least, one entry INSERTed and its commit flushed: the database's
+  cost of making a read durable, against which a peer that writes nothing is measured.
 
 The shapes take turns, round after round, so the machine's noise falls on all of them.
 """
@@ -96,6 +99,21 @@ async def _one_statement(connection: asyncpg.Connection, caller: Caller) -> None
     assert rows[0]["session_checked"] == 1 and len(rows) == 11
 
 
+_ONE_ENTRY = (
+    "INSERT INTO audit.events (occurred_at, actor_id, actor_kind, role, session_id, purpose,"
+    " request_id, category, action, outcome, field_path, data_class, record_ids)"
+    " VALUES ($1, $2, 'USER', 'BILLING', $3, 'PAYMENT', $4, 'ACCESS', 'READ', 'ALLOWED',"
+    " 'Patient.givenName', 'IDENTITY', $5)"
+)
+_RECORDS = [uuid.UUID(int=n) for n in range(1, 11)]
+
+
+async def _one_entry(connection: asyncpg.Connection, caller: Caller) -> None:
+    await connection.execute(
+        _ONE_ENTRY, datetime.now(UTC), caller.actor, caller.session, uuid.uuid4().hex, _RECORDS
+    )
+
+
 SHAPES: dict[str, tuple[Shape, str]] = {
     "four round trips, re-planned": (_four_round_trips, "SET plan_cache_mode = auto"),
     "four round trips": (_four_round_trips, "SET plan_cache_mode = force_generic_plan"),
@@ -104,6 +122,7 @@ SHAPES: dict[str, tuple[Shape, str]] = {
         _one_statement,
         "SET plan_cache_mode = force_generic_plan; SET synchronous_commit = off",
     ),
+    "floor: one audit entry, committed": (_one_entry, "SET plan_cache_mode = force_generic_plan"),
 }
 
 
