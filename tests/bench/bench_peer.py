@@ -206,6 +206,16 @@ def _median(stages: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def _settings(listed: str) -> dict[str, str]:
+    """``NAME=value,NAME=value`` (PHIGATE_PEER_BASELINE_ENV): settings of the baseline's
+    own, to measure a setting against another on one build (the baseline's checkout may
+    be this one's commit)."""
+    pairs = [item.split("=", 1) for item in listed.split(",") if item.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ValueError("PHIGATE_PEER_BASELINE_ENV: NAME=value pairs, separated by commas")
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
 async def run(db: Database, *, rounds: int) -> dict[str, Any]:
     if not shutil.which("wrk"):
         return {"skipped": "wrk is not installed (apt install wrk)"}
@@ -247,7 +257,8 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
             "phigate-baseline",
             [sys.executable, "-c", "from graph.cli import main; main()", "serve",
              "--workers", "2", "--port", str(ports["phigate-baseline"])],
-            {**env, "PYTHONPATH": str(checkout)}, checkout,
+            {**env, **_settings(os.environ.get("PHIGATE_PEER_BASELINE_ENV", "")),
+             "PYTHONPATH": str(checkout)}, checkout,
             f"http://127.0.0.1:{ports['phigate-baseline']}/ready",
         )  # fmt: skip
     if peer is not None:
