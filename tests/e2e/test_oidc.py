@@ -14,10 +14,12 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, OctKey, RSAKey
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
 from graph.execution.planner import PLANS
 from graph.settings import Settings, SettingsError
 from tests.conftest import BLIND_INDEX_KEY, FAST_HASHING, MASTER_KEY, StatementCounter
+from tests.e2e.test_planned_execution import endpoint
 
 ISSUER = "https://idp.example.test/oauth2/default"
 AUDIENCE = "api://phigate"
@@ -167,8 +169,10 @@ async def test_an_idp_callers_repeated_read_is_one_statement_audited_as_the_firs
 
 
 async def test_an_ended_idp_session_is_refused_at_once_and_nothing_is_read(
-    client: httpx.AsyncClient, seeded: int, admin_engine: AsyncEngine
+    client: httpx.AsyncClient, app: Starlette, seeded: int, admin_engine: AsyncEngine
 ) -> None:
+    """The read's own statement finds the session revoked (the check left to it reads
+    nothing), and the usual check then refuses the token."""
     # A subject of its own: the gateway keeps a token's session for the token's life,
     # and another test's token of the same second would be this one.
     token = idp_token(sub="00u3synthetic", groups=["phigate-billing"])
@@ -182,6 +186,13 @@ async def test_an_ended_idp_session_is_refused_at_once_and_nothing_is_read(
             )
         )
         assert ended.rowcount == 1
+    fallbacks = endpoint(app).fallbacks
+
+    def unchecked() -> int:
+        return sum(n for reason, n in fallbacks.items() if reason.startswith("checked: "))
+
+    before = unchecked()
     refused = await _billing_read(client, token, "idp-after")
+    assert unchecked() == before + 1  # the deferred statement ran, and found no caller
     assert refused.status_code == 401
     assert await _access_rows(admin_engine, "idp-after") == []
