@@ -112,7 +112,8 @@ def _admit(
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """A signed-in person's (or an OAuth2 client's) request to POST /graphql whose
+    """A token's request (a signed-in person's, an OAuth2 client's, an identity
+    provider's) to POST /graphql whose
     session check is left to the statement that reads and audits (one round trip
     instead of BEGIN, the check, the read and COMMIT). The token verified and the rate
     limit counted as for any request; ``expected`` is what the last check of this

@@ -192,7 +192,8 @@ def _wrk(base: str, script: Path, clients: int, seconds: int) -> dict[str, Any]:
         "p99_ms": float(p99),
         "errors": int(errors),
         # What the errors were: answers that were not a 200 without GraphQL errors, then
-        # wrk's own counts (timeouts, read, connect and write errors, non-2xx statuses).
+        # wrk's own counts (timeouts, read, connect and write errors, non-2xx statuses; a
+        # non-2xx answer is counted in both "failed" and "status").
         "error_kinds": dict(
             zip(
                 ("failed", "timeout", "read", "connect", "write", "status"),
