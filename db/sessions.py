@@ -10,15 +10,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import exists, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from db.models import RefreshToken, UserSession
+from db.models import ExternalSignOut, RefreshToken, UserSession
 from db.unit_of_work import RequestDatabase
 
 sessions = UserSession.__table__
 refresh_tokens = RefreshToken.__table__
+external_sign_outs = ExternalSignOut.__table__
 
 # Activity is written at most this often: the idle clock is this precise.
 TOUCH_INTERVAL = timedelta(seconds=15)
@@ -186,14 +188,52 @@ async def revoke_all_for_user(
     )
 
 
-async def revoke_all_for_external(
+async def _lock_subject(db: RequestDatabase, subject: str) -> None:
+    """Until the transaction ends: a subject's sign-out and the opening of a session for
+    it one after the other (each statement sees the other's rows only once committed,
+    so a session opened during a sign-out could escape it)."""
+    await db.execute(
+        select(func.pg_advisory_xact_lock(func.hashtextextended("phigate.external:" + subject, 0)))
+    )
+
+
+async def sign_out_external(
     db: RequestDatabase, subject: str, *, now: datetime, reason: str
-) -> int:
-    """Every live session an identity provider vouched for this subject ("oidc:…")."""
+) -> int | None:
+    """Every live session an identity provider vouched for this subject ("oidc:…") ends,
+    and tokens the provider issued until now open no new one. The number of sessions
+    ended, or None for a subject that never had one (a typo, most likely)."""
+    await _lock_subject(db, subject)
+    if not await db.scalar(select(exists().where(sessions.c.external_subject == subject))):
+        return None
+    stored = upsert(external_sign_outs).values(subject=subject, signed_out_at=now)
+    await db.execute(
+        stored.on_conflict_do_update(
+            index_elements=[external_sign_outs.c.subject],
+            set_={"signed_out_at": func.greatest(external_sign_outs.c.signed_out_at, now)},
+        )
+    )
     return await db.rowcount(
         update(sessions)
         .where(sessions.c.external_subject == subject, sessions.c.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
+    )
+
+
+async def signed_out_after(db: RequestDatabase, subject: str, issued_at: datetime) -> bool:
+    """Whether the subject was signed out at or after the moment a token of theirs was
+    issued: such a token opens no session. In the transaction that would open it (the
+    subject's lock is held until it ends)."""
+    await _lock_subject(db, subject)
+    return bool(
+        await db.scalar(
+            select(
+                exists().where(
+                    external_sign_outs.c.subject == subject,
+                    external_sign_outs.c.signed_out_at >= issued_at,
+                )
+            )
+        )
     )
 
 

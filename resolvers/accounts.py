@@ -163,15 +163,16 @@ async def sign_out_user(ctx: AuthContext, *, actor: str, username: str) -> None:
     """End every session of the user, tokens' and the console's alike, on every gateway
     at once, without disabling the account (a lost laptop, a shared screen). For a person
     an identity provider signs in, ``username`` is their subject as phigate records it
-    (``oidc:<sub>``): the provider owns the account, phigate ends its sessions (and the
-    provider's next sign-in re-reads the groups)."""
+    (``oidc:<sub>``): the provider owns the account, phigate ends its sessions, and the
+    provider's tokens issued until now open no new one (its next sign-in re-reads the
+    groups)."""
     if username.startswith("oidc:"):
         db = RequestDatabase(ctx.engine)
         try:
-            ended = await sessions.revoke_all_for_external(
+            ended = await sessions.sign_out_external(
                 db, username, now=ctx.now, reason=SecurityEvent.USER_SESSIONS_REVOKED.value
             )
-            if not ended:
+            if ended is None:
                 raise NotFound("session", "username")
             ctx.record(
                 SecurityEvent.USER_SESSIONS_REVOKED,

@@ -26,7 +26,7 @@ from domain.security_events import Outcome, SecurityEvent
 from domain.sessions import UserStatus, is_locked, session_problem
 from resolvers.context import RequestMeta
 from resolvers.identity import IdentityConfig, fingerprint
-from resolvers.oidc import OidcTrust, unverified_issuer
+from resolvers.oidc import OidcTrust, issued_at, unverified_issuer
 from resolvers.tokens import TokenRejected, TokenService
 
 TOTP_DIGITS = 6
@@ -539,6 +539,10 @@ async def _external_session(ctx: AuthContext, token: str, human: Human) -> tuple
     secret, digest = sessions.new_secret()
     db = RequestDatabase(ctx.engine)
     try:
+        # An administrator's sign-out holds against the tokens issued before it, which
+        # stay valid at the provider until they expire.
+        if await sessions.signed_out_after(db, human.user_id, issued_at(token)):
+            raise TokenRejected("idp_signed_out")
         row = await sessions.create_session(
             db, _external_session_row(ctx, human, digest, lifetime=EXTERNAL_SESSION)
         )

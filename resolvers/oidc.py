@@ -10,7 +10,7 @@ import json
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,9 @@ class OidcTrust:
             aud={"essential": True, "value": audience or self.audience},
             sub={"essential": True},
             exp={"essential": True},
+            # When it was issued: a token from before its subject's sign-out opens no
+            # session (RFC 9068 and OIDC Core require it in access and ID tokens).
+            iat={"essential": True},
         )
         try:
             registry.validate(decoded.claims)
@@ -159,15 +162,28 @@ class OidcTrust:
         )
 
 
-def unverified_issuer(token: str) -> str | None:
-    """Which issuer a token claims, to pick the verifier. Never trusted on its own."""
+def _claims(token: str) -> dict[str, Any] | None:
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (IndexError, ValueError, UnicodeDecodeError):
         return None
-    issuer = claims.get("iss") if isinstance(claims, dict) else None
+    return claims if isinstance(claims, dict) else None
+
+
+def unverified_issuer(token: str) -> str | None:
+    """Which issuer a token claims, to pick the verifier. Never trusted on its own."""
+    issuer = (_claims(token) or {}).get("iss")
     return issuer if isinstance(issuer, str) else None
+
+
+def issued_at(token: str) -> datetime:
+    """When the provider issued a token that ``verify`` accepted (which requires ``iat``):
+    only for a verified token."""
+    issued = (_claims(token) or {}).get("iat")
+    if isinstance(issued, bool) or not isinstance(issued, int | float):
+        raise TokenRejected("idp_claims_invalid_claim")
+    return datetime.fromtimestamp(issued, UTC)
 
 
 def _unverified_kid(token: str) -> str | None:

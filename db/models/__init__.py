@@ -9,6 +9,7 @@ from db.models.breach import (
 )
 from db.models.care import BreakGlassEpisode, CareTeamChange, CareTeamMember
 from db.models.identity import (
+    ExternalSignOut,
     GatewayInstance,
     OAuthClient,
     PersistedOperation,
@@ -52,6 +53,7 @@ __all__ = [
     "Checkpoint",
     "Consent",
     "Diagnosis",
+    "ExternalSignOut",
     "GatewayInstance",
     "LegalHoldEvent",
     "OAuthClient",

@@ -70,7 +70,7 @@ class UserSession(Base):
     client_id: Mapped[str | None] = mapped_column(
         String(64), ForeignKey("oauth_clients.client_id", ondelete="CASCADE"), index=True
     )
-    external_subject: Mapped[str | None] = mapped_column(String(100))
+    external_subject: Mapped[str | None] = mapped_column(String(100), index=True)
     external_role: Mapped[str | None] = mapped_column(String(30))
     secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
     # After a refresh the previous secret (in access tokens still in flight) stays good
@@ -87,6 +87,17 @@ class UserSession(Base):
     # Opened by the analyst console (a cookie holds it) rather than for tokens: the
     # database's session check accepts each kind of credential only for its own kind.
     console: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+
+
+class ExternalSignOut(Base):
+    """When an administrator last signed out a person an identity provider vouches for
+    (`phigate user sign-out oidc:<sub>`). The provider's tokens stay valid until they
+    expire; one issued before this moment opens no session any more, on any gateway."""
+
+    __tablename__ = "external_sign_outs"
+
+    subject: Mapped[str] = mapped_column(String(100), primary_key=True)
+    signed_out_at: Mapped[datetime] = utc_timestamp()
 
 
 class RowScopeCeiling(Base):

@@ -78,6 +78,8 @@ async def test_a_trusted_idp_token_is_accepted(client: httpx.AsyncClient) -> Non
         pytest.param(lambda: idp_token(exp=int(time.time()) - 600), id="expired"),
         pytest.param(lambda: idp_token(amr=["pwd"]), id="no-mfa"),
         pytest.param(lambda: idp_token(amr=None), id="no-amr"),
+        # Without it a sign-out could not tell the tokens issued before it.
+        pytest.param(lambda: idp_token(iat=None), id="no-issued-at"),
         pytest.param(lambda: idp_token(groups=["everyone"]), id="no-mapped-role"),
         pytest.param(
             lambda: idp_token(groups=["phigate-nurses", "phigate-billing"]), id="ambiguous-role"
@@ -196,3 +198,29 @@ async def test_an_ended_idp_session_is_refused_at_once_and_nothing_is_read(
     assert unchecked() == before + 1  # the deferred statement ran, and found no caller
     assert refused.status_code == 401
     assert await _access_rows(admin_engine, "idp-after") == []
+
+
+async def test_a_signed_out_idp_subjects_token_opens_no_new_session(
+    client: httpx.AsyncClient, app: Starlette, seeded: int
+) -> None:
+    """`phigate user sign-out oidc:<sub>` ends the subject's sessions, but the provider's
+    token stays valid until it expires (often an hour). Presented to a gateway process
+    that has not seen it (another worker, or this one once it forgot the token's
+    session), it opened a new session and was served again. A token issued before the
+    sign-out is now refused everywhere; one the provider issues after it is honoured."""
+    from graph.http.app import identity_of
+    from resolvers import auth
+    from resolvers.accounts import sign_out_user
+    from resolvers.context import RequestMeta
+
+    issued = int(time.time()) - 60
+    token = idp_token(sub="00u4synthetic", groups=["phigate-billing"], iat=issued)
+    assert (await _billing_read(client, token, "idp-out-before")).status_code == 200
+    ctx = identity_of(app).context(RequestMeta(request_id="test-operator"))
+    await sign_out_user(ctx, actor="test-operator", username="oidc:00u4synthetic")
+    assert (await _billing_read(client, token, "idp-out-same")).status_code == 401
+    auth._EXTERNAL_SESSIONS.clear()  # another process, or this one after the token's TTL
+    refused = await _billing_read(client, token, "idp-out-elsewhere")
+    assert refused.status_code == 401, refused.text
+    later = idp_token(sub="00u4synthetic", groups=["phigate-billing"], iat=int(time.time()) + 1)
+    assert (await _billing_read(client, later, "idp-out-new-sign-in")).status_code == 200
