@@ -27,7 +27,7 @@ from domain.sessions import UserStatus, is_locked, session_problem
 from resolvers.context import RequestMeta
 from resolvers.identity import IdentityConfig, fingerprint
 from resolvers.oidc import OidcTrust, issued_at, unverified_issuer
-from resolvers.tokens import TokenRejected, TokenService
+from resolvers.tokens import LEEWAY_SECONDS, TokenRejected, TokenService
 
 TOTP_DIGITS = 6
 TOTP_WINDOW = 1  # accept the previous, current and next 30-second step
@@ -540,8 +540,10 @@ async def _external_session(ctx: AuthContext, token: str, human: Human) -> tuple
     db = RequestDatabase(ctx.engine)
     try:
         # An administrator's sign-out holds against the tokens issued before it, which
-        # stay valid at the provider until they expire.
-        if await sessions.signed_out_after(db, human.user_id, issued_at(token)):
+        # stay valid at the provider until they expire; within the clocks' leeway of it,
+        # a token counts as issued before (the provider's clock may run ahead of ours).
+        issued = issued_at(token) - timedelta(seconds=LEEWAY_SECONDS)
+        if await sessions.signed_out_after(db, human.user_id, issued):
             raise TokenRejected("idp_signed_out")
         row = await sessions.create_session(
             db, _external_session_row(ctx, human, digest, lifetime=EXTERNAL_SESSION)

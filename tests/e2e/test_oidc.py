@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -213,14 +214,18 @@ async def test_a_signed_out_idp_subjects_token_opens_no_new_session(
     from resolvers.accounts import sign_out_user
     from resolvers.context import RequestMeta
 
-    issued = int(time.time()) - 60
-    token = idp_token(sub="00u4synthetic", groups=["phigate-billing"], iat=issued)
+    now = int(time.time())
+    token = idp_token(sub="00u4synthetic", groups=["phigate-billing"], iat=now - 600)
     assert (await _billing_read(client, token, "idp-out-before")).status_code == 200
     ctx = identity_of(app).context(RequestMeta(request_id="test-operator"))
+    ctx.now -= timedelta(minutes=5)  # signed out five minutes ago: after the token's issue
     await sign_out_user(ctx, actor="test-operator", username="oidc:00u4synthetic")
     assert (await _billing_read(client, token, "idp-out-same")).status_code == 401
     auth._EXTERNAL_SESSIONS.clear()  # another process, or this one after the token's TTL
     refused = await _billing_read(client, token, "idp-out-elsewhere")
     assert refused.status_code == 401, refused.text
-    later = idp_token(sub="00u4synthetic", groups=["phigate-billing"], iat=int(time.time()) + 1)
+    # Issued within the clocks' leeway (30 s) of the sign-out: counted as before it.
+    close = idp_token(sub="00u4synthetic", groups=["phigate-billing"], iat=now - 290)
+    assert (await _billing_read(client, close, "idp-out-close")).status_code == 401
+    later = idp_token(sub="00u4synthetic", groups=["phigate-billing"], iat=now)
     assert (await _billing_read(client, later, "idp-out-new-sign-in")).status_code == 200
