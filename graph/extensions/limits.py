@@ -67,6 +67,12 @@ def _rules(max_depth: int, max_aliases: int, max_list: int) -> tuple[type, ...]:
     )
 
 
+def limit_rules(limits: QueryLimits) -> tuple[type, ...]:
+    """The validation rules a request's QueryLimits add (the same classes for the same
+    limits)."""
+    return _rules(limits.max_depth, limits.max_aliases, limits.max_input_list)
+
+
 def _introspection(context: IgnoreContext) -> bool:
     # GraphiQL's own schema query nests ofType deeply; introspection has its permission.
     return context.field_name in ("__schema", "__type")
@@ -82,7 +88,7 @@ class QueryLimitsExtension(SchemaExtension):
         context.parse_options["max_tokens"] = limits.max_tokens
         context.validation_rules = (
             *context.validation_rules,
-            *_rules(limits.max_depth, limits.max_aliases, limits.max_input_list),
+            *limit_rules(limits),
         )
         yield
 

@@ -14,7 +14,7 @@ from strawberry.extensions.validation_cache import _get_validate_cache
 
 from graph.enforcement.authorization import authorize
 from graph.extensions.caches import _cached_parse
-from graph.extensions.limits import _rules
+from graph.extensions.limits import limit_rules
 from graph.schema import schema
 from resolvers.context import AccessRequest, QueryLimits
 from tests.bench.bench_compliance import QUERY
@@ -35,7 +35,7 @@ def _timed(step: Any, runs: int) -> float:
 async def run(db: Database, *, rounds: int) -> dict[str, Any]:
     graphql_schema = schema._schema
     limits = QueryLimits()
-    rules = (*specified_rules, *_rules(limits.max_depth, limits.max_aliases))
+    rules = (*specified_rules, *limit_rules(limits))
     access = AccessRequest(principal=READER, purpose_header="TREATMENT")
     unique = itertools.count()
 
