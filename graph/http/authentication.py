@@ -112,17 +112,15 @@ def _admit(
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """A token's request (a signed-in person's, an OAuth2 client's, an identity
-    provider's) to POST /graphql whose
-    session check is left to the statement that reads and audits (one round trip
-    instead of BEGIN, the check, the read and COMMIT). The token verified and the rate
-    limit counted as for any request; ``expected`` is what the last check of this
-    session found, and only a prediction: the statement checks the session again,
-    compares what it finds with ``expected`` and reads nothing unless they agree
-    (``db.audit.read_and_audit`` with ``checked``). Until a statement has done so,
-    nobody may rely on ``principal``. Anything else the request does runs after
-    ``open``, the usual check (which refuses an ended session as every request's
-    does)."""
+    """A token's request (a signed-in person's, an OAuth2 client's, an identity provider's)
+    to POST /graphql whose session check is left to the statement that reads and audits
+    (one round trip instead of BEGIN, the check, the read and COMMIT). The token
+    verified and the rate limit counted as for any request; ``expected`` is what the
+    last check of this session found, and only a prediction: the statement checks the
+    session again, compares what it finds with ``expected`` and reads nothing unless
+    they agree (``db.audit.read_and_audit`` with ``checked``). Until a statement has
+    done so, nobody may rely on ``principal``. Anything else the request does runs after
+    ``open``, the usual check (which refuses an ended session as every request's does)."""
 
     presented: Presented
     expected: VerifiedSession
