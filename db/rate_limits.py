@@ -18,16 +18,16 @@ from db.models import RateLimitCounter
 counters = RateLimitCounter.__table__
 
 # One round trip: start a window, count into the current one, or restart an expired one.
-_INCREMENT = text(
-    """
+# Sent to asyncpg as it is (prepared once per connection): on every caller's path, it
+# does not need SQLAlchemy's compilation and result handling.
+_INCREMENT = """
     INSERT INTO phigate.rate_limits AS c (key, hits, expires_at)
-    VALUES (:key, :amount, now() + make_interval(secs => :expiry))
+    VALUES ($1::varchar, $2::integer, now() + make_interval(secs => $3::float8))
     ON CONFLICT (key) DO UPDATE SET
         hits = CASE WHEN c.expires_at <= now() THEN EXCLUDED.hits ELSE c.hits + EXCLUDED.hits END,
         expires_at = CASE WHEN c.expires_at <= now() THEN EXCLUDED.expires_at ELSE c.expires_at END
     RETURNING hits
-    """
-)
+"""
 
 
 class PostgresStorage(Storage):
@@ -45,10 +45,11 @@ class PostgresStorage(Storage):
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         async with self._autocommit.connect() as connection:
-            result = await connection.execute(
-                _INCREMENT, {"key": key, "amount": amount, "expiry": expiry}
+            raw = await connection.get_raw_connection()
+            hits = await raw.driver_connection.fetchval(  # type: ignore[union-attr]
+                _INCREMENT, key, amount, float(expiry)
             )
-            return int(result.scalar_one())
+            return int(hits)
 
     async def get(self, key: str) -> int:
         async with self._engine.connect() as connection:

@@ -136,7 +136,9 @@ class RequestDatabase:
 
     async def commit(self) -> None:
         async with self._lock:
-            if self._connection is not None:
+            # Nothing begun, nothing to commit (a statement alone committed itself): no
+            # trip through SQLAlchemy's greenlet for a no-op.
+            if self._connection is not None and self._connection.in_transaction():
                 await self._connection.commit()
 
     async def rollback(self) -> None:

@@ -40,6 +40,17 @@ class AuditTrail:
         """Any other access worth recording: a query of the audit trail itself."""
         self._notes.append((action, field_path, record_id))
 
+    @property
+    def empty(self) -> bool:
+        """Nothing returned, written, deleted or noted: a request that succeeded has no
+        entry to write (one that failed still records its attempts: see ``entries``)."""
+        return not (
+            self._notes
+            or self._deleted
+            or any(self._read.values())
+            or any(self._written.values())
+        )
+
     def entries(
         self,
         *,

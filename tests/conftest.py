@@ -18,6 +18,7 @@ from db.crypto import BlindIndex, Envelope, FieldCipher, LocalKeyProvider, gener
 from db.embedded import EmbeddedPostgres, start_embedded
 from db.engine import DatabaseTarget, create_engine
 from db.migrate import upgrade
+from db.rate_limits import PostgresStorage
 from db.unit_of_work import RequestDatabase
 from domain.purposes import Purpose
 from domain.roles import Role
@@ -220,6 +221,13 @@ def statements(app: Starlette, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stat
         counter.statements.append(sql)  # a planned read that checks the session itself
         return await original_alone(self, sql, *args)
 
+    original_incr = PostgresStorage.incr
+
+    async def counted_incr(self: PostgresStorage, key: str, *args: object) -> int:
+        counter.statements.append("rate-limit increment")  # straight to asyncpg too
+        return await original_incr(self, key, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PostgresStorage, "incr", counted_incr)
     monkeypatch.setattr(RequestDatabase, "copy", counted_copy)
     monkeypatch.setattr(RequestDatabase, "fetch", counted_fetch)
     monkeypatch.setattr(RequestDatabase, "fetch_alone", counted_alone)

@@ -368,17 +368,19 @@ class PlannedEndpoint:
 
     async def _commit(self, context: RequestContext, data: dict[str, Any]) -> Response:
         """As the unit of work: the audit entries durable before anything leaves (those a
-        read wrote itself are in the same transaction)."""
-        entries = context.trail.entries(
-            base=_entry_base(context),
-            decision=context.decision,
-            outcome="ALLOWED",
-            episodes=context.break_glass_episodes,
-        )
-        try:
-            await audit.append(context.db, entries)
-        except Exception as exc:
-            return await _not_committed(context, exc, AUDIT_UNAVAILABLE, AUDIT_MESSAGE)
+        read wrote itself are in the same transaction). A request whose trail is empty
+        (``{ __typename }``, a read that wrote its own entries) has none to build."""
+        if not context.trail.empty:
+            entries = context.trail.entries(
+                base=_entry_base(context),
+                decision=context.decision,
+                outcome="ALLOWED",
+                episodes=context.break_glass_episodes,
+            )
+            try:
+                await audit.append(context.db, entries)
+            except Exception as exc:
+                return await _not_committed(context, exc, AUDIT_UNAVAILABLE, AUDIT_MESSAGE)
         try:
             await context.db.commit()
         except Exception as exc:
