@@ -23,7 +23,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import UUID, aggregate_order_by
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import Row
 
@@ -216,16 +216,57 @@ def _compile(statement: Any) -> Compiled:
 _AFTER_CHECK = text(f"{CHECKED}.ok = 1")
 
 
+# A planned read's column of each patient's diagnoses is named by the diagnosis columns
+# its records carry, a letter each (a name stays within PostgreSQL's 63 characters).
+DIAGNOSES_OF = "diagnoses_"
+_DIAGNOSIS_LETTERS = {
+    "id": "i", "icd10_code": "c", "onset_date": "o", "recorded_at": "r",
+    "description_sealed": "d", "payer_restricted": "p",
+}  # fmt: skip
+_DIAGNOSIS_COLUMNS = {letter: column for column, letter in _DIAGNOSIS_LETTERS.items()}
+
+
+def diagnoses_column(columns: tuple[str, ...]) -> str:
+    """The column of a planned read that carries each patient's diagnoses: an array of
+    records of ``columns`` (``id`` first), in the order ``diagnoses_for`` returns them,
+    NULL when there are none. Only the columns asked for are read (checklist C11)."""
+    return DIAGNOSES_OF + "".join(_DIAGNOSIS_LETTERS[column] for column in columns)
+
+
+def _planned_column(name: str) -> Any:
+    if not name.startswith(DIAGNOSES_OF):
+        return patients.c[name]
+    wanted = [_DIAGNOSIS_COLUMNS[letter] for letter in name.removeprefix(DIAGNOSES_OF)]
+    # The patient's own row is in the caller's scope already (the page's clause), and
+    # row-level security checks each diagnosis's patient again in the database.
+    return (
+        select(
+            func.array_agg(
+                aggregate_order_by(
+                    # ROW(...), a record even of one column (a parenthesised one is not).
+                    func.row(*(diagnoses.c[column] for column in wanted)),
+                    diagnoses.c.recorded_at,
+                    diagnoses.c.id,
+                )
+            )
+        )
+        .where(diagnoses.c.patient_id == patients.c.id)
+        .scalar_subquery()
+        .label(name)
+    )
+
+
 @functools.cache
 def planned_page(
     columns: tuple[str, ...], row_scope: RowScope, after: bool, checked: bool = False
 ) -> Compiled:
     """``list_patients`` for planned reads: only the columns asked for (and what order and
-    cursors need), the caller's scope with its id as a parameter (``actor``)."""
+    cursors need; a patient's diagnoses as ``diagnoses_column``), the caller's scope with
+    its id as a parameter (``actor``)."""
     wanted = dict.fromkeys((*columns, "created_at", "id"))
     scope = PatientScope(row_scope)
     query = (
-        select(*(patients.c[name] for name in wanted))
+        select(*(_planned_column(name) for name in wanted))
         .where(scope.clause(patients.c.id, bindparam("actor", type_=UUID(as_uuid=True))))
         .order_by(patients.c.created_at, patients.c.id)
         .limit(bindparam("limit"))
@@ -274,7 +315,7 @@ def planned_one(columns: tuple[str, ...], row_scope: RowScope, checked: bool = F
     """``get_patient`` for planned reads."""
     wanted = dict.fromkeys((*columns, "created_at", "id"))
     scope = PatientScope(row_scope)
-    query = select(*(patients.c[name] for name in wanted)).where(
+    query = select(*(_planned_column(name) for name in wanted)).where(
         patients.c.id == bindparam("patient_id", type_=UUID(as_uuid=True)),
         scope.clause(patients.c.id, bindparam("actor", type_=UUID(as_uuid=True))),
     )

@@ -45,10 +45,7 @@ class AuditTrail:
         """Nothing returned, written, deleted or noted: a request that succeeded has no
         entry to write (one that failed still records its attempts: see ``entries``)."""
         return not (
-            self._notes
-            or self._deleted
-            or any(self._read.values())
-            or any(self._written.values())
+            self._notes or self._deleted or any(self._read.values()) or any(self._written.values())
         )
 
     def entries(

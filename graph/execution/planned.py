@@ -37,6 +37,7 @@ from db.patients import (
     planned_page_audited,
 )
 from domain.errors import DomainError
+from domain.patients import withheld_from_payer
 from graph.enforcement.authorization import decide
 from graph.enforcement.input_rules import variable_violations
 from graph.enforcement.operation_access import shape
@@ -199,6 +200,8 @@ class PlannedEndpoint:
         # must be one the decision allowed; if not, the full path's guard fails it closed.
         if not plan.phi_nodes <= decision.phi_nodes:
             return "guard"
+        if plan.diagnoses and withheld_from_payer(True, purpose):
+            return "payer restriction"  # the full path leaves them out and records it
         context.admit(purpose, decision)
         # As the full path records them: the operation's own name, the document's hash.
         context.operation_name = family.operation.name.value if family.operation.name else None

@@ -10,9 +10,10 @@ field it will write, so that each execution checks them against the request's de
 before writing a value (the runtime guard, for planned execution).
 
 What is planned: queries of ``patients`` and ``patient`` selecting a patient's own fields
-(its columns, its address, its legal hold, its encrypted identifiers) and
-``__typename``. Anything else (a mutation, diagnoses, breaches...) has no plan and runs on
-the full path. graphql-core stays the reference: a differential test compares both.
+(its columns, its address, its legal hold, its encrypted identifiers), its diagnoses
+(read by the same statement, one array per patient), and ``__typename``. Anything else
+(a mutation, consents, breaches...) has no plan and runs on the full path. graphql-core
+stays the reference: a differential test compares both.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from graphql.execution.collect_fields import (
 from graphql.execution.values import VariableValues
 from graphql.language import OperationDefinitionNode
 
+from db.patients import diagnoses_column
 from domain.audit import document_hash
 from domain.policy import PHI
 from graph.classification import classify
@@ -97,6 +99,16 @@ ADDRESS_FIELDS = {
     "state": "address_state",
     "postalCode": "address_postal_code",
 }
+# A diagnosis's fields: the column each needs from the diagnoses table, and how its value
+# is written from that column's value (as Strawberry writes Diagnosis).
+DIAGNOSIS_FIELDS: dict[str, str] = {
+    "id": "id",
+    "icd10Code": "icd10_code",
+    "onsetDate": "onset_date",
+    "recordedAt": "recorded_at",
+    "payerRestricted": "payer_restricted",
+    "description": "description_sealed",
+}
 LEGAL_HOLD_FIELDS: dict[str, tuple[str, Writer]] = {
     "active": ("legal_hold", _text("legal_hold")),
     "reason": ("legal_hold_reason", _text("legal_hold_reason")),
@@ -146,6 +158,9 @@ class Root:
 class Plan:
     roots: tuple[Root, ...]
     phi_nodes: frozenset[int]
+    # It reads diagnoses: for a purpose a patient's payer restriction applies to, the full
+    # path answers (it leaves restricted diagnoses out and records that it did).
+    diagnoses: bool = False
 
 
 @dataclass
@@ -225,7 +240,7 @@ def compile_plan(
     roots = tuple(
         compiler.root(key, details) for key, details in collected.grouped_field_set.items()
     )
-    return Plan(roots, frozenset(phi))
+    return Plan(roots, frozenset(phi), compiler.diagnoses)
 
 
 class _Compiler:
@@ -243,6 +258,7 @@ class _Compiler:
         self.operation = operation
         self.phi = phi
         self.classes = classify(schema)
+        self.diagnoses = False
 
     def sub(self, type_name: str, details: list[FieldDetails]) -> dict[str, list[FieldDetails]]:
         runtime = self.schema.get_type(type_name)
@@ -345,9 +361,36 @@ class _Compiler:
                         columns.append(column)
                         inner.append(Output(inner_key, write))
                 outputs.append(Output(key, _object(tuple(inner))))
+            elif name == "diagnoses":
+                column, write = self.diagnoses_of(details)
+                columns.append(column)
+                outputs.append(Output(key, write, self._phi("Patient", name, details)))
             else:
                 raise Unplannable
         return Shape(tuple(dict.fromkeys(columns)), tuple(outputs))
+
+    def diagnoses_of(self, details: list[FieldDetails]) -> tuple[str, Writer]:
+        """A patient's diagnoses: the column that carries them (``diagnoses_column``) and
+        the writer of the list."""
+        self.diagnoses = True
+        wanted = ["id"]
+        inner: list[tuple[str, str, int | None]] = []  # (key, field, PHI node)
+        for inner_key, inner_details in self.sub("Diagnosis", details).items():
+            inner_name = inner_details[0].node.name.value
+            if inner_name != "__typename":
+                wanted.append(DIAGNOSIS_FIELDS[inner_name])
+            inner.append((inner_key, inner_name, self._phi("Diagnosis", inner_name, inner_details)))
+        columns = tuple(dict.fromkeys(wanted))
+        outputs = tuple(
+            Output(key, _diagnosis_field(name, columns), node) for key, name, node in inner
+        )
+        column = diagnoses_column(columns)
+
+        def write(row: Any, context: Any) -> Any:
+            records = row[column] or ()
+            return [{o.key: o.write(record, context) for o in outputs} for record in records]
+
+        return column, write
 
 
 def _plain(details: list[FieldDetails]) -> None:
@@ -362,6 +405,24 @@ def _plain(details: list[FieldDetails]) -> None:
 
 def _constant(value: str) -> Writer:
     return lambda _row, _context: value
+
+
+def _diagnosis_field(name: str, columns: tuple[str, ...]) -> Writer:
+    """A writer of one field of a diagnosis record (``columns``' values, ``id`` first)."""
+    if name == "__typename":
+        return _constant("Diagnosis")
+    at = columns.index(DIAGNOSIS_FIELDS[name])
+    if name == "id":
+        return lambda record, _: str(record[at])
+    if name == "onsetDate":
+        return lambda record, _: None if record[at] is None else dt.date.isoformat(record[at])
+    if name == "recordedAt":
+        return lambda record, _: _serialize_datetime(record[at])
+    if name == "description":
+        return lambda record, context: context.require_cipher().open(
+            "diagnoses", "description", str(record[0]), record[at]
+        )
+    return lambda record, _: record[at]
 
 
 def _object(outputs: tuple[Output, ...]) -> Writer:

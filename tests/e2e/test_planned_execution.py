@@ -154,6 +154,59 @@ async def test_a_repeated_read_runs_its_plan_and_answers_the_same(
             assert x == y, (x, y)
 
 
+DIAGNOSES = (
+    "__typename id icd10Code onsetDate recordedAt description payerRestricted"
+    " again: diagnoses { icd10Code }"
+)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "query Page($n: Int = 6) { patients(first: $n) { edges { node { id familyName"
+        " diagnoses { " + DIAGNOSES.replace(" again: diagnoses { icd10Code }", "") + " }"
+        " dx: diagnoses { id } } } } }",
+        'query One { patient(id: "@ID@") { id diagnoses { id icd10Code description } } }',
+    ],
+    ids=["page", "one"],
+)
+async def test_a_read_of_diagnoses_runs_its_plan_in_one_statement_and_answers_the_same(
+    document: str,
+    service: Any,
+    seeded: int,
+    patient_ids: list[str],
+    admin_engine: AsyncEngine,
+    statements: Any,
+) -> None:
+    """A patient's diagnoses (encrypted descriptions included) come from the plan's one
+    statement, exactly as graphql-core answers and audits them."""
+    reader = await service("patients:read", purpose=Purpose.TREATMENT)
+    document = document.replace("@ID@", patient_ids[0])
+    first = await reader(document, headers={"X-Request-ID": f"dx-learn-{len(document)}"})
+    before, sent = PLANS.executed, statements.count
+    second = await reader(document, headers={"X-Request-ID": f"dx-planned-{len(document)}"})
+    assert PLANS.executed == before + 1
+    assert statements.count - sent == 1  # check, read, diagnoses and audit: one statement
+    assert first.ok() == second.ok()
+    found = [
+        d
+        for node in _patients_of(second.data)
+        for d in node["diagnoses"]
+        if "description" in d and d["description"]
+    ]
+    assert found, "no diagnosis with a description was read"
+    one = await _entries(admin_engine, f"dx-learn-{len(document)}")
+    two = await _entries(admin_engine, f"dx-planned-{len(document)}")
+    assert "Diagnosis.icd10Code" in {row[10] for row in two}
+    assert one == two
+
+
+def _patients_of(data: dict[str, Any]) -> list[dict[str, Any]]:
+    if "patient" in data:
+        return [data["patient"]]
+    return [edge["node"] for edge in data["patients"]["edges"]]
+
+
 @seed(int(os.environ.get("PHIGATE_FUZZ_SEED", "20261203")))
 @settings(
     max_examples=EXAMPLES,
