@@ -216,41 +216,50 @@ def _compile(statement: Any) -> Compiled:
 _AFTER_CHECK = text(f"{CHECKED}.ok = 1")
 
 
-# A planned read's column of each patient's diagnoses is named by the diagnosis columns
-# its records carry, a letter each (a name stays within PostgreSQL's 63 characters).
-DIAGNOSES_OF = "diagnoses_"
-_DIAGNOSIS_LETTERS = {
-    "id": "i", "icd10_code": "c", "onset_date": "o", "recorded_at": "r",
-    "description_sealed": "d", "payer_restricted": "p",
+# A planned read's column of a patient's diagnoses or consents is named by the relation
+# and the columns its records carry, a letter each (a name stays within PostgreSQL's 63
+# characters): "diagnoses_icd" is (id, icd10_code, description_sealed).
+_RELATED_LETTERS: dict[str, dict[str, str]] = {
+    "diagnoses": {
+        "id": "i", "icd10_code": "c", "onset_date": "o", "recorded_at": "r",
+        "description_sealed": "d", "payer_restricted": "p",
+    },
+    "consents": {
+        "id": "i", "consent_type": "t", "status": "s", "effective_date": "e",
+        "recorded_at": "r",
+    },
 }  # fmt: skip
-_DIAGNOSIS_COLUMNS = {letter: column for column, letter in _DIAGNOSIS_LETTERS.items()}
 
 
-def diagnoses_column(columns: tuple[str, ...]) -> str:
-    """The column of a planned read that carries each patient's diagnoses: an array of
-    records of ``columns`` (``id`` first), in the order ``diagnoses_for`` returns them,
-    NULL when there are none. Only the columns asked for are read (checklist C11)."""
-    return DIAGNOSES_OF + "".join(_DIAGNOSIS_LETTERS[column] for column in columns)
+def related_column(relation: str, columns: tuple[str, ...]) -> str:
+    """The column of a planned read that carries each patient's ``relation`` (diagnoses
+    or consents): an array of records of ``columns`` (``id`` first), in the order
+    ``diagnoses_for`` and ``consents_for`` return them, NULL when there are none. Only
+    the columns asked for are read (checklist C11)."""
+    letters = _RELATED_LETTERS[relation]
+    return f"{relation}_" + "".join(letters[column] for column in columns)
 
 
 def _planned_column(name: str) -> Any:
-    if not name.startswith(DIAGNOSES_OF):
+    relation, _, letters = name.partition("_")
+    if relation not in _RELATED_LETTERS:
         return patients.c[name]
-    wanted = [_DIAGNOSIS_COLUMNS[letter] for letter in name.removeprefix(DIAGNOSES_OF)]
+    table = {"diagnoses": diagnoses, "consents": consents}[relation]
+    columns = {letter: column for column, letter in _RELATED_LETTERS[relation].items()}
     # The patient's own row is in the caller's scope already (the page's clause), and
-    # row-level security checks each diagnosis's patient again in the database.
+    # row-level security checks each record's patient again in the database.
     return (
         select(
             func.array_agg(
                 aggregate_order_by(
                     # ROW(...), a record even of one column (a parenthesised one is not).
-                    func.row(*(diagnoses.c[column] for column in wanted)),
-                    diagnoses.c.recorded_at,
-                    diagnoses.c.id,
+                    func.row(*(table.c[columns[letter]] for letter in letters)),
+                    table.c.recorded_at,
+                    table.c.id,
                 )
             )
         )
-        .where(diagnoses.c.patient_id == patients.c.id)
+        .where(table.c.patient_id == patients.c.id)
         .scalar_subquery()
         .label(name)
     )
@@ -261,7 +270,7 @@ def planned_page(
     columns: tuple[str, ...], row_scope: RowScope, after: bool, checked: bool = False
 ) -> Compiled:
     """``list_patients`` for planned reads: only the columns asked for (and what order and
-    cursors need; a patient's diagnoses as ``diagnoses_column``), the caller's scope with
+    cursors need; a patient's diagnoses or consents as ``related_column``), the caller's scope with
     its id as a parameter (``actor``)."""
     wanted = dict.fromkeys((*columns, "created_at", "id"))
     scope = PatientScope(row_scope)

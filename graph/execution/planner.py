@@ -10,9 +10,10 @@ field it will write, so that each execution checks them against the request's de
 before writing a value (the runtime guard, for planned execution).
 
 What is planned: queries of ``patients`` and ``patient`` selecting a patient's own fields
-(its columns, its address, its legal hold, its encrypted identifiers), its diagnoses
-(read by the same statement, one array per patient), and ``__typename``. Anything else
-(a mutation, consents, breaches...) has no plan and runs on the full path. graphql-core
+(its columns, its address, its legal hold, its encrypted identifiers), its diagnoses and
+consents (read by the same statement, one array of each per patient), and
+``__typename``. Anything else (a mutation, breaches...) has no plan and runs on the full
+path. graphql-core
 stays the reference: a differential test compares both.
 """
 
@@ -34,7 +35,7 @@ from graphql.execution.collect_fields import (
 from graphql.execution.values import VariableValues
 from graphql.language import OperationDefinitionNode
 
-from db.patients import diagnoses_column
+from db.patients import related_column
 from domain.audit import document_hash
 from domain.policy import PHI
 from graph.classification import classify
@@ -99,16 +100,26 @@ ADDRESS_FIELDS = {
     "state": "address_state",
     "postalCode": "address_postal_code",
 }
-# A diagnosis's fields: the column each needs from the diagnoses table, and how its value
-# is written from that column's value (as Strawberry writes Diagnosis).
-DIAGNOSIS_FIELDS: dict[str, str] = {
-    "id": "id",
-    "icd10Code": "icd10_code",
-    "onsetDate": "onset_date",
-    "recordedAt": "recorded_at",
-    "payerRestricted": "payer_restricted",
-    "description": "description_sealed",
+# A diagnosis's and a consent's fields: the column each needs from its table (each
+# written from that column's value as Strawberry writes Diagnosis and Consent).
+RELATED_FIELDS: dict[str, dict[str, str]] = {
+    "Diagnosis": {
+        "id": "id",
+        "icd10Code": "icd10_code",
+        "onsetDate": "onset_date",
+        "recordedAt": "recorded_at",
+        "payerRestricted": "payer_restricted",
+        "description": "description_sealed",
+    },
+    "Consent": {
+        "id": "id",
+        "consentType": "consent_type",
+        "status": "status",
+        "effectiveDate": "effective_date",
+        "recordedAt": "recorded_at",
+    },
 }
+RELATIONS = {"diagnoses": "Diagnosis", "consents": "Consent"}
 LEGAL_HOLD_FIELDS: dict[str, tuple[str, Writer]] = {
     "active": ("legal_hold", _text("legal_hold")),
     "reason": ("legal_hold_reason", _text("legal_hold_reason")),
@@ -361,30 +372,32 @@ class _Compiler:
                         columns.append(column)
                         inner.append(Output(inner_key, write))
                 outputs.append(Output(key, _object(tuple(inner))))
-            elif name == "diagnoses":
-                column, write = self.diagnoses_of(details)
+            elif name in RELATIONS:
+                column, write = self.related(name, details)
                 columns.append(column)
                 outputs.append(Output(key, write, self._phi("Patient", name, details)))
             else:
                 raise Unplannable
         return Shape(tuple(dict.fromkeys(columns)), tuple(outputs))
 
-    def diagnoses_of(self, details: list[FieldDetails]) -> tuple[str, Writer]:
-        """A patient's diagnoses: the column that carries them (``diagnoses_column``) and
-        the writer of the list."""
-        self.diagnoses = True
+    def related(self, relation: str, details: list[FieldDetails]) -> tuple[str, Writer]:
+        """A patient's diagnoses or consents: the column that carries them
+        (``related_column``) and the writer of the list."""
+        type_name = RELATIONS[relation]
+        fields = RELATED_FIELDS[type_name]
+        self.diagnoses = self.diagnoses or relation == "diagnoses"
         wanted = ["id"]
         inner: list[tuple[str, str, int | None]] = []  # (key, field, PHI node)
-        for inner_key, inner_details in self.sub("Diagnosis", details).items():
+        for inner_key, inner_details in self.sub(type_name, details).items():
             inner_name = inner_details[0].node.name.value
             if inner_name != "__typename":
-                wanted.append(DIAGNOSIS_FIELDS[inner_name])
-            inner.append((inner_key, inner_name, self._phi("Diagnosis", inner_name, inner_details)))
+                wanted.append(fields[inner_name])
+            inner.append((inner_key, inner_name, self._phi(type_name, inner_name, inner_details)))
         columns = tuple(dict.fromkeys(wanted))
         outputs = tuple(
-            Output(key, _diagnosis_field(name, columns), node) for key, name, node in inner
+            Output(key, _related_field(type_name, name, columns), node) for key, name, node in inner
         )
-        column = diagnoses_column(columns)
+        column = related_column(relation, columns)
 
         def write(row: Any, context: Any) -> Any:
             records = row[column] or ()
@@ -407,14 +420,15 @@ def _constant(value: str) -> Writer:
     return lambda _row, _context: value
 
 
-def _diagnosis_field(name: str, columns: tuple[str, ...]) -> Writer:
-    """A writer of one field of a diagnosis record (``columns``' values, ``id`` first)."""
+def _related_field(type_name: str, name: str, columns: tuple[str, ...]) -> Writer:
+    """A writer of one field of a diagnosis's or consent's record (``columns``' values,
+    ``id`` first)."""
     if name == "__typename":
-        return _constant("Diagnosis")
-    at = columns.index(DIAGNOSIS_FIELDS[name])
+        return _constant(type_name)
+    at = columns.index(RELATED_FIELDS[type_name][name])
     if name == "id":
         return lambda record, _: str(record[at])
-    if name == "onsetDate":
+    if name in ("onsetDate", "effectiveDate"):
         return lambda record, _: None if record[at] is None else dt.date.isoformat(record[at])
     if name == "recordedAt":
         return lambda record, _: _serialize_datetime(record[at])
@@ -422,7 +436,7 @@ def _diagnosis_field(name: str, columns: tuple[str, ...]) -> Writer:
         return lambda record, context: context.require_cipher().open(
             "diagnoses", "description", str(record[0]), record[at]
         )
-    return lambda record, _: record[at]
+    return lambda record, _: record[at]  # text, booleans, enums (stored as their names)
 
 
 def _object(outputs: tuple[Output, ...]) -> Writer:

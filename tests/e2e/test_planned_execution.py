@@ -165,12 +165,13 @@ DIAGNOSES = (
     [
         "query Page($n: Int = 6) { patients(first: $n) { edges { node { id familyName"
         " diagnoses { " + DIAGNOSES.replace(" again: diagnoses { icd10Code }", "") + " }"
-        " dx: diagnoses { id } } } } }",
+        " dx: diagnoses { id } consents { __typename id consentType status effectiveDate"
+        " recordedAt } } } } }",
         'query One { patient(id: "@ID@") { id diagnoses { id icd10Code description } } }',
     ],
     ids=["page", "one"],
 )
-async def test_a_read_of_diagnoses_runs_its_plan_in_one_statement_and_answers_the_same(
+async def test_a_read_of_diagnoses_and_consents_runs_its_plan_in_one_statement(
     document: str,
     service: Any,
     seeded: int,
@@ -178,8 +179,8 @@ async def test_a_read_of_diagnoses_runs_its_plan_in_one_statement_and_answers_th
     admin_engine: AsyncEngine,
     statements: Any,
 ) -> None:
-    """A patient's diagnoses (encrypted descriptions included) come from the plan's one
-    statement, exactly as graphql-core answers and audits them."""
+    """A patient's diagnoses (encrypted descriptions included) and consents come from the
+    plan's one statement, exactly as graphql-core answers and audits them."""
     reader = await service("patients:read", purpose=Purpose.TREATMENT)
     document = document.replace("@ID@", patient_ids[0])
     first = await reader(document, headers={"X-Request-ID": f"dx-learn-{len(document)}"})
@@ -189,12 +190,11 @@ async def test_a_read_of_diagnoses_runs_its_plan_in_one_statement_and_answers_th
     assert statements.count - sent == 1  # check, read, diagnoses and audit: one statement
     assert first.ok() == second.ok()
     found = [
-        d
-        for node in _patients_of(second.data)
-        for d in node["diagnoses"]
-        if "description" in d and d["description"]
+        d for node in _patients_of(second.data) for d in node["diagnoses"] if d.get("description")
     ]
     assert found, "no diagnosis with a description was read"
+    if "consents" in document:
+        assert any(node["consents"] for node in _patients_of(second.data)), "no consent read"
     one = await _entries(admin_engine, f"dx-learn-{len(document)}")
     two = await _entries(admin_engine, f"dx-planned-{len(document)}")
     assert "Diagnosis.icd10Code" in {row[10] for row in two}
