@@ -46,9 +46,16 @@ class PostgresStorage(Storage):
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         async with self._autocommit.connect() as connection:
             raw = await connection.get_raw_connection()
-            hits = await raw.driver_connection.fetchval(  # type: ignore[union-attr]
-                _INCREMENT, key, amount, float(expiry)
-            )
+            try:
+                hits = await raw.driver_connection.fetchval(  # type: ignore[union-attr]
+                    _INCREMENT, key, amount, float(expiry)
+                )
+            except BaseException:
+                # SQLAlchemy learns that a connection died from its own statements, not
+                # from the driver's: one the database ended (a restart, a failover) would
+                # go back to the pool and fail every later count.
+                await connection.invalidate()
+                raise
             return int(hits)
 
     async def get(self, key: str) -> int:

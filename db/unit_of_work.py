@@ -106,7 +106,15 @@ class RequestDatabase:
             if self._connection.in_transaction():
                 raise RuntimeError("a statement alone cannot run inside the request's transaction")
             raw = await self._connection.get_raw_connection()
-            return await raw.driver_connection.fetch(sql, *arguments)  # type: ignore[no-any-return,union-attr]
+            try:
+                return await raw.driver_connection.fetch(sql, *arguments)  # type: ignore[no-any-return,union-attr]
+            except BaseException:
+                # Not back to the pool: SQLAlchemy does not see the driver's errors, and a
+                # connection the database ended would be handed to the next request.
+                connection, self._connection = self._connection, None
+                await connection.invalidate()
+                await connection.close()
+                raise
 
     async def rows(self, statement: Executable, parameters: Any = None) -> Sequence[Row[Any]]:
         return (await self.execute(statement, parameters)).all()

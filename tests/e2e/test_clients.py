@@ -252,3 +252,28 @@ async def test_an_operator_lists_disables_enables_and_rotates_a_client(
     ]
     dump = str(await events(app_engine))
     assert fresh not in dump and newest not in dump
+
+
+async def test_the_token_endpoint_recovers_when_the_database_ends_its_connections(
+    client: httpx.AsyncClient, app: Starlette, admin_engine: AsyncEngine
+) -> None:
+    """A database restart or failover ends every pooled connection. The rate-limit count
+    that opens /oauth/token (straight to the driver) must not hand the dead connection
+    back to the pool: after at most one 503, the endpoint answers again."""
+    registered = await register(app)
+    assert (await token(client, registered.client_id, registered.client_secret)).status_code == 200
+    async with admin_engine.connect() as connection:
+        ended = await connection.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND usename <> current_user"
+            )
+        )
+    assert ended
+    statuses = [
+        (await token(client, registered.client_id, registered.client_secret)).status_code
+        for _ in range(4)
+    ]
+    assert statuses[1:] == [200, 200, 200], statuses
+    assert statuses[0] in (200, 503), statuses
