@@ -211,6 +211,10 @@ def _compile(statement: Any) -> Compiled:
     return Compiled(str(compiled), tuple(compiled.positiontup or ()))
 
 
+# Compiled planned statements kept, per kind: one per shape of selection (the columns,
+# sorted) and row scope; bounded, as the plans they serve are.
+PLANNED_STATEMENTS = 2048
+
 # In a read that checks the session in its own statement: the read depends on the
 # check's row, so it runs after the check and only if it passed.
 _AFTER_CHECK = text(f"{CHECKED}.ok = 1")
@@ -265,7 +269,7 @@ def _planned_column(name: str) -> Any:
     )
 
 
-@functools.cache
+@functools.lru_cache(maxsize=PLANNED_STATEMENTS)
 def planned_page(
     columns: tuple[str, ...], row_scope: RowScope, after: bool, checked: bool = False
 ) -> Compiled:
@@ -290,7 +294,7 @@ def planned_page(
     return _compile(query)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=PLANNED_STATEMENTS)
 def planned_page_audited(
     columns: tuple[str, ...], row_scope: RowScope, after: bool, checked: bool = False
 ) -> Compiled:
@@ -308,7 +312,7 @@ def planned_page_audited(
     return Compiled(sql, names)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=PLANNED_STATEMENTS)
 def planned_one_audited(
     columns: tuple[str, ...], row_scope: RowScope, checked: bool = False
 ) -> Compiled:
@@ -319,7 +323,7 @@ def planned_one_audited(
     return Compiled(sql, names)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=PLANNED_STATEMENTS)
 def planned_one(columns: tuple[str, ...], row_scope: RowScope, checked: bool = False) -> Compiled:
     """``get_patient`` for planned reads."""
     wanted = dict.fromkeys((*columns, "created_at", "id"))

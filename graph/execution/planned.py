@@ -182,6 +182,11 @@ class PlannedEndpoint:
             return "no plan"
         if deferred is not None and sum(root.kind != "typename" for root in plan.roots) > 1:
             return "not one read"  # only a single statement can check the session
+        if deferred is not None and plan.sealed:
+            # Its statement would commit the audit entries before a value is opened; one
+            # that does not open sends the request to the full path, which records it
+            # again. In the request's own transaction, they are rolled back instead.
+            return "opens sealed values"
         context: RequestContext = await self.view.get_context(Request(scope), None)  # type: ignore[arg-type]
         if exceeded_limit(
             self.schema,

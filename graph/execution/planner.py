@@ -120,6 +120,8 @@ RELATED_FIELDS: dict[str, dict[str, str]] = {
     },
 }
 RELATIONS = {"diagnoses": "Diagnosis", "consents": "Consent"}
+# The fields whose values are stored encrypted (of Patient, and of Diagnosis).
+SEALED_FIELDS = frozenset({"ssn", "insuranceMemberId", "description"})
 LEGAL_HOLD_FIELDS: dict[str, tuple[str, Writer]] = {
     "active": ("legal_hold", _text("legal_hold")),
     "reason": ("legal_hold_reason", _text("legal_hold_reason")),
@@ -172,6 +174,10 @@ class Plan:
     # It reads diagnoses: for a purpose a patient's payer restriction applies to, the full
     # path answers (it leaves restricted diagnoses out and records that it did).
     diagnoses: bool = False
+    # It opens encrypted values (an SSN, a member id, a diagnosis's description): one that
+    # does not open fails the request after the read, so the read must not have committed
+    # its own audit entries (the full path answers, and records, the request then).
+    sealed: bool = False
 
 
 @dataclass
@@ -251,7 +257,7 @@ def compile_plan(
     roots = tuple(
         compiler.root(key, details) for key, details in collected.grouped_field_set.items()
     )
-    return Plan(roots, frozenset(phi), compiler.diagnoses)
+    return Plan(roots, frozenset(phi), compiler.diagnoses, compiler.sealed)
 
 
 class _Compiler:
@@ -270,6 +276,7 @@ class _Compiler:
         self.phi = phi
         self.classes = classify(schema)
         self.diagnoses = False
+        self.sealed = False
 
     def sub(self, type_name: str, details: list[FieldDetails]) -> dict[str, list[FieldDetails]]:
         runtime = self.schema.get_type(type_name)
@@ -346,6 +353,7 @@ class _Compiler:
             elif name in PATIENT_FIELDS:
                 needed, write = PATIENT_FIELDS[name]
                 columns.extend(needed)
+                self.sealed = self.sealed or name in SEALED_FIELDS
                 outputs.append(Output(key, write, self._phi("Patient", name, details)))
             elif name == "address":
                 columns.extend(ADDRESS_FIELDS.values())
@@ -378,7 +386,9 @@ class _Compiler:
                 outputs.append(Output(key, write, self._phi("Patient", name, details)))
             else:
                 raise Unplannable
-        return Shape(tuple(dict.fromkeys(columns)), tuple(outputs))
+        # Sorted: rows are read by column name, and selections that differ only in order
+        # share one compiled statement.
+        return Shape(tuple(sorted(set(columns))), tuple(outputs))
 
     def related(self, relation: str, details: list[FieldDetails]) -> tuple[str, Writer]:
         """A patient's diagnoses or consents: the column that carries them
@@ -391,9 +401,13 @@ class _Compiler:
         for inner_key, inner_details in self.sub(type_name, details).items():
             inner_name = inner_details[0].node.name.value
             if inner_name != "__typename":
+                if inner_name not in fields:
+                    raise Unplannable  # a field added to the type since: the full path
                 wanted.append(fields[inner_name])
+                self.sealed = self.sealed or inner_name in SEALED_FIELDS
             inner.append((inner_key, inner_name, self._phi(type_name, inner_name, inner_details)))
-        columns = tuple(dict.fromkeys(wanted))
+        # In the table's order (``id`` first), whatever the selection's.
+        columns = tuple(column for column in fields.values() if column in wanted)
         outputs = tuple(
             Output(key, _related_field(type_name, name, columns), node) for key, name, node in inner
         )
@@ -461,4 +475,4 @@ def _merge(a: Shape | None, b: Shape) -> Shape:
     """Columns for two node selections of one connection (aliased edges, say)."""
     if a is None:
         return b
-    return Shape(tuple(dict.fromkeys((*a.columns, *b.columns))), a.outputs)
+    return Shape(tuple(sorted({*a.columns, *b.columns})), a.outputs)

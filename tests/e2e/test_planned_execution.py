@@ -33,6 +33,7 @@ from graph.execution.planner import PLANS
 from graph.schema import schema as served
 from tests.conftest import AsRole
 from tests.generated import operations, patient_operations
+from tests.graph.queries import CREATE_PATIENT, patient_input
 
 EXAMPLES = int(os.environ.get("PHIGATE_FUZZ_EXAMPLES", "300"))
 SCHEMA = served._schema
@@ -154,25 +155,27 @@ async def test_a_repeated_read_runs_its_plan_and_answers_the_same(
             assert x == y, (x, y)
 
 
-DIAGNOSES = (
-    "__typename id icd10Code onsetDate recordedAt description payerRestricted"
-    " again: diagnoses { icd10Code }"
-)
-
-
 @pytest.mark.parametrize(
-    "document",
+    ("document", "statements_sent"),
     [
-        "query Page($n: Int = 6) { patients(first: $n) { edges { node { id familyName"
-        " diagnoses { " + DIAGNOSES.replace(" again: diagnoses { icd10Code }", "") + " }"
-        " dx: diagnoses { id } consents { __typename id consentType status effectiveDate"
-        " recordedAt } } } } }",
-        'query One { patient(id: "@ID@") { id diagnoses { id icd10Code description } } }',
+        # The session check, the page, each patient's diagnoses and consents and the
+        # audit entries: one statement.
+        (
+            "query Page($n: Int = 6) { patients(first: $n) { edges { node { id familyName"
+            " diagnoses { __typename id icd10Code onsetDate recordedAt payerRestricted }"
+            " dx: diagnoses { id } consents { __typename id consentType status"
+            " effectiveDate recordedAt } } } } }",
+            1,
+        ),
+        # Encrypted descriptions: in the request's transaction (the check, then the read
+        # with its audit entries), so that a value that does not open rolls them back.
+        ('query One { patient(id: "@ID@") { id diagnoses { id icd10Code description } } }', 2),
     ],
     ids=["page", "one"],
 )
-async def test_a_read_of_diagnoses_and_consents_runs_its_plan_in_one_statement(
+async def test_a_read_of_diagnoses_and_consents_runs_its_plan(
     document: str,
+    statements_sent: int,
     service: Any,
     seeded: int,
     patient_ids: list[str],
@@ -180,19 +183,19 @@ async def test_a_read_of_diagnoses_and_consents_runs_its_plan_in_one_statement(
     statements: Any,
 ) -> None:
     """A patient's diagnoses (encrypted descriptions included) and consents come from the
-    plan's one statement, exactly as graphql-core answers and audits them."""
+    plan's statement, exactly as graphql-core answers and audits them."""
     reader = await service("patients:read", purpose=Purpose.TREATMENT)
     document = document.replace("@ID@", patient_ids[0])
     first = await reader(document, headers={"X-Request-ID": f"dx-learn-{len(document)}"})
     before, sent = PLANS.executed, statements.count
     second = await reader(document, headers={"X-Request-ID": f"dx-planned-{len(document)}"})
     assert PLANS.executed == before + 1
-    assert statements.count - sent == 1  # check, read, diagnoses and audit: one statement
+    assert statements.count - sent == statements_sent
     assert first.ok() == second.ok()
-    found = [
-        d for node in _patients_of(second.data) for d in node["diagnoses"] if d.get("description")
-    ]
-    assert found, "no diagnosis with a description was read"
+    read = [d for node in _patients_of(second.data) for d in node["diagnoses"]]
+    assert read, "no diagnosis was read"
+    if "description" in document:
+        assert any(d["description"] for d in read), "no description was opened"
     if "consents" in document:
         assert any(node["consents"] for node in _patients_of(second.data)), "no consent read"
     one = await _entries(admin_engine, f"dx-learn-{len(document)}")
@@ -280,3 +283,49 @@ def test_the_generated_reads_ran_planned() -> None:
     assert sum(RAN_PLANNED) >= len(RAN_PLANNED) // 4
     # People's reads are most of them: the one-statement path is compared too.
     assert sum(RAN_CHECKED) >= sum(RAN_PLANNED) // 2
+
+
+@pytest.mark.parametrize("field", ["description", "ssn"])
+async def test_a_sealed_value_that_does_not_open_is_audited_once_when_planned(
+    as_role: AsRole, admin_engine: AsyncEngine, field: str
+) -> None:
+    """A value whose ciphertext does not open (tampering, a lost key) fails the planned
+    read after the database read it. The read's statement must not have committed its
+    audit entries alone before that (the full path then answers and records the request
+    again: each access counted twice in the accounting of disclosures)."""
+    clinician = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
+    created = await clinician(
+        CREATE_PATIENT,
+        {"input": patient_input(diagnoses=[{"icd10Code": "I10", "description": "Synthetic"}])},
+    )
+    patient = created.ok()["patientCreate"]["patient"]["id"]
+    async with (
+        admin_engine.begin() as connection
+    ):  # the schema owner, as an attacker with disk access
+        if field == "description":
+            await connection.execute(
+                text(
+                    "UPDATE phigate.diagnoses SET description_sealed = '\\x0102030405'::bytea"
+                    " WHERE patient_id = :p"
+                ),
+                {"p": patient},
+            )
+            document = (
+                f'query D {{ patient(id: "{patient}") {{ id diagnoses {{ id description }} }} }}'
+            )
+        else:
+            await connection.execute(
+                text(
+                    "UPDATE phigate.patients SET ssn_sealed = '\\x0102030405'::bytea WHERE id = :p"
+                ),
+                {"p": patient},
+            )
+            document = f'query S {{ patient(id: "{patient}") {{ id ssn }} }}'
+    learnt = await clinician(document, headers={"X-Request-ID": f"sealed-{field}-learn"})
+    again = await clinician(document, headers={"X-Request-ID": f"sealed-{field}-again"})
+    assert _normal(learnt.body) == _normal(again.body)
+    assert "DATA_INTEGRITY" in str(learnt.body), learnt.body
+    one = await _entries(admin_engine, f"sealed-{field}-learn")
+    two = await _entries(admin_engine, f"sealed-{field}-again")
+    assert one, "the full path recorded nothing"
+    assert two == one
