@@ -4,9 +4,7 @@ database, and a fresh copy of it for every test that asks for a database."""
 from __future__ import annotations
 
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 
@@ -49,48 +47,13 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedPostgres:
     return server
 
 
-class FreshDatabases:
-    """Migrated databases copied from the template a little ahead of the tests that take
-    them, and dropped after, by one thread of their own: a copy takes about a tenth of a
-    second, and most of the suite's tests take one."""
-
-    AHEAD = 2
-
-    def __init__(self, server: EmbeddedPostgres) -> None:
-        self._server = server
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="databases")
-        self._ahead: deque[Future[str]] = deque()
-
-    def _copy(self) -> str:
-        name = f"t_{uuid.uuid4().hex[:16]}"
-        self._server.ensure_database(name, template=TEMPLATE)
-        return name
-
-    def take(self) -> str:
-        while len(self._ahead) <= self.AHEAD:
-            self._ahead.append(self._thread.submit(self._copy))
-        return self._ahead.popleft().result()
-
-    def drop(self, name: str) -> None:
-        self._thread.submit(self._server.drop_database, name)
-
-    def close(self) -> None:
-        self._thread.shutdown(wait=True, cancel_futures=True)
-
-
-@pytest.fixture(scope="session")
-def fresh_databases(postgres: EmbeddedPostgres) -> Iterator[FreshDatabases]:
-    databases = FreshDatabases(postgres)
-    yield databases
-    databases.close()
-
-
 @pytest.fixture
-def database(fresh_databases: FreshDatabases) -> Iterator[str]:
+def database(postgres: EmbeddedPostgres) -> Iterator[str]:
     """The name of a fresh, migrated database that only this test uses."""
-    name = fresh_databases.take()
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    postgres.ensure_database(name, template=TEMPLATE)
     yield name
-    fresh_databases.drop(name)
+    postgres.drop_database(name)
 
 
 @pytest.fixture
