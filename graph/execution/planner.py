@@ -13,8 +13,7 @@ What is planned: queries of ``patients`` and ``patient`` selecting a patient's o
 (its columns, its address, its legal hold, its encrypted identifiers), its diagnoses and
 consents (read by the same statement, one array of each per patient), and
 ``__typename``. Anything else (a mutation, breaches...) has no plan and runs on the full
-path. graphql-core
-stays the reference: a differential test compares both.
+path. graphql-core stays the reference: a differential test compares both.
 """
 
 from __future__ import annotations
