@@ -238,6 +238,14 @@ class PlannedEndpoint:
                 " stopped; nothing was written.",
                 context,
             )
+        except Exception as exc:
+            if deferred is not None:
+                raise  # the caller's handler: the usual check, then this path again
+            # A defect of the plan, before anything was committed (nothing after the
+            # commit can fail): nothing stays, nothing left, and the full path answers.
+            log.error("planned_execution_failed", **describe_exception(exc))
+            await _quietly(context.db.rollback())
+            return "error"
 
     async def _run(
         self, plan: Plan, context: RequestContext, coerced: Any, deferred: Deferred | None
@@ -377,7 +385,9 @@ class PlannedEndpoint:
     async def _commit(self, context: RequestContext, data: dict[str, Any]) -> Response:
         """As the unit of work: the audit entries durable before anything leaves (those a
         read wrote itself are in the same transaction). A request whose trail is empty
-        (``{ __typename }``, a read that wrote its own entries) has none to build."""
+        (``{ __typename }``, a read that wrote its own entries) has none to build. The
+        response is encoded first: nothing that can fail comes after the commit."""
+        body = orjson.dumps({"data": data})
         if not context.trail.empty:
             entries = context.trail.entries(
                 base=_entry_base(context),
@@ -393,7 +403,7 @@ class PlannedEndpoint:
             await context.db.commit()
         except Exception as exc:
             return await _not_committed(context, exc, INTERNAL_ERROR, INTERNAL_MESSAGE)
-        return Response(orjson.dumps({"data": data}), media_type="application/json")
+        return Response(body, media_type="application/json")
 
 
 async def _not_committed(

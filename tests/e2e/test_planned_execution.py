@@ -28,6 +28,7 @@ from domain.principals import Human
 from domain.purposes import Purpose
 from domain.roles import Role
 from graph.classification import classify
+from graph.execution import planner
 from graph.execution.planned import PlannedEndpoint
 from graph.execution.planner import PLANS
 from graph.schema import schema as served
@@ -329,3 +330,29 @@ async def test_a_sealed_value_that_does_not_open_is_audited_once_when_planned(
     two = await _entries(admin_engine, f"sealed-{field}-again")
     assert one, "the full path recorded nothing"
     assert two == one
+
+
+async def test_a_plan_that_fails_hands_the_request_to_the_full_path(
+    as_role: AsRole, admin_engine: AsyncEngine, app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A defect in a plan (here: a writer that raises) is not the caller's problem: the
+    request's transaction rolls back, graphql-core answers it as it would have, and the
+    audit trail records it once."""
+    clinician = await as_role(Role.CLINICIAN, Purpose.TREATMENT)
+    created = await clinician(CREATE_PATIENT, {"input": patient_input()})
+    patient = created.ok()["patientCreate"]["patient"]["id"]
+    # An encrypted value keeps the read in the request's transaction (not one statement).
+    document = f'query F {{ patient(id: "{patient}") {{ id ssn createdAt }} }}'
+    learnt = await clinician(document, headers={"X-Request-ID": "defect-learn"})
+
+    def broken(_value: object) -> str:
+        raise RuntimeError("a defect in a writer")
+
+    monkeypatch.setattr(planner, "_serialize_datetime", broken)
+    again = await clinician(document, headers={"X-Request-ID": "defect-again"})
+    assert again.status == 200
+    assert again.ok() == learnt.ok()
+    assert endpoint(app).fallbacks["error"] == 1  # the plan ran, and failed
+    one = await _entries(admin_engine, "defect-learn")
+    assert one
+    assert await _entries(admin_engine, "defect-again") == one
