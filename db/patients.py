@@ -93,6 +93,8 @@ def patient_columns(fields: frozenset[str] | None) -> tuple[Any, ...]:
 
 # Columns stored encrypted, and the purpose string of the SSN's blind index.
 SEALED = {"ssn": "ssn_sealed", "insurance_member_id": "insurance_member_id_sealed"}
+# ... of patients and of diagnoses (``seal_diagnosis``).
+SEALED_COLUMNS = frozenset({*SEALED.values(), "description_sealed"})
 SSN_INDEX = "patients.ssn"
 
 
@@ -223,15 +225,15 @@ _AFTER_CHECK = text(f"{CHECKED}.ok = 1")
 # A planned read's column of a patient's diagnoses or consents is named by the relation
 # and the columns its records carry, a letter each (a name stays within PostgreSQL's 63
 # characters): "diagnoses_icd" is (id, icd10_code, description_sealed).
-_RELATED_LETTERS: dict[str, dict[str, str]] = {
-    "diagnoses": {
+_RELATED: dict[str, tuple[Any, dict[str, str]]] = {
+    "diagnoses": (diagnoses, {
         "id": "i", "icd10_code": "c", "onset_date": "o", "recorded_at": "r",
         "description_sealed": "d", "payer_restricted": "p",
-    },
-    "consents": {
+    }),
+    "consents": (consents, {
         "id": "i", "consent_type": "t", "status": "s", "effective_date": "e",
         "recorded_at": "r",
-    },
+    }),
 }  # fmt: skip
 
 
@@ -240,16 +242,16 @@ def related_column(relation: str, columns: tuple[str, ...]) -> str:
     or consents): an array of records of ``columns`` (``id`` first), in the order
     ``diagnoses_for`` and ``consents_for`` return them, NULL when there are none. Only
     the columns asked for are read (checklist C11)."""
-    letters = _RELATED_LETTERS[relation]
+    _, letters = _RELATED[relation]
     return f"{relation}_" + "".join(letters[column] for column in columns)
 
 
 def _planned_column(name: str) -> Any:
     relation, _, letters = name.partition("_")
-    if relation not in _RELATED_LETTERS:
+    if relation not in _RELATED:
         return patients.c[name]
-    table = {"diagnoses": diagnoses, "consents": consents}[relation]
-    columns = {letter: column for column, letter in _RELATED_LETTERS[relation].items()}
+    table, letter_of = _RELATED[relation]
+    columns = {letter: column for column, letter in letter_of.items()}
     # The patient's own row is in the caller's scope already (the page's clause), and
     # row-level security checks each record's patient again in the database.
     return (
@@ -274,8 +276,8 @@ def planned_page(
     columns: tuple[str, ...], row_scope: RowScope, after: bool, checked: bool = False
 ) -> Compiled:
     """``list_patients`` for planned reads: only the columns asked for (and what order and
-    cursors need; a patient's diagnoses or consents as ``related_column``), the caller's scope with
-    its id as a parameter (``actor``)."""
+    cursors need; a patient's diagnoses or consents as ``related_column``), the caller's
+    scope with its id as a parameter (``actor``)."""
     wanted = dict.fromkeys((*columns, "created_at", "id"))
     scope = PatientScope(row_scope)
     query = (

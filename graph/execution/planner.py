@@ -34,7 +34,7 @@ from graphql.execution.collect_fields import (
 from graphql.execution.values import VariableValues
 from graphql.language import OperationDefinitionNode
 
-from db.patients import related_column
+from db.patients import SEALED_COLUMNS, related_column
 from domain.audit import document_hash
 from domain.policy import PHI
 from graph.classification import classify
@@ -119,8 +119,6 @@ RELATED_FIELDS: dict[str, dict[str, str]] = {
     },
 }
 RELATIONS = {"diagnoses": "Diagnosis", "consents": "Consent"}
-# The fields whose values are stored encrypted (of Patient, and of Diagnosis).
-SEALED_FIELDS = frozenset({"ssn", "insuranceMemberId", "description"})
 LEGAL_HOLD_FIELDS: dict[str, tuple[str, Writer]] = {
     "active": ("legal_hold", _text("legal_hold")),
     "reason": ("legal_hold_reason", _text("legal_hold_reason")),
@@ -352,7 +350,7 @@ class _Compiler:
             elif name in PATIENT_FIELDS:
                 needed, write = PATIENT_FIELDS[name]
                 columns.extend(needed)
-                self.sealed = self.sealed or name in SEALED_FIELDS
+                self.sealed = self.sealed or not SEALED_COLUMNS.isdisjoint(needed)
                 outputs.append(Output(key, write, self._phi("Patient", name, details)))
             elif name == "address":
                 columns.extend(ADDRESS_FIELDS.values())
@@ -403,7 +401,7 @@ class _Compiler:
                 if inner_name not in fields:
                     raise Unplannable  # a field added to the type since: the full path
                 wanted.append(fields[inner_name])
-                self.sealed = self.sealed or inner_name in SEALED_FIELDS
+                self.sealed = self.sealed or fields[inner_name] in SEALED_COLUMNS
             inner.append((inner_key, inner_name, self._phi(type_name, inner_name, inner_details)))
         # In the table's order (``id`` first), whatever the selection's.
         columns = tuple(column for column in fields.values() if column in wanted)
