@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import ssl
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -14,6 +17,27 @@ LOCAL_SOCKET_HINTS = ("/",)
 
 class DatabaseUrlError(ValueError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A statement compiled once to PostgreSQL text with asyncpg's ``$n`` parameters,
+    and the names of its parameters in that order: what a hot path sends straight to
+    the driver, without SQLAlchemy's per-execution work."""
+
+    sql: str
+    parameters: tuple[str, ...]
+
+    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+        return [values[name] for name in self.parameters]
+
+
+_DRIVER_DIALECT = asyncpg_dialect.dialect()
+
+
+def compile_for_driver(statement: Any) -> Compiled:
+    compiled = statement.compile(dialect=_DRIVER_DIALECT)
+    return Compiled(str(compiled), tuple(compiled.positiontup or ()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,11 +23,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import UUID, aggregate_order_by
-from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
 from sqlalchemy.engine import Row
 
 from db.audit import CHECKED, read_and_audit
 from db.crypto import FieldCipher
+from db.engine import Compiled, compile_for_driver
 from db.models import Consent, Diagnosis, Patient
 from db.unit_of_work import RequestDatabase
 from db.visibility import PatientScope
@@ -193,26 +192,6 @@ async def list_patients(
     return await db.rows(query)
 
 
-@dataclass(frozen=True, slots=True)
-class Compiled:
-    """A statement compiled once to PostgreSQL text with asyncpg's ``$n`` parameters,
-    and the names of its parameters in that order."""
-
-    sql: str
-    parameters: tuple[str, ...]
-
-    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
-        return [values[name] for name in self.parameters]
-
-
-_DIALECT = asyncpg_dialect.dialect()
-
-
-def _compile(statement: Any) -> Compiled:
-    compiled = statement.compile(dialect=_DIALECT)
-    return Compiled(str(compiled), tuple(compiled.positiontup or ()))
-
-
 # Compiled planned statements kept, per kind: one per shape of selection (the columns,
 # sorted) and row scope; bounded, as the plans they serve are.
 PLANNED_STATEMENTS = 2048
@@ -293,7 +272,7 @@ def planned_page(
         )
     if checked:
         query = query.where(_AFTER_CHECK)
-    return _compile(query)
+    return compile_for_driver(query)
 
 
 @functools.lru_cache(maxsize=PLANNED_STATEMENTS)
@@ -336,7 +315,7 @@ def planned_one(columns: tuple[str, ...], row_scope: RowScope, checked: bool = F
     )
     if checked:
         query = query.where(_AFTER_CHECK)
-    return _compile(query)
+    return compile_for_driver(query)
 
 
 async def mrn_in_use(db: RequestDatabase, mrn: str, *, other_than: uuid.UUID | None = None) -> bool:

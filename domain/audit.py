@@ -27,7 +27,7 @@ FIELDS = (
 )  # fmt: skip
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     if value is None or type(value) is str:
         return value
     if isinstance(value, datetime):
@@ -45,7 +45,7 @@ def canonical_json(content: Mapping[str, Any]) -> bytes:
     text, which json escapes and orjson does not, on DEL, which only json escapes, and
     on what orjson refuses (lone surrogates, integers beyond 64 bits); json writes
     those. Outside that domain they differ (floats, dates, enums, UUIDs), so the
-    entry's values are made plain first (``_plain``). A property test holds the two to
+    entry's values are made plain first (``plain``). A property test holds the two to
     the same bytes over the domain."""
     try:
         encoded = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
@@ -57,12 +57,22 @@ def canonical_json(content: Mapping[str, Any]) -> bytes:
 
 
 def entry_digest(entry: Mapping[str, Any]) -> str:
-    content = {name: _plain(entry.get(name)) for name in FIELDS}
-    if entry.get("record_ids"):
+    return plain_digest(
+        {name: plain(entry.get(name)) for name in FIELDS},
+        entry.get("record_ids"),
+        entry.get("break_glass_episode_id"),
+    )
+
+
+def plain_digest(content: dict[str, Any], record_ids: Any, episode_id: Any) -> str:
+    """The digest of an entry whose ``FIELDS`` are in ``content`` already made ``plain``
+    (``content`` is taken, not copied): what ``entry_digest`` computes, for a caller that
+    knows which of its values need making plain (the sequencer, by column type)."""
+    if record_ids:
         # Only when present: entries sealed before the column existed keep their digest.
-        content["record_ids"] = [str(record) for record in entry["record_ids"]]
-    if entry.get("break_glass_episode_id"):
-        content["break_glass_episode_id"] = str(entry["break_glass_episode_id"])
+        content["record_ids"] = [str(record) for record in record_ids]
+    if episode_id:
+        content["break_glass_episode_id"] = str(episode_id)
     return hashlib.sha256(canonical_json(content)).hexdigest()
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,48 @@ async def test_record_lists_are_sealed_as_the_stored_arrays_digest(
             )
         ).all()
     assert sorted(len(row.record_ids) for row in stored) == [0, 1, 2, 2, 3, 100]
+    for row in stored:
+        assert entry_digest(row._mapping) == row.entry_hash
+    assert (await audit.verify(app_engine)).ok
+
+
+async def test_every_field_is_sealed_as_the_stored_entry_digests(
+    admin_engine: AsyncEngine, app_engine: AsyncEngine
+) -> None:
+    """The sequencer computes digests from its own read by position, making plain only
+    the fields whose column is not text, a number or a truth value; verification and
+    every earlier build compute them from the entry as stored. Every field, set and
+    unset, with text JSON escapes (non-ASCII, DEL, quotes), times on a whole second and
+    written in another zone, a break-glass episode: the same digests."""
+    rows = [
+        {"user_agent": "agent \u00e9\u4e2d \x7f \"quoted\" (synthetic)", "break_glass": True,
+         "session_id": uuid.uuid4(), "break_glass_episode_id": uuid.uuid4(),
+         "occurred_at": datetime(2026, 12, 3, 9, 30, 0, 0, tzinfo=UTC)},
+        {"operation_name": "SyntheticRead", "reason": "CONSENT_REVOKED", "record_id": "rec-1",
+         "subject_hash": "b" * 64, "client_ip": "::1", "purpose": "TREATMENT",
+         "occurred_at": datetime(2026, 12, 3, 4, 0, 0, 1, tzinfo=timezone(timedelta(hours=-5)))},
+        {"record_ids": [uuid.uuid4() for _ in range(3)], "document_hash": "c" * 64,
+         "role": "CLINICIAN", "actor_kind": "USER", "data_class": "IDENTITY"},
+        {},
+    ]  # fmt: skip
+    async with admin_engine.begin() as connection:
+        for extra in rows:
+            await connection.execute(
+                insert(audit.events).values(
+                    category="ACCESS", action="READ", outcome="ALLOWED",
+                    actor_id="actor-synthetic", field_path="Patient.givenName", **extra,
+                )
+            )  # fmt: skip
+    assert await audit.seal_all(app_engine) == len(rows)
+    async with app_engine.connect() as connection:
+        stored = (
+            await connection.execute(
+                select(audit.events, audit.chain.c.entry_hash).join(
+                    audit.chain, audit.chain.c.event_id == audit.events.c.id
+                )
+            )
+        ).all()
+    assert len(stored) == len(rows)
     for row in stored:
         assert entry_digest(row._mapping) == row.entry_hash
     assert (await audit.verify(app_engine)).ok
