@@ -16,6 +16,9 @@ client's, this process's).
   read must do at the least, one entry INSERTed and its commit flushed: the database's
   cost of making a read durable, against which a peer that writes nothing is measured.
 
+Then the sequencer seals every entry the shapes wrote (``sealing``): its CPU and
+PostgreSQL's per entry, the chain's cost on top of each audited read's.
+
 The shapes take turns, round after round, so the machine's noise falls on all of them.
 """
 
@@ -31,6 +34,8 @@ from typing import Any
 
 import asyncpg
 
+from db import audit
+from db.engine import create_engine
 from db.patients import planned_page_audited
 from db.sessions import SessionOpening, VerifiedSession
 from domain.permissions import RowScope
@@ -167,6 +172,7 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
         for number in range(rounds):
             for name in names[number % len(names) :] + names[: number % len(names)]:
                 samples[name].append(await stage(name, READS))
+        sealing = await _sealing(db, server)
     finally:
         for connection in connections:
             await connection.close()
@@ -187,4 +193,23 @@ async def run(db: Database, *, rounds: int) -> dict[str, Any]:
             name: round(result["postgres_cpu_ms_per_read"] / base, 2)
             for name, result in results.items()
         },
+        "sealing": sealing,
+    }
+
+
+async def _sealing(db: Database, server: int) -> dict[str, Any]:
+    """The sequencer (``db.audit.seal_all``, as a gateway runs it) sealing the entries the
+    shapes above wrote, all at once: its own CPU and PostgreSQL's, per entry."""
+    engine = create_engine(db.app, pool_size=1, max_overflow=0)
+    try:
+        server_before, client_before = cpu_seconds(server), time.process_time()
+        entries = await audit.seal_all(engine)
+        client = time.process_time() - client_before
+        postgres = cpu_seconds(server) - server_before
+    finally:
+        await engine.dispose()
+    return {
+        "entries": entries,
+        "sequencer_cpu_us_per_entry": round(client * 1e6 / max(entries, 1), 1),
+        "postgres_cpu_us_per_entry": round(postgres * 1e6 / max(entries, 1), 1),
     }
