@@ -302,13 +302,22 @@ _SEQUENCE = text(
 )
 
 
-async def seal(engine: AsyncEngine, *, batch: int = 5000) -> int:
+SEAL_BATCH = 5000
+
+
+async def seal(engine: AsyncEngine, *, batch: int = SEAL_BATCH) -> int:
     """Append unsealed entries to the chain, in the order their transactions wrote them;
     returns how many. Returns 0 at once if another process is sealing: requests never
     wait for the chain."""
+    return (await _seal(engine, batch))[0]
+
+
+async def _seal(engine: AsyncEngine, batch: int) -> tuple[int, bool]:
+    """``seal``, and whether what it sealed were entries from before they carried a
+    transaction id (revision 0014): those are sealed first, in passes of their own."""
     async with engine.begin() as connection:
         if not await connection.scalar(_SEQUENCE, {"k": SEQUENCER_LOCK}):
-            return 0
+            return 0, False
         head = await _head(connection)
         try:
             rows = await _unsealed(connection, head, batch)
@@ -328,14 +337,22 @@ async def seal(engine: AsyncEngine, *, batch: int = 5000) -> int:
             # connection the database ended would be handed to the next sealing pass.
             await connection.invalidate()
             raise
-        return len(links)
+        return len(links), bool(links) and links[-1]["event_txid"] is None
 
 
-async def seal_all(engine: AsyncEngine) -> int:
+async def seal_all(engine: AsyncEngine, *, batch: int = SEAL_BATCH) -> int:
+    """Seal until caught up: a pass that seals less than a full batch found every entry
+    whose transaction had finished. Looping until a pass found nothing never ended under
+    load (something had always committed meanwhile), a few hundred entries a pass, each
+    pass a transaction with its own durable commit: PostgreSQL spent about 55 µs per
+    entry sealed that way, against 12 in passes of thousands (docs/performance.md). What
+    arrives meanwhile waits for the next pass, at the sequencer's interval."""
     total = 0
-    while sealed := await seal(engine):
+    while True:
+        sealed, legacy = await _seal(engine, batch)
         total += sealed
-    return total
+        if sealed < batch and not legacy:
+            return total
 
 
 @dataclass
