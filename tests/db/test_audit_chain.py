@@ -39,6 +39,15 @@ async def as_superuser_bypassing_triggers(admin_engine: AsyncEngine, statement: 
         await connection.execute(text(statement))
 
 
+async def sealed_entries(engine: AsyncEngine) -> list[Any]:
+    """Every entry as stored, with the digest its link recorded (``entry_hash``)."""
+    async with engine.connect() as connection:
+        joined = select(audit.events, audit.chain.c.entry_hash).join(
+            audit.chain, audit.chain.c.event_id == audit.events.c.id
+        )
+        return list((await connection.execute(joined)).all())
+
+
 async def test_sealed_entries_verify(app_engine: AsyncEngine) -> None:
     await write(app_engine, 25)
     assert await audit.seal_all(app_engine) == 25
@@ -68,14 +77,7 @@ async def test_record_lists_are_sealed_as_the_stored_arrays_digest(
         nested = "ARRAY[[gen_random_uuid(), gen_random_uuid()], [gen_random_uuid(), NULL]]"
         await connection.execute(text(insert.format(ids=nested, counts="4")))
     assert await audit.seal_all(app_engine) == 6
-    async with app_engine.connect() as connection:
-        stored = (
-            await connection.execute(
-                select(audit.events, audit.chain.c.entry_hash).join(
-                    audit.chain, audit.chain.c.event_id == audit.events.c.id
-                )
-            )
-        ).all()
+    stored = await sealed_entries(app_engine)
     assert sorted(len(row.record_ids) for row in stored) == [0, 1, 2, 2, 3, 100]
     for row in stored:
         assert entry_digest(row._mapping) == row.entry_hash
@@ -110,14 +112,7 @@ async def test_every_field_is_sealed_as_the_stored_entry_digests(
                 )
             )  # fmt: skip
     assert await audit.seal_all(app_engine) == len(rows)
-    async with app_engine.connect() as connection:
-        stored = (
-            await connection.execute(
-                select(audit.events, audit.chain.c.entry_hash).join(
-                    audit.chain, audit.chain.c.event_id == audit.events.c.id
-                )
-            )
-        ).all()
+    stored = await sealed_entries(app_engine)
     assert len(stored) == len(rows)
     for row in stored:
         assert entry_digest(row._mapping) == row.entry_hash
