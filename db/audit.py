@@ -319,24 +319,18 @@ async def _seal(engine: AsyncEngine, batch: int) -> tuple[int, bool]:
         if not await connection.scalar(_SEQUENCE, {"k": SEQUENCER_LOCK}):
             return 0, False
         head = await _head(connection)
-        try:
-            rows = await _unsealed(connection, head, batch)
-            links = _linked(head, rows, _digests(rows))
-            if links:
-                # One COPY, not an INSERT per link (an executemany is a statement per
-                # row, each with its own executor start-up in the database).
-                raw = await connection.get_raw_connection()
-                await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-                    chain.name,
-                    schema_name=chain.schema,
-                    columns=_LINK_COLUMNS,
-                    records=list(map(itemgetter(*_LINK_COLUMNS), links)),
-                )
-        except BaseException:
-            # Not back to the pool: SQLAlchemy does not see the driver's errors, and a
-            # connection the database ended would be handed to the next sealing pass.
-            await connection.invalidate()
-            raise
+        rows = await _unsealed(connection, head, batch)
+        links = _linked(head, rows, _digests(rows))
+        if links:
+            # One COPY, not an INSERT per link (an executemany is a statement per row,
+            # each with its own executor start-up in the database).
+            raw = await connection.get_raw_connection()
+            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                chain.name,
+                schema_name=chain.schema,
+                columns=_LINK_COLUMNS,
+                records=list(map(itemgetter(*_LINK_COLUMNS), links)),
+            )
         return len(links), bool(links) and links[-1]["event_txid"] is None
 
 

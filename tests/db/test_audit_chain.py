@@ -351,6 +351,36 @@ async def test_sealing_stops_once_caught_up_while_entries_keep_arriving(
     assert report.ok and report.unsealed == 0
 
 
+async def test_a_connection_the_database_ended_while_sealing_is_not_used_again(
+    admin_engine: AsyncEngine, app_target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sequencer reads and writes the chain through the driver, under SQLAlchemy's
+    transaction: when the connection dies under it, the rollback on the way out finds
+    it gone and the pool drops it, so the next pass (one connection in the pool) gets a
+    new one rather than the dead one."""
+    from db.engine import create_engine
+
+    engine = create_engine(app_target, pool_size=1, max_overflow=0)
+    read = audit._finished_after
+
+    async def ended_first(connection: Any, after: Any) -> list[Any]:
+        pid = await connection.scalar(text("SELECT pg_backend_pid()"))
+        async with admin_engine.begin() as admin:
+            await admin.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        monkeypatch.setattr(audit, "_finished_after", read)
+        return await read(connection, after)
+
+    try:
+        await write(engine, 3)
+        monkeypatch.setattr(audit, "_finished_after", ended_first)
+        with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises
+            await audit.seal_all(engine)
+        assert await audit.seal_all(engine) == 3
+        assert (await audit.verify(engine)).ok
+    finally:
+        await engine.dispose()
+
+
 async def test_entries_written_before_they_carried_a_txid_are_sealed_first(
     app_engine: AsyncEngine, admin_engine: AsyncEngine
 ) -> None:
