@@ -287,6 +287,36 @@ def test_stopping_serve_stops_the_embedded_database(
     assert json.loads((data_dir / ".handle_pids.json").read_text()) == []
 
 
+def test_stopping_serve_seals_what_its_requests_wrote(tmp_path: Path) -> None:
+    """Found by review: docs/operations.md promised that stopping lets the sequencer make
+    its last pass, and stopping only cancelled it. What requests wrote since its last
+    pass stayed unsealed until the next start (and for good, if there was none). Here the
+    sequencer's interval is an hour, so only its pass at start and the last pass run."""
+    data_dir = tmp_path / "pgdata"
+    env = _embedded_env(data_dir, PHIGATE_AUDIT_SEAL_SECONDS="3600")
+    process, base = _serve_embedded(data_dir, tmp_path, env=env)
+    try:
+        for n in range(3):  # each refusal is an audit entry
+            refused = httpx.post(
+                f"{base}/auth/login",
+                json={"username": f"nobody.synthetic{n}", "password": "wrong", "totp": "000000"},
+                timeout=10,
+            )
+            assert refused.status_code == 401
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    script = Path(sys.executable).parent / "phigate"
+    verified = subprocess.run(
+        [str(script), "audit", "verify", "--no-seal"],
+        env=env, cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    report = json.loads(verified.stdout)
+    assert report["links_verified"] >= 3 and report["unsealed"] == 0, report
+
+
 def test_serve_sizes_the_embedded_database_for_its_workers(tmp_path: Path) -> None:
     """Every worker keeps up to pool + overflow connections open. An embedded server
     allowing fewer (here 5, as a server of PostgreSQL's default 100 would be for
