@@ -341,6 +341,8 @@ async def seal_all(engine: AsyncEngine, *, batch: int = SEAL_BATCH) -> int:
     pass a transaction with its own durable commit: PostgreSQL spent about 55 µs per
     entry sealed that way, against 12 in passes of thousands (docs/performance.md). What
     arrives meanwhile waits for the next pass, at the sequencer's interval."""
+    if batch < 1:
+        raise ValueError("seal_all: batch must be at least 1 (a pass of none never ends)")
     total = 0
     while True:
         sealed, legacy = await _seal(engine, batch)

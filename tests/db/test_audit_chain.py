@@ -97,20 +97,19 @@ async def test_every_field_is_sealed_as_the_stored_entry_digests(
          "session_id": uuid.uuid4(), "break_glass_episode_id": uuid.uuid4(),
          "occurred_at": datetime(2026, 12, 3, 9, 30, 0, 0, tzinfo=UTC)},
         {"operation_name": "SyntheticRead", "reason": "CONSENT_REVOKED", "record_id": "rec-1",
+         "request_id": "request-synthetic", "actor_kind": "SERVICE", "role": None,
          "subject_hash": "b" * 64, "client_ip": "::1", "purpose": "TREATMENT",
          "occurred_at": datetime(2026, 12, 3, 4, 0, 0, 1, tzinfo=timezone(timedelta(hours=-5)))},
         {"record_ids": [uuid.uuid4() for _ in range(3)], "document_hash": "c" * 64,
-         "role": "CLINICIAN", "actor_kind": "USER", "data_class": "IDENTITY"},
-        {},
+         "role": "CLINICIAN", "actor_kind": "USER", "data_class": "IDENTITY",
+         "outcome": "DENIED", "action": "WRITE", "category": "SECURITY"},
+        {"actor_id": None, "field_path": None},
     ]  # fmt: skip
+    required = {"category": "ACCESS", "action": "READ", "outcome": "ALLOWED"}
+    given = {"actor_id": "actor-synthetic", "field_path": "Patient.givenName"}
     async with admin_engine.begin() as connection:
         for extra in rows:
-            await connection.execute(
-                insert(audit.events).values(
-                    category="ACCESS", action="READ", outcome="ALLOWED",
-                    actor_id="actor-synthetic", field_path="Patient.givenName", **extra,
-                )
-            )  # fmt: skip
+            await connection.execute(insert(audit.events).values({**required, **given, **extra}))
     assert await audit.seal_all(app_engine) == len(rows)
     stored = await sealed_entries(app_engine)
     assert len(stored) == len(rows)
