@@ -296,10 +296,11 @@ def test_stopping_serve_seals_what_its_requests_wrote(tmp_path: Path) -> None:
     env = _embedded_env(data_dir, PHIGATE_AUDIT_SEAL_SECONDS="3600")
     process, base = _serve_embedded(data_dir, tmp_path, env=env)
     try:
+        wrong = "not the passphrase"
         for n in range(3):  # each refusal is an audit entry
             refused = httpx.post(
                 f"{base}/auth/login",
-                json={"username": f"nobody.synthetic{n}", "password": "wrong", "totp": "000000"},
+                json={"username": f"nobody.synthetic{n}", "password": wrong, "totp": "000000"},
                 timeout=10,
             )
             assert refused.status_code == 401
