@@ -3,7 +3,7 @@ from __future__ import annotations
 import ssl
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import asyncpg as asyncpg_dialect
@@ -27,9 +27,15 @@ class Compiled:
 
     sql: str
     parameters: tuple[str, ...]
+    # Values the statement carries itself (a function's literal argument, say), used for
+    # a parameter the caller does not give.
+    constants: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def arguments(self, values: Mapping[str, Any]) -> list[Any]:
-        return [values[name] for name in self.parameters]
+        return [
+            values[name] if name in values or name not in self.constants else self.constants[name]
+            for name in self.parameters
+        ]
 
 
 _DRIVER_DIALECT = asyncpg_dialect.dialect()
@@ -37,7 +43,11 @@ _DRIVER_DIALECT = asyncpg_dialect.dialect()
 
 def compile_for_driver(statement: Any) -> Compiled:
     compiled = statement.compile(dialect=_DRIVER_DIALECT)
-    return Compiled(str(compiled), tuple(compiled.positiontup or ()))
+    parameters = tuple(compiled.positiontup or ())
+    constants = {
+        name: compiled.binds[name].value for name in parameters if not compiled.binds[name].required
+    }
+    return Compiled(str(compiled), parameters, constants)
 
 
 @dataclass(frozen=True, slots=True)
