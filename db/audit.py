@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     TextClause,
     and_,
+    any_,
     bindparam,
     case,
     exists,
@@ -51,8 +52,9 @@ SEALING_LAG_LIMIT = timedelta(hours=1)
 # id (the database sets it, so the sequencer can trust it).
 _COLUMNS = tuple(column.name for column in events.columns if column.name not in ("id", "txid"))
 _POSITION = {name: index for index, name in enumerate(_COLUMNS)}
+_FLAGS = ("break_glass", "record_ids_repeated")
 _TEMPLATE: list[Any] = [
-    False if name == "break_glass" else [] if name == "record_ids" else None for name in _COLUMNS
+    False if name in _FLAGS else [] if name == "record_ids" else None for name in _COLUMNS
 ]
 
 
@@ -69,7 +71,32 @@ async def append(db: RequestDatabase, rows: Sequence[Mapping[str, Any]]) -> None
     round trip fewer: COPY kept the in-process audit overhead lower, 1.08-1.09x vs
     1.10x, for a 100-patient read's four rows of 100 record ids each.)"""
     if rows:
-        await db.copy("audit", "events", _COLUMNS, [_record(row) for row in rows])
+        await db.copy("audit", "events", _COLUMNS, _marked([_record(row) for row in rows]))
+
+
+_REPEATED = _POSITION["record_ids_repeated"]
+_IDS, _AT = _POSITION["record_ids"], _POSITION["occurred_at"]
+
+
+def _marked(records: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``records`` (one COPY, so one transaction), each whose list of records an earlier
+    one at the same time already holds marked ``record_ids_repeated``: the index holds
+    each list once (``mentions``). Lists are compared only between entries of equal
+    length, so a page's fields cost one comparison each, not a hash of every id."""
+    seen: dict[tuple[Any, int], list[Any]] = {}
+    marked = records
+    for index, record in enumerate(records):
+        ids = record[_IDS]
+        if not ids or record[_REPEATED]:
+            continue
+        alike = seen.setdefault((record[_AT], len(ids)), [])
+        if ids in alike:
+            if marked is records:
+                marked = records.copy()
+            marked[index] = (*record[:_REPEATED], True, *record[_REPEATED + 1 :])
+        else:
+            alike.append(ids)
+    return marked
 
 
 async def ensure_partitions(engine: AsyncEngine, months_ahead: int = 2) -> int:
@@ -255,6 +282,7 @@ def _digests(rows: Sequence[Any]) -> list[str]:
     names = _fields(rows[0])
     listed, nested = names.index(_RECORD_IDS_TEXT), names.index("record_ids")
     episode = names.index("break_glass_episode_id")
+    repeated = names.index("record_ids_repeated")
     digests = []
     for row in rows:
         if row[nested] is not None:  # as stored, the rare way (see _AS_READ)
@@ -264,7 +292,9 @@ def _digests(rows: Sequence[Any]) -> list[str]:
         for index in _NOT_PLAIN:
             content[FIELDS[index]] = plain(row[index])
         ids = row[listed]
-        digests.append(plain_digest(content, ids.split(",") if ids else None, row[episode]))
+        digests.append(
+            plain_digest(content, ids.split(",") if ids else None, row[episode], row[repeated])
+        )
     return digests
 
 
@@ -473,13 +503,42 @@ async def hash_at(engine: AsyncEngine, seq: int) -> str | None:
 
 
 def mentions(record_id: str) -> Any:
-    """Rows holding entries about this record (index-assisted: record_ids has a GIN
-    index, record_id a B-tree), before they are expanded into entries."""
+    """Rows holding entries about this record, before they are expanded into entries;
+    every branch by index. The GIN index holds each list of records once per
+    transaction: the entries that repeat an indexed entry's list (``record_ids_repeated``,
+    same transaction and time) are found through it, by the transaction id's index, as
+    one array of their ids computed once (an OR with a sub-select would be a filter
+    over every entry of the trail instead)."""
     try:
         listed = events.c.record_ids.contains([uuid.UUID(record_id)])
     except ValueError:
         return events.c.record_id == record_id
-    return or_(listed, events.c.record_id == record_id)
+    indexed = and_(listed, ~events.c.record_ids_repeated)
+    first, repeat = events.alias("first"), events.alias("repeat")
+    repeats = (
+        select(func.array_agg(repeat.c.id))
+        .select_from(
+            first.join(
+                repeat,
+                and_(
+                    repeat.c.txid == first.c.txid,
+                    repeat.c.occurred_at == first.c.occurred_at,
+                    repeat.c.record_ids_repeated,
+                    repeat.c.record_ids == first.c.record_ids,
+                ),
+            )
+        )
+        .where(
+            first.c.record_ids.contains([uuid.UUID(record_id)]),
+            ~first.c.record_ids_repeated,
+        )
+        .scalar_subquery()
+    )
+    return or_(
+        indexed,
+        events.c.id == any_(func.coalesce(repeats, literal_column("'{}'::bigint[]"))),
+        events.c.record_id == record_id,
+    )
 
 
 async def export(
@@ -693,7 +752,8 @@ def read_and_audit(
     """A read and the audit entries of what it returns, as one statement (one round trip,
     the records never travel back to be written): ``sql`` reads the rows; ``returned``
     selects, from them (``page``), the ids disclosed. One entry per (field, data class),
-    with every disclosed id, as ``AuditTrail.entries`` writes them, only if any was.
+    with every disclosed id, as ``AuditTrail.entries`` writes them, only if any was; the
+    index holds the first entry's list, the others are ``record_ids_repeated``.
 
     ``checked``: the statement also opens the request, as its own transaction: the
     database checks the session and sets the row context (``phigate.begin_request``),
@@ -724,11 +784,12 @@ def read_and_audit(
     disclosed AS (SELECT array_agg(id ORDER BY id) AS ids FROM ({returned}) AS r),
     audited AS (
         INSERT INTO audit.events (
-            {", ".join(_SHARED)}, category, action, outcome, field_path, data_class, record_ids
+            {", ".join(_SHARED)}, category, action, outcome, field_path, data_class, record_ids,
+            record_ids_repeated
         )
-        SELECT {shared}, 'ACCESS', 'READ', 'ALLOWED', f.path, f.class, d.ids
+        SELECT {shared}, 'ACCESS', 'READ', 'ALLOWED', f.path, f.class, d.ids, f.n > 1
         FROM unnest({placeholders["audit_fields"]}, {placeholders["audit_classes"]})
-            AS f(path, class), disclosed AS d
+            WITH ORDINALITY AS f(path, class, n), disclosed AS d
         WHERE d.ids IS NOT NULL
     ){result}"""  # noqa: S608 - our compiled SQL and names
     return statement, names

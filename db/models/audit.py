@@ -42,7 +42,15 @@ class AuditEvent(AuditBase):
             "occurred_at",
             postgresql_where=text("record_id IS NOT NULL"),
         ),
-        Index("ix_events_record_ids", "record_ids", postgresql_using="gin"),
+        # Each distinct list of records once per transaction: an entry that repeats an
+        # earlier entry's list (``record_ids_repeated``) is found through that entry
+        # (db/audit.mentions), not indexed again.
+        Index(
+            "ix_events_record_ids",
+            "record_ids",
+            postgresql_using="gin",
+            postgresql_where=text("NOT record_ids_repeated"),
+        ),
         Index(
             "ix_events_break_glass_episode_id",
             "break_glass_episode_id",
@@ -92,6 +100,11 @@ class AuditEvent(AuditBase):
     txid: Mapped[int | None] = mapped_column(
         BigInteger, server_default=text("pg_current_xact_id()::text::bigint")
     )
+    # True when an earlier entry of the same transaction, at the same time, holds the
+    # same record_ids and is not repeated itself (a request's fields read in the same
+    # records): the GIN index holds that entry only, and the accounting of disclosures
+    # finds this one through it. Part of the digest when true.
+    record_ids_repeated: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 class ChainLink(AuditBase):

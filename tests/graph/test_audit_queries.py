@@ -217,3 +217,40 @@ async def test_paging_walks_every_entry_of_a_listing_once(
     assert len(seen) == expected == len(set(seen))
     listed = {record for _, path, record in seen if path == "Patient.givenName"}
     assert set(history["patients"]) <= listed
+
+
+async def test_a_pages_fields_are_disclosed_though_its_records_are_indexed_once(
+    auditor: GraphQLClient, clinician: GraphQLClient, history: dict, app_engine: AsyncEngine
+) -> None:
+    """A page read for two PHI fields writes two entries of the same records; the index
+    holds the first only (the other is ``record_ids_repeated``), and the accounting of
+    disclosures still lists both fields for every patient on the page."""
+    read = "{ patients(first: 10) { edges { node { id givenName familyName } } } }"
+    (await clinician(read)).ok()
+    async with app_engine.connect() as connection:
+        entries = (
+            await connection.execute(
+                text(
+                    "SELECT field_path, record_ids_repeated, cardinality(record_ids) AS records"
+                    " FROM audit.events WHERE operation_name IS NULL AND field_path IN"
+                    " ('Patient.givenName', 'Patient.familyName') AND request_id = ("
+                    "   SELECT request_id FROM audit.events"
+                    "   WHERE field_path = 'Patient.familyName' ORDER BY id DESC LIMIT 1)"
+                    " ORDER BY id"
+                )
+            )
+        ).all()
+    assert [(e.records, e.record_ids_repeated) for e in entries] == [(3, False), (3, True)]
+    now = datetime.now(UTC)
+    for patient in history["patients"]:
+        lines = (
+            await auditor(
+                "query($p: ID!, $f: DateTime!, $t: DateTime!) { accountingOfDisclosures(patientId: $p, from: $f, to: $t) { fields } }",
+                {
+                    "p": patient,
+                    "f": (now - timedelta(hours=1)).isoformat(),
+                    "t": (now + timedelta(hours=1)).isoformat(),
+                },
+            )
+        ).ok()["accountingOfDisclosures"]
+        assert lines[-1]["fields"] == ["Patient.familyName", "Patient.givenName"]
