@@ -747,7 +747,12 @@ def _check(p: dict[str, str]) -> str:
 
 
 def read_and_audit(
-    sql: str, parameters: tuple[str, ...], *, returned: str, checked: bool = False
+    sql: str,
+    parameters: tuple[str, ...],
+    *,
+    returned: str,
+    checked: bool = False,
+    related: Sequence[tuple[str, str]] = (),
 ) -> tuple[str, tuple[str, ...]]:
     """A read and the audit entries of what it returns, as one statement (one round trip,
     the records never travel back to be written): ``sql`` reads the rows; ``returned``
@@ -762,24 +767,36 @@ def read_and_audit(
     ``sql`` must reference ``checked.ok``; it runs only if the check passed, and so do
     the audit entries. The first column, ``session_checked``, is 1 when it did and 0
     when it did not (the session ended, or the caller is not the one expected: nothing
-    was read); a row whose ``id`` is NULL only carries that column."""
+    was read); a row whose ``id`` is NULL only carries that column.
+
+    ``related``: (column, SQL) pairs, each SQL an aggregate of the page's records by
+    ``patient_id`` (``agg``) that may read ``page``; each row gets its patient's ``agg``
+    as that column (NULL when none), after the page's own columns."""
     names, placeholders = _placeholders(
         parameters, (*_SHARED, "audit_fields", "audit_classes", *(_SESSION if checked else ()))
     )
     shared = ", ".join(placeholders[name] for name in _SHARED)
+    aggregates = "".join(
+        f"\n    related_{n} AS ({aggregate})," for n, (_, aggregate) in enumerate(related)
+    )
+    columns = "".join(f', related_{n}.agg AS "{name}"' for n, (name, _) in enumerate(related))
+    joins = "".join(
+        f" LEFT JOIN related_{n} ON related_{n}.patient_id = page.id" for n in range(len(related))
+    )
     if checked:
         opening = f"""
     WITH {_check(placeholders)},
     page AS MATERIALIZED (SELECT q.* FROM {CHECKED} CROSS JOIN LATERAL ({sql}) AS q),"""  # noqa: S608 - our compiled SQL and names
         result = f"""
-    SELECT v.ok AS session_checked, page.*
-    FROM (SELECT count(*) AS ok FROM {CHECKED}) AS v LEFT JOIN page ON true
+    SELECT v.ok AS session_checked, page.*{columns}
+    FROM (SELECT count(*) AS ok FROM {CHECKED}) AS v LEFT JOIN page ON true{joins}
     ORDER BY page.created_at, page.id"""  # noqa: S608 - our names
     else:
         opening = f"""
     WITH page AS MATERIALIZED ({sql}),"""
-        result = """
-    SELECT * FROM page ORDER BY created_at, id"""
+        result = f"""
+    SELECT page.*{columns} FROM page{joins} ORDER BY page.created_at, page.id"""  # noqa: S608 - our names
+    opening += aggregates
     statement = f"""{opening}
     disclosed AS (SELECT array_agg(id ORDER BY id) AS ids FROM ({returned}) AS r),
     audited AS (
