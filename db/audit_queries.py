@@ -80,7 +80,10 @@ async def event_page(
         if value is not None:
             query = query.where(column == value)
     if where.patient_id is not None:
-        query = query.where(mentions(where.patient_id), where.patient_id == RECORD)
+        query = query.where(
+            mentions(where.patient_id, since=where.since, until=where.until),
+            where.patient_id == RECORD,
+        )
     if where.since is not None:
         query = query.where(events.c.occurred_at >= where.since)
     if where.until is not None:
@@ -153,7 +156,7 @@ async def disclosures(
             func.array_agg(func.distinct(events.c.field_path)).label("fields"),
         )
         .where(
-            mentions(patient_id),
+            mentions(patient_id, since=since, until=until),
             events.c.occurred_at >= since,
             events.c.occurred_at < until,
             events.c.category == "ACCESS",

@@ -61,13 +61,10 @@ def entry_digest(entry: Mapping[str, Any]) -> str:
         {name: plain(entry.get(name)) for name in FIELDS},
         entry.get("record_ids"),
         entry.get("break_glass_episode_id"),
-        entry.get("record_ids_repeated"),
     )
 
 
-def plain_digest(
-    content: dict[str, Any], record_ids: Any, episode_id: Any, repeated: Any = False
-) -> str:
+def plain_digest(content: dict[str, Any], record_ids: Any, episode_id: Any) -> str:
     """The digest of an entry whose ``FIELDS`` are in ``content`` already made ``plain``
     (``content`` is taken, not copied): what ``entry_digest`` computes, for a caller that
     knows which of its values need making plain (the sequencer, by column type)."""
@@ -76,12 +73,6 @@ def plain_digest(
         content["record_ids"] = [str(record) for record in record_ids]
     if episode_id:
         content["break_glass_episode_id"] = str(episode_id)
-    if repeated:
-        # Only when set, as above: an entry whose records the index holds through an
-        # earlier entry of its transaction (db/audit.py, ``repeated_records``). Part of
-        # the digest, so that clearing or setting it, which moves the entry in or out of
-        # the accounting of disclosures, breaks its link.
-        content["record_ids_repeated"] = True
     return hashlib.sha256(canonical_json(content)).hexdigest()
 
 

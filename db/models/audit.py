@@ -103,7 +103,9 @@ class AuditEvent(AuditBase):
     # True when an earlier entry of the same transaction, at the same time, holds the
     # same record_ids and is not repeated itself (a request's fields read in the same
     # records): the GIN index holds that entry only, and the accounting of disclosures
-    # finds this one through it. Part of the digest when true.
+    # finds this one through it. Not part of the digest (where the index holds an entry,
+    # not what happened); `phigate audit verify` checks every marked entry has its
+    # indexed one.
     record_ids_repeated: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 

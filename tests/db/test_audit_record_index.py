@@ -58,10 +58,22 @@ def _row(entry: dict[str, Any], at: datetime, request: str) -> dict[str, Any]:
     }
 
 
-async def _found(engine: AsyncEngine, record: str, marker: str) -> tuple[set[int], set[int]]:
-    """This run's entries about ``record``, by ``mentions`` and by reading every entry."""
-    mine = audit.events.c.operation_name == marker
-    by_index = select(audit.events.c.id).where(mine, audit.mentions(record))
+async def _found(
+    engine: AsyncEngine,
+    record: str,
+    marker: str | None,
+    window: tuple[datetime, datetime] | None = None,
+) -> tuple[set[int], set[int]]:
+    """This run's entries about ``record`` (``marker``: its operation name; ``window``:
+    written in it, as [since, until)), by ``mentions`` and by reading every entry."""
+    mine = audit.events.c.operation_name.is_not_distinct_from(marker)
+    since, until = window or (None, None)
+    if window is not None:
+        at = audit.events.c.occurred_at
+        mine = mine & (at >= since) & (at < until)
+    by_index = select(audit.events.c.id).where(
+        mine, audit.mentions(record, since=since, until=until)
+    )
     listed = literal(record) == any_(cast(audit.events.c.record_ids, ARRAY(Text)))
     every = select(audit.events.c.id).where(mine, or_(listed, audit.events.c.record_id == record))
     async with engine.connect() as connection:
@@ -93,6 +105,10 @@ async def test_every_entry_about_a_record_is_found_whatever_was_repeated(
             await db.close()
     for record in (*map(str, PATIENTS), "not-a-uuid"):
         by_index, every = await _found(app_engine, record, marker)
+        assert by_index == every, record
+        # Within a window (the accounting of disclosures has one): the first time only.
+        window = (at, at + timedelta(seconds=1))
+        by_index, every = await _found(app_engine, record, marker, window)
         assert by_index == every, record
     async with app_engine.connect() as connection:
         # Each distinct non-empty list, per transaction and time, is indexed exactly
@@ -133,3 +149,43 @@ async def test_finding_a_records_entries_reads_by_index(app_engine: AsyncEngine)
     print(plan)
     assert "Seq Scan" not in plan, plan
     assert "record_ids_idx" in plan and "txid_id_idx" in plan, plan
+
+
+async def test_a_mark_altered_out_of_band_is_named_by_verification(
+    app_engine: AsyncEngine, admin_engine: AsyncEngine
+) -> None:
+    """The mark is not part of an entry's digest (a gateway of the previous build may
+    seal marked entries during a rolling upgrade), so verification checks it apart: an
+    indexed entry marked as repeating (what a superuser could do to hide a read from the
+    accounting of disclosures) is named, while the chain itself still verifies."""
+    patient = uuid.uuid4()
+    db = RequestDatabase(app_engine)
+    try:
+        at = datetime.now(UTC)
+        rows = [
+            _row({"field_path": f, "record_ids": [patient], "later": False, "record_id": None},
+                 at, "request-mark")
+            for f in ("Patient.givenName", "Patient.familyName")
+        ]  # fmt: skip
+        await audit.append(db, rows)
+        await db.commit()
+    finally:
+        await db.close()
+    assert await audit.seal_all(app_engine) == 2
+    assert (await audit.verify(app_engine)).ok
+    by_index, _ = await _found(app_engine, str(patient), marker=None)
+    assert len(by_index) == 2
+    async with admin_engine.begin() as connection:
+        await connection.execute(text("SET LOCAL session_replication_role = replica"))
+        await connection.execute(
+            text(
+                "UPDATE audit.events SET record_ids_repeated = true"
+                " WHERE request_id = 'request-mark' AND NOT record_ids_repeated"
+            )
+        )
+    by_index, every = await _found(app_engine, str(patient), marker=None)
+    assert not by_index and len(every) == 2  # hidden from the index...
+    report = await audit.verify(app_engine)
+    assert report.first_broken is None and report.links == 2  # ...the chain intact...
+    assert not report.ok  # ...and named
+    assert any("2 entries are marked as repeating" in problem for problem in report.problems)

@@ -6,10 +6,13 @@ ids). Every entry's list went into the GIN index that finds a patient's entries 
 accounting of disclosures: measured with pgbench on the trail itself, that index was 41
 to 66% of the cost of writing a 100-record read's entries. An entry that repeats an
 earlier entry's list in the same transaction, at the same time, is now marked
-(``record_ids_repeated``, part of its digest) and left out of the index; the accounting
-of disclosures finds it through the entry that is indexed (``db.audit.mentions``).
+(``record_ids_repeated``) and left out of the index; the accounting of disclosures
+finds it through the entry that is indexed (``db.audit.mentions``). The mark is not part
+of the entry's digest: it says where the index holds the entry, not what happened, and a
+gateway of the previous build, sealing during a rolling upgrade, must compute the same
+digests. Verification checks instead that every marked entry has its indexed one.
 
-Existing entries keep the column's default (false: indexed, digest unchanged). The index
+Existing entries keep the column's default (false: indexed). The index
 is rebuilt as a partial index, which holds a lock that blocks audit writes (and so
 audited requests) while it builds: on a large trail, run this revision in a maintenance
 window (docs/database.md).
