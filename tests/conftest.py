@@ -254,9 +254,27 @@ async def user(app: Starlette) -> dict:
     return {"id": user_id, "username": "test.clinician", "secret": secret}
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """What the fuzzers and property tests generated and what came back."""
+# The summary lines ride on each test's report, so that they reach the end of the output
+# from whichever process ran the test (pytest-xdist runs the suite in two).
+SUMMARY_KEY = "phigate-summary"
+REPORTED: list[str] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    report = yield
     from tests.e2e.served import SUMMARY
 
-    for line in SUMMARY:
+    report.user_properties.extend((SUMMARY_KEY, line) for line in SUMMARY)
+    SUMMARY.clear()
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    REPORTED.extend(value for key, value in report.user_properties if key == SUMMARY_KEY)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What the fuzzers and property tests generated and what came back."""
+    for line in REPORTED:
         terminalreporter.write_line(line)

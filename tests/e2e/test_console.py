@@ -384,9 +384,19 @@ async def test_an_ended_session_s_cookie_is_worthless(
     assert facts.status_code == 401
 
 
+# A session id no database holds (fixed, so that test ids are the same in every process).
+UNKNOWN_SESSION = uuid.UUID("00000000-0000-4000-8000-00000000f0f0")
+
+
 @pytest.mark.parametrize(
     "value",
-    ["garbage", f"{uuid.uuid4()}.{'a' * 43}", "not-a-uuid." + "b" * 43, f"{uuid.uuid4()}.short"],
+    [
+        "garbage",
+        f"{UNKNOWN_SESSION}.{'a' * 43}",
+        "not-a-uuid." + "b" * 43,
+        f"{UNKNOWN_SESSION}.short",
+    ],
+    ids=["garbage", "unknown-session", "not-a-uuid", "short-mac"],
 )
 async def test_a_forged_cookie_is_no_session(
     browser: httpx.AsyncClient, value: str, analyst: dict[str, str]
