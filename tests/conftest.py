@@ -254,6 +254,20 @@ async def user(app: Starlette) -> dict:
     return {"id": user_id, "username": "test.clinician", "secret": secret}
 
 
+# pytest-xdist's schedulers that group tests by module, file or group key them by node id;
+# schemathesis gives all its tests one node id, so they would keep one and drop the rest.
+GROUPING_SCHEDULERS = frozenset({"loadscope", "loadfile", "loadgroup"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    dist = getattr(config.option, "dist", "no")
+    if dist in GROUPING_SCHEDULERS:
+        raise pytest.UsageError(
+            f"--dist {dist} would silently drop all but one of the schemathesis tests "
+            "(they share a node id); use the default scheduler (-n 2)"
+        )
+
+
 # The summary lines ride on each test's report, so that they reach the end of the output
 # from whichever process ran the test (pytest-xdist runs the suite in two).
 SUMMARY_KEY = "phigate-summary"
